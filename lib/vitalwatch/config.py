@@ -1,0 +1,235 @@
+"""Typed configuration: conf/base.yaml, then conf/<profile>.yaml, then environment.
+
+Why layered: one set of defaults for every deployment; a profile says what differs on a
+cluster; the environment carries secrets and per-host endpoints that never belong in git.
+Environment variables use the prefix ``VITALWATCH__`` and ``__`` between levels, e.g.
+``VITALWATCH__KAFKA__BOOTSTRAP_SERVERS=broker:9092``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "VITALWATCH__"
+
+
+def project_root() -> Path:
+    """The directory holding ``conf/``: $VITALWATCH_HOME, else the nearest ancestor of the
+    working directory or of this package that has ``conf/base.yaml``."""
+    if home := os.environ.get("VITALWATCH_HOME"):
+        return Path(home).resolve()
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for d in (start, *start.parents):
+            if (d / "conf" / "base.yaml").is_file():
+                return d
+    return Path.cwd()
+
+
+def conf_dir() -> Path:
+    """Where the YAML files live; $VITALWATCH_CONF_DIR wins (spark-submit ships conf/ there)."""
+    if d := os.environ.get("VITALWATCH_CONF_DIR"):
+        return Path(d).resolve()
+    return project_root() / "conf"
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_yaml_layers(profile: str | None = None) -> dict[str, Any]:
+    """base.yaml deep-merged with the profile's file (if it exists)."""
+    d = conf_dir()
+    base_file = d / "base.yaml"
+    if not base_file.is_file():
+        raise FileNotFoundError(f"vitalwatch configuration not found: {base_file}")
+    data = yaml.safe_load(base_file.read_text()) or {}
+    profile = profile or os.environ.get("VITALWATCH_PROFILE", "local")
+    prof_file = d / f"{profile}.yaml"
+    if prof_file.is_file():
+        data = _deep_merge(data, yaml.safe_load(prof_file.read_text()) or {})
+    elif profile != "local":
+        raise FileNotFoundError(f"profile {profile!r} has no file {prof_file}")
+    data["profile"] = profile
+    return data
+
+
+class LakeConfig(BaseModel):
+    root: str
+    checkpoint_root: str
+
+
+class TopicsConfig(BaseModel):
+    observations: str
+    alerts: str
+    normal: str
+
+
+class KafkaConfig(BaseModel):
+    bootstrap_servers: str | None = None
+    topics: TopicsConfig
+    partitions: int = Field(4, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int = Field(200_000, ge=1)
+    fail_on_data_loss: bool = True
+
+
+class MongoConfig(BaseModel):
+    uri: str | None = None
+    database: str = "vitalwatch"
+
+
+class ElasticsearchConfig(BaseModel):
+    nodes: str | None = None
+    index_prefix: str = "vitalwatch"
+
+
+class SparkConfig(BaseModel):
+    master: str = "local[*]"
+    app_name: str = "vitalwatch"
+    shuffle_partitions: int = Field(4, ge=1)
+    driver_memory: str = "2g"
+    ivy_dir: str | None = None
+    extra_conf: dict[str, str] = {}
+
+
+class StreamingConfig(BaseModel):
+    trigger_interval: str = "5 seconds"
+    dedupe_watermark: str = "1 hour"
+
+
+class FhirConfig(BaseModel):
+    accepted_statuses: list[str]
+    bundle_types: list[str]
+
+
+class KafkaServerConfig(BaseModel):
+    version: str
+    scala: str = "2.13"
+    heap: str = "512m"
+    port: int = 0
+    controller_port: int = 0
+
+
+class MongoServerConfig(BaseModel):
+    port: int = 0
+    admin_user: str = "vitalwatch_admin"
+
+
+class ElasticsearchServerConfig(BaseModel):
+    version: str
+    heap: str = "512m"
+    port: int = 0
+    transport_port: int = 0
+    run_as_user: str = "nobody"
+
+
+class InfraConfig(BaseModel):
+    work_dir: str
+    cache_dir: str
+    host: str = "127.0.0.1"
+    start_timeout_s: int = Field(180, ge=10)
+    kafka: KafkaServerConfig
+    mongo: MongoServerConfig
+    elasticsearch: ElasticsearchServerConfig
+
+
+class SimulatorConfig(BaseModel):
+    patients: int = Field(50, ge=1)
+    seed: int = 7
+    cadence_minutes: float = Field(15, gt=0)
+    speedup: float = Field(60.0, gt=0)
+    rate: float = Field(0, ge=0)
+    bundle_fraction: float = Field(0.2, ge=0, le=1)
+    duplicate_fraction: float = Field(0.0, ge=0, le=1)
+    late_fraction: float = Field(0.0, ge=0, le=1)
+    malformed_fraction: float = Field(0.0, ge=0, le=1)
+    profile_mix: dict[str, float]
+
+
+class ReplayConfig(BaseModel):
+    path: str
+    base_time: str
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Feeds the merged YAML layers to pydantic-settings below the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], profile: str | None) -> None:
+        super().__init__(settings_cls)
+        self._data = load_yaml_layers(profile)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one vitalwatch process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", case_sensitive=False
+    )
+
+    profile: str = "local"
+    lake: LakeConfig
+    kafka: KafkaConfig
+    mongo: MongoConfig
+    elasticsearch: ElasticsearchConfig
+    spark: SparkConfig
+    streaming: StreamingConfig
+    fhir: FhirConfig
+    infra: InfraConfig
+    simulator: SimulatorConfig
+    replay: ReplayConfig
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        profile = os.environ.get("VITALWATCH_PROFILE")
+        return (init_settings, env_settings, _YamlSource(settings_cls, profile), file_secret_settings)
+
+    # -- paths --------------------------------------------------------------------------
+    def path(self, p: str) -> Path:
+        """Resolve a configured path: ``~`` expanded, relative ones under the project root."""
+        q = Path(os.path.expanduser(p))
+        return q if q.is_absolute() else (project_root() / q).resolve()
+
+    def table_path(self, layer: str, name: str) -> str:
+        """Location of a Delta table, e.g. ``table_path("silver", "vital_signs")``.
+
+        A URI root (s3a://, abfss://, hdfs://) is kept as is for clusters."""
+        root = self.lake.root
+        if "://" in root:
+            return f"{root.rstrip('/')}/{layer}/{name}"
+        return str(self.path(root) / layer / name)
+
+    def checkpoint_path(self, query: str) -> str:
+        root = self.lake.checkpoint_root
+        if "://" in root:
+            return f"{root.rstrip('/')}/{query}"
+        return str(self.path(root) / query)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests build their own with ``Settings()``)."""
+    return Settings()

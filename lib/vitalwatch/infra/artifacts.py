@@ -1,0 +1,81 @@
+"""Fetching server artifacts from Maven Central with Maven (never committed, cached once).
+
+Kafka: the broker jar ``org.apache.kafka:kafka_<scala>`` and its runtime dependencies.
+Elasticsearch: the ``integ-test-zip`` distribution (core server + security modules)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+from vitalwatch.infra.process import InfraError
+
+_KAFKA_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>vitalwatch.infra</groupId><artifactId>kafka-broker</artifactId>
+  <version>1</version><packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_{scala}</artifactId>
+      <version>{version}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId>
+      <version>1.7.36</version></dependency>
+  </dependencies>
+</project>
+"""
+
+
+def _mvn(args: list[str], cwd: Path) -> None:
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise InfraError("Maven (mvn) is not on PATH; it fetches the Kafka and Elasticsearch artifacts")
+    proc = subprocess.run([mvn, "-B", "-q", *args], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise InfraError(f"mvn {' '.join(args)} failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+
+
+def kafka_libs(cache_dir: Path, version: str, scala: str) -> Path:
+    """Directory of the broker's jars (classpath ``<dir>/*``), fetched on first use."""
+    target = cache_dir / f"kafka_{scala}-{version}" / "libs"
+    marker = target.parent / ".complete"
+    if marker.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (target.parent / "pom.xml").write_text(_KAFKA_POM.format(scala=scala, version=version))
+    shutil.rmtree(target, ignore_errors=True)
+    _mvn(["dependency:copy-dependencies", f"-DoutputDirectory={target}", "-DincludeScope=runtime"],
+         target.parent)
+    if not (target / f"kafka_{scala}-{version}.jar").exists():
+        raise InfraError(f"Kafka {version} jar missing after fetch in {target}")
+    marker.touch()
+    return target
+
+
+def elasticsearch_zip(cache_dir: Path, version: str) -> Path:
+    """The Elasticsearch integ-test-zip distribution, fetched on first use."""
+    out = cache_dir / "elasticsearch"
+    z = out / f"elasticsearch-{version}.zip"
+    if z.exists() and zipfile.is_zipfile(z):
+        return z
+    out.mkdir(parents=True, exist_ok=True)
+    coord = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{version}:zip"
+    _mvn(["dependency:copy", f"-Dartifact={coord}", f"-DoutputDirectory={out}"], out)
+    if not z.exists():
+        raise InfraError(f"Elasticsearch {version} zip missing after fetch in {out}")
+    return z
+
+
+def unpack_elasticsearch(zip_path: Path, dest: Path) -> Path:
+    """Unpack the distribution into dest (once) and return ES_HOME."""
+    home = dest / zip_path.stem
+    if (home / "bin" / "elasticsearch").exists():
+        return home
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            zf.extract(info, dest)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                (dest / info.filename).chmod(mode)
+    return home

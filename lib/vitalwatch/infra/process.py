@@ -1,0 +1,146 @@
+"""Supervising local server processes: start detached, remember the pid, stop cleanly.
+
+Servers outlive the CLI call that started them (``infra up`` returns), so each keeps a pid
+file and a log under the work directory; ``down`` sends SIGTERM to the whole process group
+and SIGKILL only after a grace period."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+
+class InfraError(RuntimeError):
+    """A local server could not be prepared, started or reached."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(wanted: int, previous: int | None, host: str) -> int:
+    """A configured port if set; else the port used last time if still free; else any free one."""
+    if wanted:
+        return wanted
+    if previous and port_is_free(previous, host):
+        return previous
+    return free_port(host)
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def start_detached(
+    argv: Sequence[str], *, log_file: Path, pid_file: Path, env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start ``argv`` in its own session (survives this process), output appended to log_file."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {' '.join(argv)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        )
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop_pid(pid: int | None, grace_s: float = 30.0) -> bool:
+    """SIGTERM the process group, wait, then SIGKILL. True if something was running."""
+    if not pid_alive(pid):
+        return False
+    assert pid is not None
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        _reap(pid)
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for _ in range(50):
+        _reap(pid)
+        if not pid_alive(pid):
+            break
+        time.sleep(0.1)
+    return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def wait_until(
+    check: Callable[[], bool], *, timeout_s: float, what: str, pid: int | None = None,
+    log_file: Path | None = None, interval_s: float = 0.5,
+) -> None:
+    """Poll ``check`` until true; fail fast (with the log's tail) if the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - a server that is still starting refuses in many ways
+            pass
+        if pid is not None and not pid_alive(pid):
+            raise InfraError(f"{what} exited during start-up{_tail(log_file)}")
+        time.sleep(interval_s)
+    raise InfraError(f"{what} not healthy after {timeout_s:.0f}s{_tail(log_file)}")
+
+
+def _tail(log_file: Path | None, lines: int = 25) -> str:
+    if not log_file or not log_file.exists():
+        return ""
+    text = log_file.read_text(errors="replace").splitlines()[-lines:]
+    return f"; last lines of {log_file}:\n" + "\n".join(text)
