@@ -1,0 +1,71 @@
+"""The vital-signs catalogue (conf/vitals.yaml): LOINC → canonical name, unit, conversions,
+physiological limits. Loaded once; the parser turns it into Spark map literals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+from vitalwatch.config import conf_dir
+
+
+class Conversion(BaseModel):
+    factor: float
+    offset: float = 0.0
+
+
+class VitalDef(BaseModel):
+    name: str
+    unit: str
+    min: float
+    max: float
+    convert: dict[str, Conversion] = {}
+
+
+class BpPair(BaseModel):
+    systolic: str
+    diastolic: str
+
+
+class CatalogueFile(BaseModel):
+    vitals: dict[str, VitalDef]
+    panels: list[str]
+    bp_pair: BpPair
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    vitals: dict[str, VitalDef]
+    panels: tuple[str, ...]
+    bp_pair: BpPair
+    names: dict[str, str] = field(default_factory=dict)
+
+    def convert(self, loinc: str, value: float, unit: str) -> float | None:
+        """Canonical value of ``value`` in ``unit`` (None: not convertible). Used by tests and
+        producers; the Spark parser applies the same table."""
+        v = self.vitals[loinc]
+        if unit == v.unit:
+            return value
+        c = v.convert.get(unit)
+        return None if c is None else value * c.factor + c.offset
+
+    def code_for(self, name: str) -> str:
+        """The (first) LOINC code of a canonical name, e.g. ``systolic_bp`` → 8480-6."""
+        for code, v in self.vitals.items():
+            if v.name == name:
+                return code
+        raise KeyError(name)
+
+
+def parse_catalogue(text: str) -> Catalogue:
+    f = CatalogueFile.model_validate(yaml.safe_load(text))
+    return Catalogue(f.vitals, tuple(f.panels), f.bp_pair)
+
+
+@lru_cache(maxsize=4)
+def load_catalogue(path: Path | None = None) -> Catalogue:
+    return parse_catalogue((path or conf_dir() / "vitals.yaml").read_text())

@@ -1,0 +1,68 @@
+"""The one place every SparkSession is built (jobs, tests, notebooks, local or cluster).
+
+Connectors come from Maven Central through ``spark.jars.packages`` (coordinates in
+conf/spark-packages.txt); Delta Lake is configured as the catalog; time is UTC everywhere so
+FHIR instants keep their meaning."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from vitalwatch.config import Settings
+from vitalwatch.packages import load_packages
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, str]:
+    """The Spark configuration vitalwatch needs, as a dict (also rendered by spark-submit.sh)."""
+    pk = load_packages()
+    ivy = settings.spark.ivy_dir or str(settings.path(settings.infra.cache_dir) / "ivy")
+    conf = {
+        "spark.app.name": app_name or settings.spark.app_name,
+        "spark.jars.packages": pk.packages_csv,
+        "spark.jars.excludes": pk.excludes_csv,
+        "spark.jars.ivy": ivy,
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": settings.spark.driver_memory,
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+    }
+    conf.update(settings.spark.extra_conf)
+    return conf
+
+
+def build_session(settings: Settings, app_name: str | None = None,
+                  master: str | None = None) -> SparkSession:
+    """Get or create the SparkSession for ``settings`` (master from config unless given).
+
+    Under spark-submit the master and packages are already set by the launcher; ours only
+    fill what is missing."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", _python()))
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder
+    if not os.environ.get("VITALWATCH_SPARK_SUBMIT"):
+        builder = builder.master(master or settings.spark.master)
+    for k, v in session_conf(settings, app_name).items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("VITALWATCH_SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
