@@ -67,5 +67,206 @@ def _print_status(mgr: object) -> bool:
     return ok
 
 
+# -- producers ------------------------------------------------------------------------------
+def _send_with_progress(messages, total: int | None, topic: str, bootstrap: str, speedup: float,
+                        rate: float, label: str, should_stop=None):  # noqa: ANN001, ANN202
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from vitalwatch.producers.kafka_out import send
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as prog:
+        task = prog.add_task(label, total=total)
+        rep = send(messages, bootstrap, topic, speedup=speedup, rate=rate,
+                   on_sent=lambda _m: prog.advance(task), should_stop=should_stop)
+    console.log(f"sent {rep.sent} messages to {topic} in {rep.seconds:.1f}s "
+                f"({rep.rate:.0f}/s); by kind: {rep.by_kind}")
+    return rep
+
+
+@app.command()
+def simulate(
+    patients: Annotated[int | None, typer.Option(help="number of simulated patients")] = None,
+    hours: Annotated[float, typer.Option(help="simulated hours to produce")] = 24.0,
+    speedup: Annotated[float | None, typer.Option(help="simulated seconds per wall second (0: no pacing)")] = None,
+    rate: Annotated[float | None, typer.Option(help="cap in messages/s (0: none)")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (same seed, same messages)")] = None,
+    duplicates: Annotated[float | None, typer.Option(help="fraction of messages sent twice")] = None,
+    late: Annotated[float | None, typer.Option(help="fraction delivered late/out of order")] = None,
+    malformed: Annotated[float | None, typer.Option(help="fraction of readings followed by a malformed message")] = None,
+    start: Annotated[str | None, typer.Option(help="simulated start time (ISO 8601, default: now)")] = None,
+) -> None:
+    """Simulate bedside monitors: FHIR R4 vitals for N patients into the observations topic."""
+    from datetime import UTC, datetime
+
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.producers.simulator import SimulationPlan, simulate as sim
+
+    s = get_settings()
+    upd = {k: v for k, v in dict(patients=patients, seed=seed, duplicate_fraction=duplicates,
+                                late_fraction=late, malformed_fraction=malformed,
+                                speedup=speedup, rate=rate).items() if v is not None}
+    cfg = s.simulator.model_copy(update=upd)
+    t0 = datetime.fromisoformat(start) if start else datetime.now(UTC).replace(microsecond=0)
+    plan = SimulationPlan(t0, hours, cfg)
+    ep = resolve(s, ("kafka",))
+    _send_with_progress(sim(plan), None, s.kafka.topics.observations, ep.kafka_bootstrap,
+                        cfg.speedup, cfg.rate, f"simulating {cfg.patients} patients, {hours} h")
+
+
+@app.command()
+def replay(
+    patients: Annotated[int | None, typer.Option(help="replay only the first N patients")] = None,
+    max_rows: Annotated[int | None, typer.Option(help="stop after N hourly rows")] = None,
+    speedup: Annotated[float, typer.Option(help="simulated seconds per wall second (0: no pacing)")] = 0.0,
+    rate: Annotated[float, typer.Option(help="cap in messages/s (0: none)")] = 0.0,
+    bundle: Annotated[bool, typer.Option(help="one Bundle per hourly row (else one message per Observation)")] = True,
+) -> None:
+    """Replay the real PhysioNet 2019 ICU vitals as FHIR into the observations topic."""
+    from datetime import datetime
+
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.producers.icu_replay import replay as rp
+
+    s = get_settings()
+    msgs = list(rp(s.path(s.replay.path), datetime.fromisoformat(s.replay.base_time),
+                   patients=patients, max_rows=max_rows, as_bundle=bundle))
+    ep = resolve(s, ("kafka",))
+    _send_with_progress(iter(msgs), len(msgs), s.kafka.topics.observations, ep.kafka_bootstrap,
+                        speedup, rate, "replaying ICU data")
+
+
+# -- pipeline -------------------------------------------------------------------------------
+@app.command()
+def pipeline(
+    stages: Annotated[str, typer.Option(help="comma-separated: bronze,silver")] = "bronze,silver",
+    available_now: Annotated[bool, typer.Option(help="process what is available, then stop")] = False,
+    duration: Annotated[float, typer.Option(help="stop after S seconds (0: until Ctrl-C)")] = 0,
+) -> None:
+    """Run the streaming stages in this process (local Spark); on a cluster use spark-submit.sh."""
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.pipeline.runner import run_available_now, run_continuous
+    from vitalwatch.spark import build_session
+
+    s = get_settings()
+    chosen = [x.strip() for x in stages.split(",") if x.strip()]
+    with console.status("starting Spark (connectors resolve from Maven Central on first use)"):
+        spark = build_session(s, app_name="vitalwatch-pipeline")
+    ep = resolve(s, ("kafka",))
+    if available_now:
+        console.log(run_available_now(spark, s, ep, chosen))
+    else:
+        run_continuous(spark, s, ep, chosen, duration_s=duration or None, on_tick=_log_progress)
+
+
+def _log_progress(queries) -> None:  # noqa: ANN001
+    for q in queries:
+        p = q.lastProgress
+        if p:
+            console.log(f"{q.name}: batch {p['batchId']} in={p.get('numInputRows', 0)} rows "
+                        f"({p.get('processedRowsPerSecond', 0) or 0:.0f} rows/s), "
+                        f"{p['durationMs'].get('triggerExecution', 0)} ms")
+
+
+@app.command()
+def show(sample: Annotated[int, typer.Option(help="latest silver rows to print")] = 8) -> None:
+    """Counts of bronze, silver and quarantine, quarantine reasons, and the latest values."""
+    from vitalwatch.pipeline.report import lake_summary
+    from vitalwatch.spark import build_session
+
+    s = get_settings()
+    with console.status("reading the lake"):
+        spark = build_session(s, app_name="vitalwatch-show")
+        summ = lake_summary(spark, s, sample)
+    out = Console()
+    t = Table("table", "rows", title=f"lake at {s.path(s.lake.root)}")
+    t.add_row("bronze/observations_raw (messages)", str(summ["bronze_messages"]))
+    t.add_row("silver/vital_signs (values)", str(summ["silver_values"]))
+    t.add_row("silver/vital_signs (patients)", str(summ["silver_patients"]))
+    t.add_row("silver/quarantine", str(summ["quarantined"]))
+    out.print(t)
+    t = Table("vital", "values")
+    for k, v in summ["by_vital"].items():
+        t.add_row(k, str(v))
+    out.print(t)
+    t = Table("quarantine reason", "rows")
+    for k, v in summ["by_reason"].items():
+        t.add_row(k, str(v))
+    out.print(t)
+    t = Table("patient", "effective (UTC)", "vital", "value", "unit", "device", title="latest values")
+    for r in summ["latest"]:
+        t.add_row(r["patient_id"], str(r["effective_time"]), r["vital"], f"{r['value']:.1f}", r["unit"],
+                  r["device_id"] or "")
+    out.print(t)
+
+
+@app.command()
+def run(
+    patients: Annotated[int, typer.Option(help="simulated patients")] = 50,
+    hours: Annotated[float, typer.Option(help="simulated hours to produce")] = 6.0,
+    speedup: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 120.0,
+    duration: Annotated[float, typer.Option(help="wall seconds to run (0: until the simulation ends)")] = 0,
+    malformed: Annotated[float, typer.Option(help="fraction of malformed messages to inject")] = 0.02,
+) -> None:
+    """The local main command: infra up, the simulator, bronze + silver streaming, then a summary."""
+    import threading
+    from datetime import UTC, datetime
+
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.infra.manager import InfraManager
+    from vitalwatch.pipeline.runner import run_continuous
+    from vitalwatch.producers.kafka_out import send
+    from vitalwatch.producers.simulator import SimulationPlan, simulate as sim
+    from vitalwatch.spark import build_session
+
+    s = get_settings()
+    with console.status("infra up") as st:
+        InfraManager(s).up(progress=lambda m: (st.update(m), console.log(m)))
+    ep = resolve(s, ("kafka",))
+    cfg = s.simulator.model_copy(update=dict(patients=patients, speedup=speedup, malformed_fraction=malformed))
+    plan = SimulationPlan(datetime.now(UTC).replace(microsecond=0), hours, cfg)
+    stop = threading.Event()
+    done = threading.Event()
+    result: dict[str, object] = {}
+
+    def produce() -> None:
+        try:
+            result["report"] = send(sim(plan), ep.kafka_bootstrap, s.kafka.topics.observations,
+                                    speedup=speedup, should_stop=stop.is_set)
+        except Exception as e:  # noqa: BLE001 - reported below
+            result["error"] = e
+        finally:
+            done.set()
+
+    with console.status("starting Spark (connectors resolve from Maven Central on first use)"):
+        spark = build_session(s, app_name="vitalwatch-local")
+    producer = threading.Thread(target=produce, name="simulator", daemon=True)
+    producer.start()
+    console.log(f"simulating {patients} patients over {hours} simulated hours at x{speedup:g}; Ctrl-C stops")
+    started = datetime.now(UTC)
+
+    def finished() -> bool:
+        elapsed = (datetime.now(UTC) - started).total_seconds()
+        return (duration and elapsed >= duration) or (done.is_set() and elapsed > 20 and _drained(spark))
+
+    try:
+        run_continuous(spark, s, ep, duration_s=None, on_tick=_log_progress, should_stop=finished)
+    except KeyboardInterrupt:
+        console.log("stopping")
+    finally:
+        stop.set()
+        producer.join(timeout=30)
+    if "error" in result:
+        console.print(f"[red]simulator failed:[/red] {result['error']}")
+        raise typer.Exit(1)
+    show(sample=8)
+
+
+def _drained(spark) -> bool:  # noqa: ANN001
+    """True when every active query's last batch read nothing (the producer's output is in)."""
+    qs = spark.streams.active
+    return bool(qs) and all((q.lastProgress or {}).get("numInputRows", 1) == 0 for q in qs)
+
+
 def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())

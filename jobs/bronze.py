@@ -1,0 +1,15 @@
+"""Spark entry point: the bronze stage alone (see jobs/pipeline.py for the options).
+
+    ./spark-submit.sh jobs/bronze.py [--available-now] [--duration S]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from pipeline import main
+
+if __name__ == "__main__":
+    sys.argv[1:1] = ["--stages", "bronze"]
+    typer.run(main)

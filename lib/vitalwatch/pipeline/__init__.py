@@ -1,0 +1,1 @@
+"""The streaming pipeline stages: bronze (Kafka as received), silver (parsed vital signs)."""

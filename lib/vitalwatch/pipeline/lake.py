@@ -1,0 +1,61 @@
+"""Delta tables of the lake: names, schemas (derived from the transforms that fill them) and
+creation, so readers never meet a missing table and partitioning is fixed up front."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import (
+    BinaryType,
+    DateType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from vitalwatch.config import Settings
+
+BRONZE = ("bronze", "observations_raw")
+SILVER_VITALS = ("silver", "vital_signs")
+SILVER_QUARANTINE = ("silver", "quarantine")
+
+KAFKA_BRONZE_SCHEMA = StructType([
+    StructField("key", BinaryType()),
+    StructField("value", BinaryType()),
+    StructField("topic", StringType()),
+    StructField("partition", IntegerType()),
+    StructField("offset", LongType()),
+    StructField("kafka_timestamp", TimestampType()),
+    StructField("kafka_timestamp_type", IntegerType()),
+    StructField("ingest_time", TimestampType()),
+    StructField("ingest_date", DateType()),
+])
+
+PARTITIONS = {BRONZE: ["ingest_date"], SILVER_VITALS: ["effective_date"], SILVER_QUARANTINE: ["quarantine_date"]}
+
+
+def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_by: list[str]) -> None:
+    """Create an empty Delta table at ``path`` if there is none (idempotent)."""
+    from delta.tables import DeltaTable
+
+    b = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    if partition_by:
+        b = b.partitionedBy(*partition_by)
+    b.execute()
+
+
+def ensure_lake(spark: SparkSession, settings: Settings) -> None:
+    """Create bronze and silver tables with the schemas their writers produce."""
+    from vitalwatch.pipeline.silver import quarantine_schema, silver_schema
+
+    ensure_table(spark, settings.table_path(*BRONZE), KAFKA_BRONZE_SCHEMA, PARTITIONS[BRONZE])
+    ensure_table(spark, settings.table_path(*SILVER_VITALS), silver_schema(spark, settings),
+                 PARTITIONS[SILVER_VITALS])
+    ensure_table(spark, settings.table_path(*SILVER_QUARANTINE), quarantine_schema(spark, settings),
+                 PARTITIONS[SILVER_QUARANTINE])
+
+
+def read_table(spark: SparkSession, settings: Settings, table: tuple[str, str]) -> DataFrame:
+    return spark.read.format("delta").load(settings.table_path(*table))

@@ -1,0 +1,81 @@
+"""``bronze/observations_raw`` → ``silver/vital_signs`` + ``silver/quarantine``.
+
+One streaming query parses each bronze row once (:mod:`vitalwatch.fhir.parse`), drops
+duplicate values with ``dropDuplicatesWithinWatermark`` on their dedupe key (watermark on
+ingest time, so a late *effective* time is never a reason to drop), and writes both tables
+from ``foreachBatch`` with Delta's idempotent-write options (``txnAppId`` + ``txnVersion`` =
+batch id): a batch replayed after a crash commits nothing twice."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import StructType
+
+from vitalwatch.config import Settings
+from vitalwatch.fhir.parse import ParseRules, accepted, dedupe_key, parse_observations, rejected
+from vitalwatch.pipeline.lake import (
+    BRONZE,
+    KAFKA_BRONZE_SCHEMA,
+    SILVER_QUARANTINE,
+    SILVER_VITALS,
+    ensure_lake,
+)
+from vitalwatch.pipeline.triggers import apply_trigger
+
+
+def to_silver(parsed: DataFrame) -> DataFrame:
+    """Accepted values with the time they reached silver."""
+    return accepted(parsed).withColumn("silver_time", F.current_timestamp())
+
+
+def to_quarantine(parsed: DataFrame) -> DataFrame:
+    """Rejections with the time and date (partition) they were quarantined."""
+    now = F.current_timestamp()
+    return rejected(parsed).withColumn("quarantine_time", now).withColumn("quarantine_date", F.to_date(now))
+
+
+def _empty_parsed_schema(spark: SparkSession, rules: ParseRules) -> StructType:
+    empty = spark.createDataFrame([], KAFKA_BRONZE_SCHEMA)
+    return parse_observations(empty, rules).schema
+
+
+def silver_schema(spark: SparkSession, settings: Settings) -> StructType:
+    empty = spark.createDataFrame([], _empty_parsed_schema(spark, ParseRules.from_settings(settings)))
+    return to_silver(empty).schema
+
+
+def quarantine_schema(spark: SparkSession, settings: Settings) -> StructType:
+    empty = spark.createDataFrame([], _empty_parsed_schema(spark, ParseRules.from_settings(settings)))
+    return to_quarantine(empty).schema
+
+
+def write_batch(batch: DataFrame, batch_id: int, settings: Settings, app_id: str) -> None:
+    """Write one micro-batch to both silver tables, idempotently per batch id."""
+    batch.persist()
+    try:
+        for table, rows in ((SILVER_VITALS, to_silver(batch)), (SILVER_QUARANTINE, to_quarantine(batch))):
+            (rows.write.format("delta").mode("append")
+             .option("txnAppId", f"{app_id}:{table[1]}").option("txnVersion", batch_id)
+             .save(settings.table_path(*table)))
+    finally:
+        batch.unpersist()
+
+
+def silver_stream(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Bronze as a stream, parsed and deduplicated (what foreachBatch receives)."""
+    bronze = spark.readStream.format("delta").load(settings.table_path(*BRONZE))
+    parsed = dedupe_key(parse_observations(bronze, ParseRules.from_settings(settings)))
+    return (parsed.withWatermark("ingest_time", settings.streaming.dedupe_watermark)
+            .dropDuplicatesWithinWatermark(["dedupe_key"]))
+
+
+def start_silver(spark: SparkSession, settings: Settings, *, available_now: bool = False,
+                 query_name: str = "silver_vital_signs") -> StreamingQuery:
+    ensure_lake(spark, settings)
+    app_id = f"vitalwatch:{query_name}"
+    writer = (silver_stream(spark, settings).writeStream.queryName(query_name)
+              .option("checkpointLocation", settings.checkpoint_path(query_name))
+              .foreachBatch(lambda df, bid: write_batch(df, bid, settings, app_id)))
+    return apply_trigger(writer, settings, available_now).start()

@@ -1,0 +1,1 @@
+"""Producers of FHIR vitals into Kafka: the device simulator and the ICU data replay."""
