@@ -33,6 +33,7 @@ LOINC = "http://loinc.org"
 REASONS: dict[str, str] = {
     "empty_message": "the Kafka value is empty",
     "invalid_json": "the Kafka value is not valid JSON",
+    "fhir_type_error": "valid JSON, but a field has the wrong JSON type for FHIR R4 (e.g. a string value where a decimal is required)",
     "not_a_fhir_resource": "the JSON has no resourceType",
     "unsupported_resource_type": "a resource other than Observation (or a Bundle of them)",
     "unsupported_bundle_type": "a Bundle whose type is not batch, transaction or collection",
@@ -125,7 +126,9 @@ def parse_observations(bronze: DataFrame, rules: ParseRules) -> DataFrame:
     is_bundle = F.coalesce(rt == "Bundle", F.lit(False))
     msg_reason = (
         F.when(F.col("raw").isNull() | (F.trim(F.col("raw")) == ""), "empty_message")
-        .when(m.getField("_corrupt_record").isNotNull() | m.isNull(), "invalid_json")
+        .when((m.getField("_corrupt_record").isNotNull() | m.isNull())
+              & F.get_json_object("raw", "$").isNull(), "invalid_json")
+        .when(m.getField("_corrupt_record").isNotNull(), "fhir_type_error")
         .when(rt.isNull(), "not_a_fhir_resource")
         .when(~rt.isin("Observation", "Bundle"), "unsupported_resource_type")
         .when(is_bundle & ~F.coalesce(m.getField("type").isin(*rules.bundle_types), F.lit(False)),
@@ -295,8 +298,7 @@ def parse_observations(bronze: DataFrame, rules: ParseRules) -> DataFrame:
         .when(F.col("res_reason") == "unsupported_resource_type",
               F.format_string("resourceType '%s'", F.coalesce(
                   F.col("res.r.resourceType"), F.get_json_object("raw", "$.resourceType"))))
-        .when(reason.isNotNull(), F.create_map(*[x for k, d in REASONS.items() for x in (F.lit(k), F.lit(d))])
-              .getItem(reason)),
+        .when(reason.isNotNull(), F.create_map(*[x for k, d in REASONS.items() for x in (F.lit(k), F.lit(d))])[reason]),
     )
     return df.select(
         reason.alias("reason"), detail.alias("detail"),

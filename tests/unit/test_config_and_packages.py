@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pyspark
+import pytest
+
+from vitalwatch.config import Settings
+from vitalwatch.packages import load_packages, parse_packages_file
+
+
+def test_environment_overrides_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITALWATCH__KAFKA__PARTITIONS", "7")
+    monkeypatch.setenv("VITALWATCH__KAFKA__TOPICS__ALERTS", "custom.alerts")
+    s = Settings()
+    assert s.kafka.partitions == 7
+    assert s.kafka.topics.alerts == "custom.alerts"
+    assert s.kafka.topics.observations == "vitals.observations"  # untouched default
+
+
+def test_cluster_profile_layers_over_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITALWATCH_PROFILE", "cluster")
+    s = Settings()
+    assert s.profile == "cluster"
+    assert s.kafka.bootstrap_servers == "kafka:9092"
+    assert s.table_path("silver", "vital_signs") == "/data/lake/silver/vital_signs"
+    assert s.fhir.accepted_statuses  # still from base.yaml
+
+
+def test_unknown_profile_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITALWATCH_PROFILE", "nope")
+    with pytest.raises(FileNotFoundError, match="nope"):
+        Settings()
+
+
+def test_invalid_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITALWATCH__KAFKA__PARTITIONS", "0")
+    with pytest.raises(ValueError, match="partitions"):
+        Settings()
+
+
+def test_uri_lake_root_kept_for_clusters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VITALWATCH__LAKE__ROOT", "s3a://bucket/lake/")
+    assert Settings().table_path("bronze", "observations_raw") == "s3a://bucket/lake/bronze/observations_raw"
+
+
+def test_pinned_spark_line_matches_installed_pyspark_and_connectors() -> None:
+    pk = load_packages()
+    assert pk.spark_version == pyspark.__version__
+    arts = {p.split(":")[1]: p.split(":")[2] for p in pk.packages}
+    assert arts["spark-sql-kafka-0-10_2.12"] == pk.spark_version
+    assert {"delta-spark_2.12", "mongo-spark-connector_2.12", "elasticsearch-spark-30_2.12"} <= set(arts)
+
+
+def test_packages_file_errors_are_clear() -> None:
+    with pytest.raises(ValueError, match="group:artifact:version"):
+        parse_packages_file("spark=3.5.7\npackage=org.x:y\n")
+    with pytest.raises(ValueError, match="unknown key"):
+        parse_packages_file("spark=3.5.7\npackages=a:b:c\n")
