@@ -2,10 +2,10 @@
 
 That distribution is the server core with the transport, security and APM modules only:
 indexing, bulk, search, mappings and index templates all work, but the ``rest-root`` module
-that answers ``GET /`` is not in it. elasticsearch-spark asks ``GET /`` for the cluster
-version, so :func:`spark_options` hands it the version, name and uuid read from ``_nodes``
-and ``_cluster/state`` instead (``es.internal.es.*``). Against a full distribution (docker/,
-clusters) these options are not set and discovery runs as usual.
+that answers ``GET /`` is not in it, and elasticsearch-spark reads the cluster name, uuid and
+version from ``GET /`` on every task. ``es_rest_root/`` is a small plugin that restores that
+endpoint from the running node (as rest-root does); it is compiled here with the JDK's
+``javac`` against the distribution's own jars and installed into its ``plugins/``.
 
 Elasticsearch refuses to run as root; when we are root it runs as ``infra.elasticsearch.
 run_as_user`` (default ``nobody``) through ``setpriv``, owning its copy under the work dir.
@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class ElasticsearchServer:
         z = artifacts.elasticsearch_zip(self.s.path(self.s.infra.cache_dir), self.cfg.version)
         self.dir.mkdir(parents=True, exist_ok=True)
         home = artifacts.unpack_elasticsearch(z, self.dir / "dist")
+        install_rest_root_plugin(home, self.cfg.version)
         port = pick_port(self.cfg.port, prev.get("port"), self.host)
         tport = pick_port(self.cfg.transport_port, prev.get("transport_port"), self.host)
         if tport == port:
@@ -128,22 +130,37 @@ def _check_traversable(path: Path, uid: int) -> None:
                              f"{oct(st.st_mode & 0o777)}); choose an infra.work_dir it can reach")
 
 
-def cluster_info(url: str) -> dict[str, str]:
-    """Version, name and uuid of the cluster, without ``GET /``."""
-    nodes = requests.get(f"{url}/_nodes/_local", params={"filter_path": "cluster_name,nodes.*.version"},
-                         timeout=10).json()
-    version = next(iter(nodes["nodes"].values()))["version"]
-    st = requests.get(f"{url}/_cluster/state/metadata", params={"filter_path": "metadata.cluster_uuid"},
-                      timeout=10).json()
-    return {"version": version, "cluster_name": nodes["cluster_name"],
-            "cluster_uuid": st["metadata"]["cluster_uuid"]}
+PLUGIN_NAME = "vitalwatch-rest-root"
+PLUGIN_SOURCE = Path(__file__).parent / "es_rest_root" / "vitalwatch" / "es" / "RestRootPlugin.java"
 
 
-def spark_options(nodes: str, info: dict[str, str] | None) -> dict[str, str]:
-    """elasticsearch-spark options for ``nodes``; ``info`` set when ``GET /`` is unavailable."""
-    opts = {"es.nodes": nodes, "es.nodes.wan.only": "true", "es.net.ssl": "false"}
-    if info:
-        opts |= {"es.internal.es.version": info["version"],
-                 "es.internal.es.cluster.name": info["cluster_name"],
-                 "es.internal.es.cluster.uuid": info["cluster_uuid"]}
-    return opts
+def install_rest_root_plugin(home: Path, version: str) -> Path:
+    """Compile and install the root-endpoint plugin into ``home/plugins`` (once)."""
+    target = home / "plugins" / PLUGIN_NAME
+    jar = target / f"{PLUGIN_NAME}.jar"
+    if jar.exists():
+        return target
+    javac = shutil.which("javac")
+    if not javac:
+        raise InfraError("javac (JDK 17+) is needed to build the Elasticsearch root-endpoint plugin")
+    build = home.parent / "plugin-build"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    out = subprocess.run([javac, "--release", "17", "-proc:none", "-nowarn", "-d", str(build),
+                          "-cp", f"{home / 'lib'}/*", str(PLUGIN_SOURCE)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise InfraError(f"compiling {PLUGIN_SOURCE.name} failed:\n{out.stdout}{out.stderr}")
+    target.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(jar, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(build.rglob("*.class")):
+            zf.write(f, f.relative_to(build).as_posix())
+    (target / "plugin-descriptor.properties").write_text("\n".join([
+        "description=vitalwatch: restores GET / (the rest-root module is not in integ-test-zip)",
+        "version=1.0.0", f"name={PLUGIN_NAME}", "classname=vitalwatch.es.RestRootPlugin",
+        "java.version=17", f"elasticsearch.version={version}", ""]))
+    return target
+
+
+def spark_options(nodes: str) -> dict[str, str]:
+    """elasticsearch-spark options for ``nodes`` (one HTTP endpoint, no node discovery)."""
+    return {"es.nodes": nodes, "es.nodes.wan.only": "true", "es.net.ssl": "false"}

@@ -15,8 +15,6 @@ class Endpoints:
     kafka_bootstrap: str
     mongo_uri: str | None
     es_nodes: str | None
-    # Set only for the local integ-test-zip node, which has no ``GET /`` (see infra.elasticsearch).
-    es_cluster_info: dict[str, str] | None = None
 
 
 def resolve(settings: Settings, need: tuple[str, ...] = ("kafka",)) -> Endpoints:
@@ -36,12 +34,7 @@ def resolve(settings: Settings, need: tuple[str, ...] = ("kafka",)) -> Endpoints
             f"no endpoint for {', '.join(missing)}: set it in conf/ or the environment "
             f"(e.g. VITALWATCH__KAFKA__BOOTSTRAP_SERVERS), or start the local servers with "
             f"`vitalwatch infra up`")
-    info = None
-    if es and not settings.elasticsearch.nodes and "elasticsearch" in need:
-        from vitalwatch.infra.elasticsearch import cluster_info
-
-        info = cluster_info(state["elasticsearch"]["url"])
-    return Endpoints(kafka or "", mongo, es, info)
+    return Endpoints(kafka or "", mongo, es)
 
 
 def _unset(settings: Settings, name: str) -> bool:

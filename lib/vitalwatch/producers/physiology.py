@@ -58,8 +58,9 @@ class Patient:
         ep = max((e.weight(t_h) for e in self.episodes), default=0.0)
         peak_s = max((e.peak_sbp for e in self.episodes if e.weight(t_h) > 0), default=self.base_sbp)
         peak_d = max((e.peak_dbp for e in self.episodes if e.weight(t_h) > 0), default=self.base_dbp)
-        sbp = self.base_sbp * (1 + circadian + surge) + self.drift + ep * (peak_s - self.base_sbp)
-        dbp = self.base_dbp * (1 + circadian * 0.8 + surge * 0.8) + 0.5 * self.drift + ep * (peak_d - self.base_dbp)
+        # During an episode the pressure is pulled toward the episode's peak, whatever the hour.
+        sbp = (1 - ep) * (self.base_sbp * (1 + circadian + surge) + self.drift) + ep * peak_s
+        dbp = (1 - ep) * (self.base_dbp * (1 + circadian * 0.8 + surge * 0.8) + 0.5 * self.drift) + ep * peak_d
         sbp += self.rng.gauss(0, 4)
         dbp += self.rng.gauss(0, 3)
         dbp = min(dbp, sbp - 15)
