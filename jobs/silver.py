@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 import typer
+
 from pipeline import main
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def base_settings(work_dir: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def spark(base_settings: Settings):  # noqa: ANN201
+def spark(base_settings: Settings):
     from vitalwatch.spark import build_session
 
     session = build_session(base_settings, app_name="vitalwatch-tests")
@@ -68,7 +68,7 @@ def infra(base_settings: Settings) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="session")
-def endpoints(base_settings: Settings, infra: dict):  # noqa: ANN201
+def endpoints(base_settings: Settings, infra: dict):
     from vitalwatch.infra.endpoints import resolve
 
     return resolve(base_settings, ("kafka", "mongo", "elasticsearch"))

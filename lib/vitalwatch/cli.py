@@ -39,6 +39,24 @@ def infra_up(servers: Servers = None) -> None:
     _print_status(mgr)
 
 
+@infra_app.command("fetch")
+def infra_fetch(spark: Annotated[bool, typer.Option(help="also resolve the Spark connectors")] = True) -> None:
+    """Download everything the servers and Spark need (Maven Central), without starting anything."""
+    from vitalwatch.infra.manager import InfraManager
+
+    mgr = InfraManager(get_settings())
+    for name, srv in mgr.servers.items():
+        with console.status(f"{name}: fetching"):
+            srv.prepare()
+        console.log(f"{name}: artifacts ready")
+    if spark:
+        from vitalwatch.spark import build_session
+
+        with console.status("resolving Spark connectors from Maven Central"):
+            build_session(get_settings(), app_name="vitalwatch-fetch", master="local[1]").stop()
+        console.log("Spark connectors ready")
+
+
 @infra_app.command("down")
 def infra_down(servers: Servers = None) -> None:
     """Stop the local servers (SIGTERM, then SIGKILL after a grace period); data is kept."""
@@ -69,7 +87,7 @@ def _print_status(mgr: object) -> bool:
 
 # -- producers ------------------------------------------------------------------------------
 def _send_with_progress(messages, total: int | None, topic: str, bootstrap: str, speedup: float,
-                        rate: float, label: str, should_stop=None):  # noqa: ANN001, ANN202
+                        rate: float, label: str, should_stop=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from vitalwatch.producers.kafka_out import send
@@ -100,7 +118,8 @@ def simulate(
     from datetime import UTC, datetime
 
     from vitalwatch.infra.endpoints import resolve
-    from vitalwatch.producers.simulator import SimulationPlan, simulate as sim
+    from vitalwatch.producers.simulator import SimulationPlan
+    from vitalwatch.producers.simulator import simulate as sim
 
     s = get_settings()
     upd = {k: v for k, v in dict(patients=patients, seed=seed, duplicate_fraction=duplicates,
@@ -159,7 +178,7 @@ def pipeline(
         run_continuous(spark, s, ep, chosen, duration_s=duration or None, on_tick=_log_progress)
 
 
-def _log_progress(queries) -> None:  # noqa: ANN001
+def _log_progress(queries) -> None:
     for q in queries:
         p = q.lastProgress
         if p:
@@ -216,7 +235,8 @@ def run(
     from vitalwatch.infra.manager import InfraManager
     from vitalwatch.pipeline.runner import run_continuous
     from vitalwatch.producers.kafka_out import send
-    from vitalwatch.producers.simulator import SimulationPlan, simulate as sim
+    from vitalwatch.producers.simulator import SimulationPlan
+    from vitalwatch.producers.simulator import simulate as sim
     from vitalwatch.spark import build_session
 
     s = get_settings()
@@ -233,7 +253,7 @@ def run(
         try:
             result["report"] = send(sim(plan), ep.kafka_bootstrap, s.kafka.topics.observations,
                                     speedup=speedup, should_stop=stop.is_set)
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:
             result["error"] = e
         finally:
             done.set()
@@ -262,7 +282,7 @@ def run(
     show(sample=8)
 
 
-def _drained(spark) -> bool:  # noqa: ANN001
+def _drained(spark) -> bool:
     """True when every active query's last batch read nothing (the producer's output is in)."""
     qs = spark.streams.active
     return bool(qs) and all((q.lastProgress or {}).get("numInputRows", 1) == 0 for q in qs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from vitalwatch.config import Settings
+from vitalwatch.config import Settings, conf_dir
 from vitalwatch.packages import load_packages
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
         "spark.jars.packages": pk.packages_csv,
         "spark.jars.excludes": pk.excludes_csv,
         "spark.jars.ivy": ivy,
+        "spark.jars.ivySettings": str(conf_dir() / "ivysettings.xml"),
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
@@ -34,6 +35,7 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        "spark.log.level": "WARN",
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
@@ -66,3 +68,22 @@ def _python() -> str:
     import sys
 
     return sys.executable
+
+
+def submit_args(settings: Settings) -> list[str]:
+    """spark-submit arguments for the same configuration (used by spark-submit.sh): packages
+    and static settings must be known before the JVM starts."""
+    conf = session_conf(settings)
+    args = ["--packages", conf.pop("spark.jars.packages"), "--exclude-packages", conf.pop("spark.jars.excludes")]
+    conf.pop("spark.app.name")
+    for k, v in conf.items():
+        args += ["--conf", f"{k}={v}"]
+    return args
+
+
+if __name__ == "__main__":  # pragma: no cover - used by spark-submit.sh
+    import sys
+
+    from vitalwatch.config import get_settings
+
+    sys.stdout.write("\0".join(submit_args(get_settings())))

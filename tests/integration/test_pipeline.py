@@ -156,3 +156,20 @@ def test_sigkill_and_restart_lose_and_duplicate_nothing(
     assert {(o, c) for o, c, _ in got} == set(want)
     q = read_table(spark, s, SILVER_QUARANTINE)
     assert q.count() == sum(1 for m in msgs if m.kind.startswith("malformed:"))
+
+
+def test_spark_submit_script_runs_a_job_with_the_pinned_packages(
+        spark: SparkSession, lake_settings: Settings, endpoints: Endpoints) -> None:
+    s = own_topic(lake_settings, endpoints)
+    msgs = messages(s, patients=3, malformed_fraction=0.0)
+    send(msgs, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+    env = {**os.environ, "VITALWATCH__LAKE__ROOT": s.lake.root,
+           "VITALWATCH__LAKE__CHECKPOINT_ROOT": s.lake.checkpoint_root,
+           "VITALWATCH__KAFKA__BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
+           "VITALWATCH__KAFKA__TOPICS__OBSERVATIONS": s.kafka.topics.observations,
+           "VITALWATCH__SPARK__SHUFFLE_PARTITIONS": "2"}
+    out = subprocess.run([str(ROOT / "spark-submit.sh"), "--master", "local[2]", "jobs/bronze.py",
+                          "--available-now"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "spark-sql-kafka-0-10_2.12;3.5.7" in out.stderr  # resolved from conf/spark-packages.txt
+    assert read_table(spark, s, BRONZE).count() == len(msgs)

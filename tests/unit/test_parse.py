@@ -10,7 +10,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from vitalwatch.config import Settings
-from vitalwatch.fhir.parse import REASONS, ParseRules, accepted, dedupe_key, parse_observations, rejected
+from vitalwatch.fhir.parse import (
+    REASONS,
+    ParseRules,
+    accepted,
+    dedupe_key,
+    parse_observations,
+    rejected,
+)
 from vitalwatch.pipeline.lake import KAFKA_BRONZE_SCHEMA
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0)

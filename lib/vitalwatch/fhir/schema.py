@@ -20,7 +20,7 @@ def _s(*fields: StructField) -> StructType:
     return StructType(list(fields))
 
 
-def _f(name: str, dtype) -> StructField:  # noqa: ANN001
+def _f(name: str, dtype) -> StructField:
     return StructField(name, dtype, True)
 
 

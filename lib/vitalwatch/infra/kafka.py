@@ -125,6 +125,6 @@ def ensure_topics(bootstrap: str, names: list[str], partitions: int, replication
     for topic, fut in admin.create_topics(new, operation_timeout=30).items():
         try:
             fut.result(30)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if "TOPIC_ALREADY_EXISTS" not in str(e):
                 raise InfraError(f"creating topic {topic}: {e}") from e

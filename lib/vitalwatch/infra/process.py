@@ -6,6 +6,7 @@ and SIGKILL only after a grace period."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -102,10 +103,8 @@ def stop_pid(pid: int | None, grace_s: float = 30.0) -> bool:
             return True
         _reap(pid)
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     for _ in range(50):
         _reap(pid)
         if not pid_alive(pid):
@@ -115,10 +114,8 @@ def stop_pid(pid: int | None, grace_s: float = 30.0) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def wait_until(
@@ -131,7 +128,7 @@ def wait_until(
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - a server that is still starting refuses in many ways
+        except Exception:
             pass
         if pid is not None and not pid_alive(pid):
             raise InfraError(f"{what} exited during start-up{_tail(log_file)}")

@@ -25,7 +25,7 @@ class SendReport:
         return self.sent / self.seconds if self.seconds else 0.0
 
 
-def producer(bootstrap: str, **extra: object):  # noqa: ANN201 - confluent_kafka.Producer
+def producer(bootstrap: str, **extra: object):
     from confluent_kafka import Producer
 
     return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
@@ -41,7 +41,7 @@ def send(messages: Iterable[Message], bootstrap: str, topic: str, *, speedup: fl
     p = producer(bootstrap)
     rep = SendReport()
 
-    def delivered(err, _msg) -> None:  # noqa: ANN001
+    def delivered(err, _msg) -> None:
         if err is not None:
             rep.failed += 1
             if len(rep.errors) < 10:

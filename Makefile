@@ -1,0 +1,44 @@
+# vitalwatch: the two commands a newcomer needs (README.md).
+#   make run    set everything up, start the local servers and run the main job on local defaults
+#   make test   set everything up and run the whole test suite (what .ci/run calls)
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-deps run test lint clean down
+
+system-deps:  ## Java 17, Maven and setpriv from Debian when missing (needs root)
+	@missing=""; command -v java >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
+	command -v javac >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v setpriv >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "install:$$missing (needs root)"; exit 1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: system-deps $(STAMP)  ## venv + package + server artifacts + Spark connectors
+	$(BIN)/vitalwatch infra fetch
+
+run: setup  ## the main job on local defaults: infra up, simulator, bronze + silver, summary
+	$(BIN)/vitalwatch run
+
+lint: $(STAMP)
+	$(BIN)/ruff check lib jobs tests
+
+test: setup lint  ## the whole suite on the real local servers
+	mkdir -p test-artifacts
+	$(BIN)/pytest -q --junitxml=test-artifacts/junit.xml
+
+down:
+	$(BIN)/vitalwatch infra down
+
+clean: down
+	rm -rf .work test-artifacts
