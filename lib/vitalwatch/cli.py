@@ -212,7 +212,7 @@ def show(sample: Annotated[int, typer.Option(help="latest silver rows to print")
     for k, v in summ["by_reason"].items():
         t.add_row(k, str(v))
     out.print(t)
-    t = Table("patient", "effective (UTC)", "vital", "value", "unit", "device", title="latest values")
+    t = Table("patient", "effective (UTC)", "vital", "value", "unit", "device", title="latest values to arrive")
     for r in summ["latest"]:
         t.add_row(r["patient_id"], str(r["effective_time"]), r["vital"], f"{r['value']:.1f}", r["unit"],
                   r["device_id"] or "")

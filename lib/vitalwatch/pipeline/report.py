@@ -17,7 +17,7 @@ def lake_summary(spark: SparkSession, settings: Settings, sample: int = 5) -> di
     quarantine = read_table(spark, settings, SILVER_QUARANTINE)
     by_vital = {r["vital"]: r["count"] for r in vitals.groupBy("vital").count().collect()}
     by_reason = {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
-    rows = (vitals.orderBy(F.col("effective_time").desc())
+    rows = (vitals.orderBy(F.col("silver_time").desc(), F.col("effective_time").desc())
             .select("patient_id", "effective_time", "vital", "value", "unit", "device_id")
             .limit(sample).collect())
     return {
