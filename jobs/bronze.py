@@ -1,16 +1,11 @@
-"""Spark entry point: the bronze stage alone (see jobs/pipeline.py for the options).
+"""Spark entry point: the bronze stage alone (same options as jobs/pipeline.py).
 
     ./spark-submit.sh jobs/bronze.py [--available-now] [--duration S]
 """
 
-from __future__ import annotations
-
 import sys
 
-import typer
-
-from pipeline import main
+from vitalwatch.cli import app
 
 if __name__ == "__main__":
-    sys.argv[1:1] = ["--stages", "bronze"]
-    typer.run(main)
+    app(["pipeline", "--stages", "bronze", *sys.argv[1:]])

@@ -1,16 +1,11 @@
-"""Spark entry point: the silver stage alone (see jobs/pipeline.py for the options).
+"""Spark entry point: the silver stage alone (same options as jobs/pipeline.py).
 
     ./spark-submit.sh jobs/silver.py [--available-now] [--duration S]
 """
 
-from __future__ import annotations
-
 import sys
 
-import typer
-
-from pipeline import main
+from vitalwatch.cli import app
 
 if __name__ == "__main__":
-    sys.argv[1:1] = ["--stages", "silver"]
-    typer.run(main)
+    app(["pipeline", "--stages", "silver", *sys.argv[1:]])

@@ -7,6 +7,7 @@ Nothing here skips: a missing server, jar or package makes the tests that need i
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,11 +27,13 @@ def with_updates(settings: Settings, **sections: dict) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def work_dir() -> Iterator[Path]:
     # Under the project (not /tmp's private dirs) so the unprivileged Elasticsearch user can enter.
     d = ROOT / ".work" / f"test-{os.getpid()}"
     d.mkdir(parents=True, exist_ok=True)
-    return d
+    yield d
+    if not os.environ.get("VITALWATCH_KEEP_TEST_WORK"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

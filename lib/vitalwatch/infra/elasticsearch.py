@@ -26,19 +26,16 @@ import requests
 
 from vitalwatch.config import Settings
 from vitalwatch.infra import artifacts
-from vitalwatch.infra.process import InfraError, pick_port, start_detached, wait_until
+from vitalwatch.infra.process import InfraError, LocalServer, pick_port, start_detached, wait_until
 
 
-class ElasticsearchServer:
+class ElasticsearchServer(LocalServer):
     name = "elasticsearch"
+    log_name = "console.log"
 
     def __init__(self, settings: Settings, work: Path) -> None:
-        self.s = settings
+        super().__init__(settings, work)
         self.cfg = settings.infra.elasticsearch
-        self.host = settings.infra.host
-        self.dir = work / "elasticsearch"
-        self.log_file = self.dir / "console.log"
-        self.pid_file = self.dir / "es.pid"
 
     def prepare(self) -> None:
         artifacts.elasticsearch_zip(self.s.path(self.s.infra.cache_dir), self.cfg.version)

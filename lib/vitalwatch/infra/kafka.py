@@ -11,7 +11,7 @@ from typing import Any
 
 from vitalwatch.config import Settings
 from vitalwatch.infra import artifacts
-from vitalwatch.infra.process import InfraError, pick_port, start_detached, wait_until
+from vitalwatch.infra.process import InfraError, LocalServer, pick_port, start_detached, wait_until
 
 LOG4J = """log4j.rootLogger=INFO, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
@@ -30,16 +30,13 @@ def _java() -> str:
     return java
 
 
-class KafkaServer:
+class KafkaServer(LocalServer):
     name = "kafka"
+    log_name = "broker.log"
 
     def __init__(self, settings: Settings, work: Path) -> None:
-        self.s = settings
+        super().__init__(settings, work)
         self.cfg = settings.infra.kafka
-        self.host = settings.infra.host
-        self.dir = work / "kafka"
-        self.log_file = self.dir / "broker.log"
-        self.pid_file = self.dir / "broker.pid"
 
     def prepare(self) -> None:
         artifacts.kafka_libs(self.s.path(self.s.infra.cache_dir), self.cfg.version, self.cfg.scala)

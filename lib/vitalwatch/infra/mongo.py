@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from vitalwatch.config import Settings
-from vitalwatch.infra.process import InfraError, pick_port, start_detached, wait_until
+from vitalwatch.infra.process import InfraError, LocalServer, pick_port, start_detached, wait_until
 
 
 def mongod_binary() -> Path:
@@ -33,16 +33,13 @@ def mongo_uri(host: str, port: int, user: str | None = None, password: str | Non
             f"?authSource={auth_source}&directConnection=true")
 
 
-class MongoServer:
+class MongoServer(LocalServer):
     name = "mongo"
+    log_name = "mongod.log"
 
     def __init__(self, settings: Settings, work: Path) -> None:
-        self.s = settings
+        super().__init__(settings, work)
         self.cfg = settings.infra.mongo
-        self.host = settings.infra.host
-        self.dir = work / "mongo"
-        self.log_file = self.dir / "mongod.log"
-        self.pid_file = self.dir / "mongod.pid"
         self.secret_file = self.dir / "admin.secret"
 
     def prepare(self) -> None:

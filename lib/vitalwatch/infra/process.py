@@ -14,6 +14,10 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vitalwatch.config import Settings
 
 
 class InfraError(RuntimeError):
@@ -141,3 +145,17 @@ def _tail(log_file: Path | None, lines: int = 25) -> str:
         return ""
     text = log_file.read_text(errors="replace").splitlines()[-lines:]
     return f"; last lines of {log_file}:\n" + "\n".join(text)
+
+
+class LocalServer:
+    """Common layout of a local server: ``<work>/<name>/`` with its log and pid file."""
+
+    name = "server"
+    log_name = "server.log"
+
+    def __init__(self, settings: Settings, work: Path) -> None:
+        self.s = settings
+        self.host = settings.infra.host
+        self.dir = work / self.name
+        self.log_file = self.dir / self.log_name
+        self.pid_file = self.dir / f"{self.name}.pid"
