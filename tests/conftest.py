@@ -15,6 +15,7 @@ import pytest
 
 from vitalwatch.config import Settings
 
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # before pyspark.pandas is imported
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 ARTIFACTS = ROOT / "test-artifacts"
@@ -67,7 +68,16 @@ def infra(base_settings: Settings) -> Iterator[dict]:
         state = mgr.up()
         yield state
     finally:
+        _stop_spark()  # before the broker goes: Spark's cached Kafka clients would keep calling it
         mgr.down()
+
+
+def _stop_spark() -> None:
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
 
 
 @pytest.fixture(scope="session")

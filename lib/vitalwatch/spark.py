@@ -54,6 +54,7 @@ def build_session(settings: Settings, app_name: str | None = None,
 
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", _python()))
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # required by pyspark.pandas with pyarrow>=2
     builder = SparkSession.builder
     if not os.environ.get("VITALWATCH_SPARK_SUBMIT"):
         builder = builder.master(master or settings.spark.master)

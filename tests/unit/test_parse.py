@@ -90,7 +90,7 @@ def test_bundle_entries_are_parsed_and_a_foreign_entry_quarantined(spark: SparkS
                                                "reason string, entry_index int, detail string"))
 
 
-@pytest.mark.parametrize(("message", "reason"), [
+REJECTION_CASES: list[tuple[object, str]] = [
     ("{not json", "invalid_json"),
     ("", "empty_message"),
     (None, "empty_message"),
@@ -115,12 +115,24 @@ def test_bundle_entries_are_parsed_and_a_foreign_entry_quarantined(spark: SparkS
     ('{"resourceType": "Observation", "id": "o1", "status": "fin', "invalid_json"),
     (obs("8867-4", None, None, valueQuantity={"code": "/min"}), "invalid_value"),
     (obs("8867-4", None, None, valueQuantity={"value": 20, "comparator": "<", "code": "/min"}), "value_has_comparator"),
-])
-def test_rejections_have_a_reason(spark: SparkSession, rules: ParseRules, message: object, reason: str) -> None:
-    p = parsed(spark, rules, [message])
-    assert accepted(p).count() == 0
-    rows = rejected(p).collect()
-    assert [r["reason"] for r in rows] == [reason]
+]
+
+
+@pytest.fixture(scope="module")
+def rejection_rows(spark: SparkSession, rules: ParseRules) -> dict[int, list]:
+    """All rejection cases parsed in one DataFrame (one Spark job), rows by Kafka offset."""
+    p = parsed(spark, rules, [m for m, _ in REJECTION_CASES]).cache()
+    out: dict[int, list] = {i: [] for i in range(len(REJECTION_CASES))}
+    for r in p.collect():
+        out[r["offset"]].append(r)
+    return out
+
+
+@pytest.mark.parametrize("case", range(len(REJECTION_CASES)), ids=[r for _, r in REJECTION_CASES])
+def test_rejections_have_a_reason(rejection_rows: dict[int, list], case: int) -> None:
+    message, reason = REJECTION_CASES[case]
+    rows = rejection_rows[case]
+    assert [r["reason"] for r in rows] == [reason], "exactly one row, rejected with this reason"
     assert reason in REASONS
     assert rows[0]["detail"]
     assert rows[0]["raw"] == (message if isinstance(message, str) or message is None else json.dumps(message))
