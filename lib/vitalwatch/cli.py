@@ -140,16 +140,22 @@ def replay(
     speedup: Annotated[float, typer.Option(help="simulated seconds per wall second (0: no pacing)")] = 0.0,
     rate: Annotated[float, typer.Option(help="cap in messages/s (0: none)")] = 0.0,
     bundle: Annotated[bool, typer.Option(help="one Bundle per hourly row (else one message per Observation)")] = True,
+    seed: Annotated[int, typer.Option(help="random seed of the fault injection")] = 7,
+    duplicates: Annotated[float, typer.Option(help="fraction of messages sent twice")] = 0.0,
+    late: Annotated[float, typer.Option(help="fraction delivered 1-3 h late (out of order)")] = 0.0,
+    malformed: Annotated[float, typer.Option(help="fraction followed by a malformed message")] = 0.0,
 ) -> None:
     """Replay the real PhysioNet 2019 ICU vitals as FHIR into the observations topic."""
     from datetime import datetime
 
     from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.producers.faults import FaultPlan
     from vitalwatch.producers.icu_replay import replay as rp
 
     s = get_settings()
     msgs = list(rp(s.path(s.replay.path), datetime.fromisoformat(s.replay.base_time),
-                   patients=patients, max_rows=max_rows, as_bundle=bundle))
+                   patients=patients, max_rows=max_rows, as_bundle=bundle,
+                   faults=FaultPlan(seed, duplicates, late, malformed)))
     ep = resolve(s, ("kafka",))
     _send_with_progress(iter(msgs), len(msgs), s.kafka.topics.observations, ep.kafka_bootstrap,
                         speedup, rate, "replaying ICU data")

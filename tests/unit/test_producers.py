@@ -15,8 +15,9 @@ from tests.conftest import SHARED_DATA
 from vitalwatch.config import Settings
 from vitalwatch.fhir.parse import ParseRules, accepted, parse_observations, rejected
 from vitalwatch.pipeline.lake import KAFKA_BRONZE_SCHEMA
+from vitalwatch.producers.faults import MALFORMED_KINDS, FaultPlan
 from vitalwatch.producers.icu_replay import read_rows, replay
-from vitalwatch.producers.simulator import MALFORMED_KINDS, SimulationPlan, patients_for, simulate
+from vitalwatch.producers.simulator import SimulationPlan, patients_for, simulate
 
 START = datetime(2026, 2, 1, tzinfo=UTC)
 
@@ -116,3 +117,32 @@ def test_icu_replay_is_faithful_to_the_file(spark: SparkSession, base_settings: 
             if r[col] not in ("", "NaN", "nan"):
                 want[(f"icu-{r['patient_id']}", t, vital)] = round(float(r[col]), 2)
     assert got == pytest.approx(want)
+
+
+def test_icu_replay_injects_faults_on_request_deterministically(spark: SparkSession, base_settings: Settings) -> None:
+    path = SHARED_DATA / "physionet2019" / "icu_vitals_dev.psv.gz"
+    plan = FaultPlan(seed=5, duplicate_fraction=0.1, late_fraction=0.1, malformed_fraction=0.1)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    clean = list(replay(path, base, patients=4))
+    msgs = list(replay(path, base, patients=4, faults=plan))
+    assert [m.value for m in msgs] == [m.value for m in replay(path, base, patients=4, faults=plan)]
+    kinds = Counter(m.kind for m in msgs)
+    assert kinds["duplicate"] > 0 and kinds["late"] > 0 and sum(v for k, v in kinds.items() if k.startswith("malformed:")) > 0
+    # Nothing of the clean replay is lost: every original message is still sent (late ones later).
+    assert Counter(m.value for m in msgs if not m.kind.startswith("malformed:")) - Counter(m.value for m in clean) \
+        == Counter(m.value for m in msgs if m.kind == "duplicate")
+    # Late ones really arrive after later readings of the same patient.
+    reading_time = {m.value: m.sim_time for m in clean}
+    sent = [m for m in msgs if not m.kind.startswith("malformed:")]
+    assert any(any(o.key == m.key and reading_time[o.value] > reading_time[m.value] for o in sent[:j])
+               for j, m in enumerate(sent) if m.kind == "late")
+    p = parse_observations(to_bronze(spark, msgs), ParseRules.from_settings(base_settings))
+    want = Counter(k.split(":", 1)[1] for k in (m.kind for m in msgs) if k.startswith("malformed:"))
+    assert Counter(r["reason"] for r in rejected(p).collect()) == want
+
+
+def test_fault_injection_of_an_unknown_kind_is_an_error() -> None:
+    from vitalwatch.producers.faults import malformed
+
+    with pytest.raises(ValueError, match="unknown malformed kind"):
+        malformed("nonsense", "p1", START, __import__("random").Random(0))

@@ -11,10 +11,12 @@ import csv
 import gzip
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from vitalwatch.producers import fhir
+from vitalwatch.producers.faults import FaultPlan, inject
 from vitalwatch.producers.fhir import Message
 
 _VITAL_COLUMNS = {"HR": "heart_rate", "O2Sat": "spo2", "Resp": "respiratory_rate",
@@ -62,8 +64,17 @@ def row_resources(row: dict[str, str], base: datetime) -> list[dict]:
 
 
 def replay(path: Path, base_time: datetime, *, patients: int | None = None, max_rows: int | None = None,
-           as_bundle: bool = True) -> Iterator[Message]:
-    """Messages in time order: one Bundle per row (default) or one message per Observation."""
+           as_bundle: bool = True, faults: FaultPlan | None = None) -> Iterator[Message]:
+    """Messages in time order: one Bundle per row (default) or one message per Observation,
+    with ``faults`` injected on request (late ones arrive 1–3 h late: the rows are hourly)."""
+    msgs = _messages(path, base_time, patients, max_rows, as_bundle)
+    if faults is None:
+        return msgs
+    return inject(msgs, replace(faults, late_delay=(timedelta(hours=1), timedelta(hours=3))))
+
+
+def _messages(path: Path, base_time: datetime, patients: int | None, max_rows: int | None,
+              as_bundle: bool) -> Iterator[Message]:
     for row in read_rows(path, patients, max_rows):
         res = row_resources(row, base_time)
         if not res:

@@ -2,15 +2,12 @@
 
 Each patient is read every ``cadence_minutes`` (own phase): a blood-pressure panel plus heart
 rate, SpO2 and respiratory rate (temperature every fourth reading), sent either as separate
-Observations or, for ``bundle_fraction`` of readings, as one batch Bundle. Faults on request:
-duplicates (the same message again), late/out-of-order delivery (sent up to an hour after
-later readings) and malformed messages of known kinds (``Message.kind`` =
-``malformed:<expected quarantine reason>``). Deterministic given the seed."""
+Observations or, for ``bundle_fraction`` of readings, as one batch Bundle. Faults on request
+(duplicates, late/out-of-order, malformed) come from :mod:`vitalwatch.producers.faults`.
+Deterministic given the seed."""
 
 from __future__ import annotations
 
-import heapq
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,13 +15,9 @@ from datetime import datetime, timedelta
 
 from vitalwatch.config import SimulatorConfig
 from vitalwatch.producers import fhir
+from vitalwatch.producers.faults import FaultPlan, inject
 from vitalwatch.producers.fhir import Message
 from vitalwatch.producers.physiology import Patient, make_patients
-
-MALFORMED_KINDS = (
-    "invalid_json", "missing_subject", "unit_not_convertible", "out_of_physiological_range",
-    "status_not_accepted", "unsupported_resource_type", "effective_time_without_timezone",
-)
 
 
 @dataclass(frozen=True)
@@ -52,56 +45,24 @@ def _reading(p: Patient, t: datetime, k: int, t_h: float, as_bundle: bool) -> li
     return [fhir.bundle(res)] if as_bundle else res
 
 
-def _malformed(kind: str, p: Patient, t: datetime, rng: random.Random) -> bytes:
-    bp = fhir.blood_pressure(p.patient_id, t, 150, 90, p.device_id,
-                             obs_id=fhir.stable_id("malformed", kind, p.patient_id, t.isoformat()))
-    if kind == "invalid_json":
-        s = json.dumps(bp)
-        return s[: rng.randint(10, len(s) - 10)].encode()
-    if kind == "missing_subject":
-        del bp["subject"]
-    elif kind == "unit_not_convertible":
-        bp["component"][0]["valueQuantity"].update(code="mm[H2O]", unit="mmH2O")
-    elif kind == "out_of_physiological_range":
-        bp["component"][0]["valueQuantity"]["value"] = 420.0
-    elif kind == "status_not_accepted":
-        bp["status"] = "entered-in-error"
-    elif kind == "unsupported_resource_type":
-        bp = {"resourceType": "Patient", "id": p.patient_id, "active": True}
-    elif kind == "effective_time_without_timezone":
-        bp["effectiveDateTime"] = t.strftime("%Y-%m-%dT%H:%M:%S")
-    return json.dumps(bp).encode()
-
-
-def simulate(plan: SimulationPlan) -> Iterator[Message]:
-    """Messages in send order (by simulated send time)."""
+def readings(plan: SimulationPlan) -> Iterator[Message]:
+    """The devices' messages without faults, in send order."""
     cfg = plan.cfg
-    rng = random.Random(cfg.seed * 7919 + 1)
+    rng = random.Random(cfg.seed * 7919 + 2)
     patients = patients_for(plan)
     phase = {p.patient_id: rng.uniform(0, cfg.cadence_minutes) for p in patients}
     order = sorted(patients, key=lambda p: phase[p.patient_id])
-    pending: list[tuple[datetime, int, Message]] = []  # late and duplicate messages, by send time
-    seq = 0
     for k in range(plan.steps):
         for p in order:
             t = plan.start + timedelta(minutes=k * cfg.cadence_minutes + phase[p.patient_id])
-            while pending and pending[0][0] <= t:
-                yield heapq.heappop(pending)[2]
             t_h = (t - plan.start).total_seconds() / 3600
             for res in _reading(p, t, k, t_h, rng.random() < cfg.bundle_fraction):
-                msg = Message.of(p.patient_id, res, t)
-                if rng.random() < cfg.late_fraction:
-                    send = t + timedelta(minutes=rng.uniform(cfg.cadence_minutes, 60))
-                    seq += 1
-                    heapq.heappush(pending, (send, seq, Message(msg.key, msg.value, send, "late")))
-                else:
-                    yield msg
-                if rng.random() < cfg.duplicate_fraction:
-                    send = t + timedelta(seconds=rng.uniform(1, 600))
-                    seq += 1
-                    heapq.heappush(pending, (send, seq, Message(msg.key, msg.value, send, "duplicate")))
-            if rng.random() < cfg.malformed_fraction:
-                kind = rng.choice(MALFORMED_KINDS)
-                yield Message(p.patient_id, _malformed(kind, p, t, rng), t, f"malformed:{kind}")
-    while pending:
-        yield heapq.heappop(pending)[2]
+                yield Message.of(p.patient_id, res, t)
+
+
+def simulate(plan: SimulationPlan) -> Iterator[Message]:
+    """Messages in send order (by simulated send time), with the configured faults."""
+    cfg = plan.cfg
+    faults = FaultPlan(cfg.seed, cfg.duplicate_fraction, cfg.late_fraction, cfg.malformed_fraction,
+                       (timedelta(minutes=cfg.cadence_minutes), timedelta(minutes=max(60, 2 * cfg.cadence_minutes))))
+    return inject(readings(plan), faults)
