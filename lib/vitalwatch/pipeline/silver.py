@@ -8,6 +8,8 @@ batch id): a batch replayed after a crash commits nothing twice."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -36,19 +38,19 @@ def to_quarantine(parsed: DataFrame) -> DataFrame:
     return rejected(parsed).withColumn("quarantine_time", now).withColumn("quarantine_date", F.to_date(now))
 
 
-def _empty_parsed_schema(spark: SparkSession, rules: ParseRules) -> StructType:
-    empty = spark.createDataFrame([], KAFKA_BRONZE_SCHEMA)
-    return parse_observations(empty, rules).schema
+def _output_schema(spark: SparkSession, settings: Settings,
+                   transform: Callable[[DataFrame], DataFrame]) -> StructType:
+    """Schema of ``transform`` applied to the parser's output (derived, never restated)."""
+    bronze = spark.createDataFrame([], KAFKA_BRONZE_SCHEMA)
+    return transform(parse_observations(bronze, ParseRules.from_settings(settings))).schema
 
 
 def silver_schema(spark: SparkSession, settings: Settings) -> StructType:
-    empty = spark.createDataFrame([], _empty_parsed_schema(spark, ParseRules.from_settings(settings)))
-    return to_silver(empty).schema
+    return _output_schema(spark, settings, to_silver)
 
 
 def quarantine_schema(spark: SparkSession, settings: Settings) -> StructType:
-    empty = spark.createDataFrame([], _empty_parsed_schema(spark, ParseRules.from_settings(settings)))
-    return to_quarantine(empty).schema
+    return _output_schema(spark, settings, to_quarantine)
 
 
 def write_batch(batch: DataFrame, batch_id: int, settings: Settings, app_id: str) -> None:
