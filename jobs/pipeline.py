@@ -1,32 +1,14 @@
 """Spark entry point: Kafka → bronze → silver (one application, one query per stage).
 
     ./spark-submit.sh jobs/pipeline.py [--stages bronze,silver] [--available-now] [--duration S]
+
+The wiring (config → SparkSession → endpoints → queries) is ``vitalwatch pipeline``, so the
+job, the CLI and the single-stage jobs share one implementation.
 """
 
-from __future__ import annotations
+import sys
 
-import typer
-
-from vitalwatch.config import get_settings
-from vitalwatch.infra.endpoints import resolve
-from vitalwatch.pipeline.runner import STAGES, run_available_now, run_continuous
-from vitalwatch.spark import build_session
-
-
-def main(
-    stages: str = typer.Option(",".join(STAGES), help="comma-separated stages to run"),
-    available_now: bool = typer.Option(False, help="process what is available, then stop"),
-    duration: float = typer.Option(0, help="stop after this many seconds (0: run until stopped)"),
-) -> None:
-    settings = get_settings()
-    chosen = [s.strip() for s in stages.split(",") if s.strip()]
-    spark = build_session(settings, app_name=f"vitalwatch-{'-'.join(chosen)}")
-    endpoints = resolve(settings, ("kafka",))
-    if available_now:
-        print(run_available_now(spark, settings, endpoints, chosen))
-    else:
-        run_continuous(spark, settings, endpoints, chosen, duration_s=duration or None)
-
+from vitalwatch.cli import app
 
 if __name__ == "__main__":
-    typer.run(main)
+    app(["pipeline", *sys.argv[1:]])

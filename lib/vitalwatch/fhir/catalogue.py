@@ -3,7 +3,7 @@ physiological limits. Loaded once; the parser turns it into Spark map literals."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,23 +42,6 @@ class Catalogue:
     vitals: dict[str, VitalDef]
     panels: tuple[str, ...]
     bp_pair: BpPair
-    names: dict[str, str] = field(default_factory=dict)
-
-    def convert(self, loinc: str, value: float, unit: str) -> float | None:
-        """Canonical value of ``value`` in ``unit`` (None: not convertible). Used by tests and
-        producers; the Spark parser applies the same table."""
-        v = self.vitals[loinc]
-        if unit == v.unit:
-            return value
-        c = v.convert.get(unit)
-        return None if c is None else value * c.factor + c.offset
-
-    def code_for(self, name: str) -> str:
-        """The (first) LOINC code of a canonical name, e.g. ``systolic_bp`` → 8480-6."""
-        for code, v in self.vitals.items():
-            if v.name == name:
-                return code
-        raise KeyError(name)
 
 
 def parse_catalogue(text: str) -> Catalogue:

@@ -57,8 +57,6 @@ REASONS: dict[str, str] = {
     "implausible_blood_pressure": "diastolic not below systolic in one panel",
 }
 
-BRONZE_COLUMNS = ("key", "value", "topic", "partition", "offset", "kafka_timestamp", "ingest_time")
-
 SILVER_COLUMNS = (
     "observation_id", "version_id", "patient_id", "device_id", "effective_time", "effective_date",
     "effective_precision", "loinc", "vital", "value", "unit", "original_value", "original_unit",

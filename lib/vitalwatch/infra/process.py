@@ -66,13 +66,6 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def read_pid(pid_file: Path) -> int | None:
-    try:
-        return int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def start_detached(
     argv: Sequence[str], *, log_file: Path, pid_file: Path, env: Mapping[str, str] | None = None,
     cwd: Path | None = None,

@@ -12,7 +12,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints
-from vitalwatch.pipeline.lake import BRONZE, KAFKA_BRONZE_SCHEMA, ensure_table
+from vitalwatch.pipeline.lake import BRONZE, KAFKA_BRONZE_SCHEMA, PARTITIONS, ensure_table
 from vitalwatch.pipeline.triggers import apply_trigger
 
 
@@ -43,7 +43,7 @@ def to_bronze(kafka_df: DataFrame) -> DataFrame:
 def start_bronze(spark: SparkSession, settings: Settings, endpoints: Endpoints, *,
                  available_now: bool = False, query_name: str = "bronze_observations") -> StreamingQuery:
     path = settings.table_path(*BRONZE)
-    ensure_table(spark, path, KAFKA_BRONZE_SCHEMA, ["ingest_date"])
+    ensure_table(spark, path, KAFKA_BRONZE_SCHEMA, PARTITIONS[BRONZE])
     stream = to_bronze(kafka_stream(spark, settings, endpoints, settings.kafka.topics.observations))
     writer = (stream.writeStream.format("delta").queryName(query_name).outputMode("append")
               .option("checkpointLocation", settings.checkpoint_path(query_name)))
