@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps run test lint clean down
+.PHONY: setup system-deps run train test lint clean down
 
 system-deps:  ## Java 17, Maven and setpriv from Debian when missing (needs root)
 	@missing=""; command -v java >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
@@ -29,6 +29,10 @@ setup: system-deps $(STAMP)  ## venv + package + server artifacts + Spark connec
 
 run: setup  ## the main job on local defaults: infra up, simulator, bronze + silver, summary
 	$(BIN)/vitalwatch run
+
+train: setup  ## train the crisis-risk model on the real ICU data, register it, print the metric table
+	$(BIN)/vitalwatch train
+	$(BIN)/vitalwatch triage train
 
 lint: $(STAMP)
 	$(BIN)/ruff check lib jobs tests

@@ -19,6 +19,11 @@ app = typer.Typer(help="vitalwatch: real-time patient monitoring on Apache Spark
 infra_app = typer.Typer(help="Local servers on 127.0.0.1: Kafka (KRaft), mongod --auth, Elasticsearch.",
                         no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
+models_app = typer.Typer(help="The MLflow registry: champion, versions, metrics.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+triage_app = typer.Typer(help="Heart-disease triage (the e-health source project's classifier).",
+                         no_args_is_help=True)
+app.add_typer(triage_app, name="triage")
 
 Servers = Annotated[list[str] | None, typer.Argument(help="kafka, mongo, elasticsearch (default: all)")]
 
@@ -286,6 +291,99 @@ def run(
         console.print(f"[red]simulator failed:[/red] {result['error']}")
         raise typer.Exit(1)
     show(sample=8)
+
+
+# -- models ---------------------------------------------------------------------------------
+@app.command()
+def train(
+    source: Annotated[str, typer.Option(help="icu (real PhysioNet data), synthetic, or lake (silver table)")] = "icu",
+    patients: Annotated[int | None, typer.Option(help="icu: use only the first N patients")] = None,
+    sequences: Annotated[int | None, typer.Option(help="synthetic: number of sequences (default from conf)")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="xgboost.spark workers")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda")] = None,
+    trees: Annotated[int | None, typer.Option(help="XGBoost rounds (default from conf)")] = None,
+    random_forest: Annotated[bool | None, typer.Option(help="also train the Spark ML Random Forest comparison")] = None,
+) -> None:
+    """Train the crisis-risk model (1 h/6 h/24 h), evaluate on held-out patients, register it
+    in MLflow and move the champion alias only if it beats the current champion."""
+    from vitalwatch.models.train_risk import load_source, markdown_table, train_risk
+    from vitalwatch.spark import build_session
+
+    s = get_settings()
+    m = s.models
+    upd: dict = {k: v for k, v in dict(num_workers=num_workers, device=device).items() if v is not None}
+    if trees:
+        upd["xgboost"] = {**m.xgboost, "n_estimators": trees}
+    if random_forest is not None:
+        upd["random_forest"] = m.random_forest.model_copy(update={"enabled": random_forest})
+    # Training collects the validation/test vectors and caches the examples: it needs more
+    # driver memory than the streaming jobs (2 GiB thrashes in GC on the full ICU data).
+    s = s.model_copy(update={"models": m.model_copy(update=upd),
+                             "spark": s.spark.model_copy(update={"driver_memory": m.train_driver_memory})})
+    with console.status("starting Spark") as st:
+        spark = build_session(s, app_name="vitalwatch-train")
+        src = load_source(spark, s, source, patients=patients, sequences=sequences)
+        rep = train_risk(spark, s, src, progress=lambda msg: (st.update(msg), console.log(msg)))
+    sys.stdout.write(markdown_table(rep.table))
+    console.log(f"run {rep.run_id}: {rep.decision}")
+    console.log("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in rep.timings.items()))
+
+
+@models_app.command("show")
+def models_show() -> None:
+    """Registered versions of the risk and triage models, with aliases and the selection metric."""
+    from vitalwatch.models.registry import client
+
+    s = get_settings()
+    c = client(s)
+    t = Table("model", "version", "aliases", "selection metric", "promoted", "run")
+    for name in (s.models.risk_model_name, s.models.triage_model_name):
+        for mv in sorted(c.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
+            metric = next((f"{k} {v}" for k, v in mv.tags.items() if k.startswith(("val_", "test_"))), "")
+            t.add_row(name, str(mv.version), ",".join(mv.aliases), metric, mv.tags.get("promoted", ""), mv.run_id)
+    Console().print(t)
+
+
+@triage_app.command("train")
+def triage_train(
+    csv: Annotated[str | None, typer.Option(help="labelled CSV (default: the shared heart.csv)")] = None,
+) -> None:
+    """Train the critical/normal classifier (critical = 1 - target) and register it."""
+    from pathlib import Path
+
+    from vitalwatch.models.triage import train_triage
+    from vitalwatch.spark import build_session
+
+    s = get_settings()
+    path = Path(csv) if csv else s.path("../shared/data/heart-disease/heart.csv")
+    with console.status("training triage model"):
+        rep = train_triage(build_session(s, app_name="vitalwatch-triage-train"), s, path)
+    console.log(f"test metrics: {', '.join(f'{k} {v:.3f}' for k, v in rep.metrics.items())}")
+    console.log(f"run {rep.run_id}: {rep.decision}")
+
+
+@triage_app.command("score")
+def triage_score(
+    csv: Annotated[str, typer.Argument(help="CSV with the 13 feature columns (a target column is ignored)")],
+) -> None:
+    """Score a CSV with the champion triage model; publish each row to the alerts (critical)
+    or normal topic."""
+    from pathlib import Path
+
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.models.triage import TriageInputError, publish, score
+    from vitalwatch.spark import build_session
+
+    s = get_settings()
+    with console.status("scoring"):
+        spark = build_session(s, app_name="vitalwatch-triage-score")
+        try:
+            counts = publish(score(spark, s, Path(csv)), resolve(s, ("kafka",)).kafka_bootstrap)
+        except TriageInputError as e:
+            console.print(f"[red]{e}[/red]")
+            raise typer.Exit(2) from e
+    for topic, n in sorted(counts.items()):
+        console.log(f"{n} rows → {topic}")
 
 
 def _drained(spark) -> bool:

@@ -162,6 +162,59 @@ class ReplayConfig(BaseModel):
     base_time: str
 
 
+class ClinicalConfig(BaseModel):
+    """PRODUCT §4: what a crisis is, what a reading's features are, when to alert."""
+
+    crisis_systolic: float = 180
+    crisis_diastolic: float = 120
+    history_readings: int = Field(30, ge=1)
+    other_vitals_window_minutes: float = Field(30, gt=0)
+    horizons_hours: list[int] = [1, 6, 24]
+    alert_thresholds: dict[str, float] = {"CRITICAL": 0.60, "HIGH": 0.40, "MEDIUM": 0.20}
+    alert_horizon_hours: int = 6
+
+
+class SplitConfig(BaseModel):
+    train: float = Field(0.70, gt=0, lt=1)
+    validation: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+
+
+class RandomForestConfig(BaseModel):
+    enabled: bool = True
+    num_trees: int = Field(60, ge=1)
+    max_depth: int = Field(10, ge=1)
+
+
+class SyntheticConfig(BaseModel):
+    sequences: int = Field(5000, ge=1)
+    hours: float = Field(48, gt=0)
+    cadence_minutes: float = Field(30, gt=0)
+    seed: int = 11
+    profile_mix: dict[str, float]
+
+
+class ModelsConfig(BaseModel):
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    mlflow_dir: str = ".work/mlflow"
+    experiment: str = "vitalwatch-crisis-risk"
+    risk_model_name: str = "vitalwatch-crisis-risk"
+    triage_model_name: str = "vitalwatch-triage"
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    selection_metric: str = "val_6h_auprc"
+    seed: int = 42
+    split: SplitConfig = SplitConfig()
+    num_workers: int = Field(2, ge=1)
+    train_driver_memory: str = "6g"
+    device: str = Field("cpu", pattern="^(cpu|cuda)$")
+    xgboost: dict[str, float | int | str]
+    random_forest: RandomForestConfig = RandomForestConfig()
+    ece_bins: int = Field(15, ge=2)
+    synthetic: SyntheticConfig
+
+
 class _YamlSource(PydanticBaseSettingsSource):
     """Feeds the merged YAML layers to pydantic-settings below the environment."""
 
@@ -194,6 +247,8 @@ class Settings(BaseSettings):
     infra: InfraConfig
     simulator: SimulatorConfig
     replay: ReplayConfig
+    clinical: ClinicalConfig
+    models: ModelsConfig
 
     @classmethod
     def settings_customise_sources(

@@ -35,6 +35,7 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.log.level": "WARN",
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",

@@ -12,7 +12,8 @@ from vitalwatch.fhir.parse import REASONS
 from vitalwatch.packages import load_packages
 
 COMMANDS = [[], ["infra"], ["infra", "up"], ["infra", "down"], ["infra", "status"], ["infra", "fetch"],
-            ["simulate"], ["replay"], ["pipeline"], ["show"], ["run"]]
+            ["simulate"], ["replay"], ["pipeline"], ["show"], ["run"], ["train"], ["models"],
+            ["models", "show"], ["triage"], ["triage", "train"], ["triage", "score"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "vitalwatch")

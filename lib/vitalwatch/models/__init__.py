@@ -1,0 +1,1 @@
+"""Crisis-risk and triage models: data sets, training, evaluation, MLflow registry, loading."""

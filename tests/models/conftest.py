@@ -1,0 +1,21 @@
+"""Model tests: a private MLflow store (SQLite + file artifacts, no server) per module."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import with_updates
+from vitalwatch.config import Settings
+
+
+@pytest.fixture(scope="module")
+def model_settings(base_settings: Settings, tmp_path_factory) -> Settings:
+    d = tmp_path_factory.mktemp("mlflow")
+    m = base_settings.models
+    return with_updates(
+        base_settings,
+        models={"mlflow_dir": str(d), "num_workers": 2,
+                "xgboost": {**m.xgboost, "n_estimators": 40, "max_depth": 4},
+                "random_forest": m.random_forest.model_copy(update={"num_trees": 8, "max_depth": 6}),
+                "synthetic": m.synthetic.model_copy(update={"hours": 24})},
+    )
