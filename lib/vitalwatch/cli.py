@@ -338,10 +338,16 @@ def models_show() -> None:
     c = client(s)
     t = Table("model", "version", "aliases", "selection metric", "promoted", "run")
     for name in (s.models.risk_model_name, s.models.triage_model_name):
-        for mv in sorted(c.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
+        versions = sorted(c.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+        aliases: dict[str, list[str]] = {}
+        if versions:
+            for alias, v in c.get_registered_model(name).aliases.items():
+                aliases.setdefault(str(v), []).append(alias)
+        for mv in versions:
             metric = next((f"{k} {v}" for k, v in mv.tags.items() if k.startswith(("val_", "test_"))), "")
-            t.add_row(name, str(mv.version), ",".join(mv.aliases), metric, mv.tags.get("promoted", ""), mv.run_id)
-    Console().print(t)
+            t.add_row(name, str(mv.version), ",".join(sorted(aliases.get(str(mv.version), []))), metric,
+                      mv.tags.get("promoted", ""), mv.run_id)
+    Console(width=200).print(t)
 
 
 @triage_app.command("train")
