@@ -43,10 +43,16 @@ def patient_hours(patient_id: pd.Series, time: pd.Series) -> float:
     return float(np.maximum((span["max"] - span["min"]).dt.total_seconds() / 3600, 1.0).sum())
 
 
+def finite_scores(score: np.ndarray) -> np.ndarray:
+    """A baseline that cannot be computed (NaN) ranks below every computed one."""
+    s = np.asarray(score, float)
+    floor = np.nanmin(s) - 1 if np.isfinite(s).any() else 0.0
+    return np.where(np.isnan(s), floor, s)
+
+
 def ranking_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float]:
     y = np.asarray(y)
-    score = np.nan_to_num(np.asarray(score, float), nan=-np.inf)
-    score = np.where(np.isneginf(score), np.nanmin(score[np.isfinite(score)]) - 1 if np.isfinite(score).any() else 0, score)
+    score = finite_scores(score)
     if y.min() == y.max():
         return {"auroc": float("nan"), "auprc": float("nan")}
     return {"auroc": float(roc_auc_score(y, score)), "auprc": float(average_precision_score(y, score))}

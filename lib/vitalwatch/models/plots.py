@@ -11,12 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from vitalwatch.models.metrics import reliability
-
-
-def _finite(s: np.ndarray) -> np.ndarray:
-    s = np.asarray(s, float)
-    return np.where(np.isnan(s), np.nanmin(s) - 1 if np.isfinite(s).any() else 0, s)
+from vitalwatch.models.metrics import finite_scores, reliability
 
 
 def curves(y_by_h: dict[int, np.ndarray], scores: dict[str, dict[int, np.ndarray]], out: Path) -> list[Path]:
@@ -26,7 +21,7 @@ def curves(y_by_h: dict[int, np.ndarray], scores: dict[str, dict[int, np.ndarray
         fig, axes = plt.subplots(1, len(y_by_h), figsize=(5 * len(y_by_h), 4.5), squeeze=False)
         for ax, (h, y) in zip(axes[0], y_by_h.items(), strict=True):
             for name, by_h in scores.items():
-                s = _finite(by_h[h])
+                s = finite_scores(by_h[h])
                 if kind == "roc":
                     fpr, tpr, _ = roc_curve(y, s)
                     ax.plot(fpr, tpr, label=name)

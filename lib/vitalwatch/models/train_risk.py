@@ -37,7 +37,7 @@ from vitalwatch.models.scorer import RiskScorer, fit_calibration
 
 Progress = Callable[[str], None]
 BASELINES = {"current systolic": "systolic", "max(SBP/180, DBP/120)": "bp_ratio", "NEWS2": "news2_partial"}
-_EVAL_COLUMNS = ["patient_id", "effective_time", "systolic", "bp_ratio", "news2_partial", "crisis_now"]
+_EVAL_COLUMNS = ["patient_id", "observation_id", "effective_time", "systolic", "bp_ratio", "news2_partial", "crisis_now"]
 
 
 @dataclass
@@ -128,7 +128,7 @@ def _fit_rf(settings: Settings, train: DataFrame, test: DataFrame, label: str) -
     rf = RandomForestClassifier(featuresCol="fvec", labelCol=label, numTrees=settings.models.random_forest.num_trees,
                                 maxDepth=settings.models.random_forest.max_depth, seed=settings.models.seed)
     model = rf.fit(vec(train).withColumn(label, F.col(label).cast("double")))
-    pred = model.transform(vec(test)).select("patient_id", "effective_time",
+    pred = model.transform(vec(test)).select("patient_id", "observation_id",
                                              vector_to_array("probability")[1].alias("p"))
     return pred.toPandas()
 
@@ -137,11 +137,10 @@ def evaluate(y: np.ndarray, p: np.ndarray, frame: pd.DataFrame, settings: Settin
     """Metrics on all readings and on readings not in crisis now."""
     thr = settings.clinical.alert_thresholds
     bins = settings.models.ece_bins
-    out = {"all": probability_metrics(y, p, thr, patient_hours(frame["patient_id"], frame["effective_time"]), bins)}
+    hours = patient_hours(frame["patient_id"], frame["effective_time"])  # the same observed time for both
     nc = ~frame["crisis_now"].to_numpy(bool)
-    out["not_in_crisis"] = probability_metrics(
-        y[nc], p[nc], thr, patient_hours(frame["patient_id"], frame["effective_time"]), bins)
-    return out
+    return {"all": probability_metrics(y, p, thr, hours, bins),
+            "not_in_crisis": probability_metrics(y[nc], p[nc], thr, hours, bins)}
 
 
 def train_risk(spark: SparkSession, settings: Settings, source: Source, progress: Progress = print,
@@ -209,7 +208,8 @@ def train_risk(spark: SparkSession, settings: Settings, source: Source, progress
             for h in horizons:
                 progress(f"training Random Forest {h} h")
                 rf = _fit_rf(settings, train, test_df, f"label_{h}h")
-                p = test_pdf[["patient_id", "effective_time"]].merge(rf, on=["patient_id", "effective_time"], how="left")["p"].to_numpy()
+                key = ["patient_id", "observation_id"]  # unique per reading, unlike the time (ties)
+                p = test_pdf[key].merge(rf, on=key, how="left", validate="one_to_one")["p"].to_numpy()
                 scores_for_plots["Random Forest (Spark ML)"][h] = p
                 for subset, met in evaluate(y_test[h], p, test_pdf, settings).items():
                     rows.append({"model": "Random Forest", "horizon_h": h, "subset": subset, **met})

@@ -83,7 +83,7 @@ def train_triage(spark: SparkSession, settings: Settings, csv: Path) -> TriageRe
     from vitalwatch.models import registry
     from vitalwatch.models.datasets import file_sha256
 
-    data = with_label(read_csv(spark, csv)).withColumn("_row", F.monotonically_increasing_id())
+    data = with_label(read_csv(spark, csv))
     u = (F.abs(F.xxhash64(F.lit(str(settings.models.seed)), *FEATURES)) % 1000) / 1000.0
     data = data.withColumn("_u", u).cache()
     train, test = data.where("_u < 0.75"), data.where("_u >= 0.75")
