@@ -24,6 +24,16 @@ app.add_typer(models_app, name="models")
 triage_app = typer.Typer(help="Heart-disease triage (the e-health source project's classifier).",
                          no_args_is_help=True)
 app.add_typer(triage_app, name="triage")
+mongo_app = typer.Typer(help="MongoDB roles, users, collections and views (conf: mongo.security).",
+                        no_args_is_help=True)
+app.add_typer(mongo_app, name="mongo")
+patients_app = typer.Typer(help="The patient registry (wards and care teams alerts are routed to).",
+                           no_args_is_help=True)
+app.add_typer(patients_app, name="patients")
+alerts_app = typer.Typer(help="Alerts: follow them live, acknowledge them.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+search_app = typer.Typer(help="Elasticsearch index templates and Kibana saved objects.", no_args_is_help=True)
+app.add_typer(search_app, name="search")
 
 Servers = Annotated[list[str] | None, typer.Argument(help="kafka, mongo, elasticsearch (default: all)")]
 
@@ -169,7 +179,7 @@ def replay(
 # -- pipeline -------------------------------------------------------------------------------
 @app.command()
 def pipeline(
-    stages: Annotated[str, typer.Option(help="comma-separated: bronze,silver")] = "bronze,silver",
+    stages: Annotated[str, typer.Option(help="comma-separated: bronze,silver,gold,es_vitals")] = "bronze,silver,gold,es_vitals",
     available_now: Annotated[bool, typer.Option(help="process what is available, then stop")] = False,
     duration: Annotated[float, typer.Option(help="stop after S seconds (0: until Ctrl-C)")] = 0,
 ) -> None:
@@ -183,10 +193,13 @@ def pipeline(
     with console.status("starting Spark (connectors resolve from Maven Central on first use)"):
         spark = build_session(s, app_name="vitalwatch-pipeline")
     ep = resolve(s, ("kafka",))
+    if "gold" in chosen and "mongo" in s.gold.sinks:
+        _mongo_init(s)
     if available_now:
         console.log(run_available_now(spark, s, ep, chosen))
     else:
-        run_continuous(spark, s, ep, chosen, duration_s=duration or None, on_tick=_log_progress)
+        run_continuous(spark, s, ep, chosen, duration_s=duration or None, on_tick=_log_progress,
+                       on_restart=lambda st, err: console.log(f"[yellow]{st} failed, restarting from its checkpoint:[/yellow] {err}"))
 
 
 def _log_progress(queries) -> None:
@@ -390,6 +403,158 @@ def triage_score(
             raise typer.Exit(2) from e
     for topic, n in sorted(counts.items()):
         console.log(f"{n} rows → {topic}")
+
+
+# -- MongoDB, registry, alerts, search ------------------------------------------------------
+def _admin_mongo_uri(s) -> str:
+    """The administrator's URI: $VITALWATCH_MONGO_ADMIN_URI, else the local server's admin."""
+    import os
+
+    from vitalwatch.infra.endpoints import resolve
+
+    if uri := os.environ.get("VITALWATCH_MONGO_ADMIN_URI"):
+        return uri
+    return resolve(s.model_copy(update={"mongo": s.mongo.model_copy(update={"uri": None})}), ("mongo",)).mongo_uri or ""
+
+
+def _mongo_init(s) -> dict:
+    """Apply roles/users on the local server (a cluster's are applied by its administrator)."""
+    import os
+
+    from vitalwatch.sinks import mongo
+
+    if s.mongo.uri and not os.environ.get("VITALWATCH_MONGO_ADMIN_URI"):
+        return {}
+    return mongo.init(s, _admin_mongo_uri(s))
+
+
+@mongo_app.command("init")
+def mongo_init() -> None:
+    """Create/update collections, indexes, the de-identified view, roles and users (idempotent).
+    Connects as administrator: $VITALWATCH_MONGO_ADMIN_URI, else the local server's admin."""
+    from vitalwatch.sinks import mongo
+
+    s = get_settings()
+    done = mongo.init(s, _admin_mongo_uri(s))
+    for k, v in done.items():
+        console.log(f"{k}: {', '.join(v)}")
+
+
+@mongo_app.command("script")
+def mongo_script(out: Annotated[str | None, typer.Option(help="write to this file (default: stdout)")] = None) -> None:
+    """Render the same roles and users as a mongosh script (docker/mongo/init-security.js)."""
+    from pathlib import Path
+
+    from vitalwatch.sinks.mongo import render_script
+
+    text = render_script(get_settings())
+    if out:
+        Path(out).write_text(text)
+        console.log(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+
+
+@patients_app.command("register")
+def patients_register(
+    patients: Annotated[int | None, typer.Option(help="simulated patients (as `simulate` makes them)")] = None,
+    seed: Annotated[int | None, typer.Option(help="simulator seed")] = None,
+) -> None:
+    """Register the simulator's patients (ward, care team, identifiers) in MongoDB."""
+    _register_simulated(get_settings(), patients, seed)
+
+
+def _register_simulated(s, patients: int | None, seed: int | None) -> int:
+    from datetime import UTC, datetime
+
+    import pymongo
+
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.producers.simulator import SimulationPlan, registry_entries
+    from vitalwatch.sinks import mongo
+
+    cfg = s.simulator.model_copy(update={k: v for k, v in dict(patients=patients, seed=seed).items() if v is not None})
+    docs = registry_entries(SimulationPlan(datetime.now(UTC), 1.0, cfg))
+    uri = mongo.pipeline_uri(s, resolve(s, ("mongo",)).mongo_uri or "")
+    n = mongo.register_patients(pymongo.MongoClient(uri)[s.mongo.database], docs)
+    console.log(f"registry: {len(docs)} patients ({n} new)")
+    return len(docs)
+
+
+@alerts_app.command("watch")
+def alerts_watch(
+    ward: Annotated[str | None, typer.Option(help="only this ward's alerts")] = None,
+    caregiver: Annotated[str | None, typer.Option(help="only alerts routed to this caregiver id")] = None,
+    from_beginning: Annotated[bool, typer.Option(help="replay the topic from the start")] = False,
+    idle_exit: Annotated[float, typer.Option(help="exit after S seconds without a message (0: never)")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON event per line")] = False,
+) -> None:
+    """Follow alerts live from the alerts topic, each alert once (by alert_id)."""
+    import json
+
+    from vitalwatch.alerts.feed import AlertFilter, describe, follow
+    from vitalwatch.infra.endpoints import resolve
+
+    s = get_settings()
+    ep = resolve(s, ("kafka",))
+    console.log(f"following {s.kafka.topics.alerts}" + (f" for ward {ward}" if ward else "")
+                + (f" for caregiver {caregiver}" if caregiver else "") + "; Ctrl-C stops")
+    try:
+        for ev in follow(ep.kafka_bootstrap, s.kafka.topics.alerts, keep=AlertFilter(ward, caregiver),
+                         from_beginning=from_beginning, idle_timeout_s=idle_exit or None):
+            sys.stdout.write((json.dumps(ev, default=str) if as_json else describe(ev)) + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[str, typer.Argument(help="the alert to acknowledge")],
+    user: Annotated[str, typer.Option(help="MongoDB user acknowledging (a clinician)")] = "vitalwatch_clinician",
+    note: Annotated[str, typer.Option(help="a note kept with the acknowledgement")] = "",
+) -> None:
+    """Acknowledge an alert as a clinician (recorded in MongoDB alert_acks with user and time)."""
+    import pymongo
+
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.sinks import mongo
+
+    s = get_settings()
+    server = s.mongo.uri or resolve(s, ("mongo",)).mongo_uri or ""
+    db = pymongo.MongoClient(mongo.user_uri(server, user, mongo.user_password(s, user), s.mongo.database))[s.mongo.database]
+    first = mongo.acknowledge(db, alert_id, user, note)
+    console.log("acknowledged" if first else "already acknowledged")
+
+
+@search_app.command("init")
+def search_init() -> None:
+    """Install the Elasticsearch index templates (conf/elasticsearch/) and create the indices."""
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.sinks.search import apply_templates
+
+    s = get_settings()
+    for name in apply_templates(s, resolve(s, ("elasticsearch",)).es_nodes or ""):
+        console.log(f"template and index {name}")
+
+
+@search_app.command("kibana-import")
+def kibana_import(
+    url: Annotated[str, typer.Option(help="Kibana base URL")] = "http://127.0.0.1:5601",
+    file: Annotated[str | None, typer.Option(help="saved objects (default dashboards/kibana/vitalwatch.ndjson)")] = None,
+) -> None:
+    """Import the data views and the dashboard into Kibana (overwrites same ids)."""
+    from pathlib import Path
+
+    from vitalwatch.config import project_root
+    from vitalwatch.sinks.kibana import import_saved_objects
+
+    path = Path(file) if file else project_root() / "dashboards" / "kibana" / "vitalwatch.ndjson"
+    res = import_saved_objects(url, path)
+    console.log(f"imported {res.get('successCount', 0)} objects: success={res.get('success')}")
+    if not res.get("success"):
+        console.print(res.get("errors"))
+        raise typer.Exit(1)
 
 
 def _drained(spark) -> bool:

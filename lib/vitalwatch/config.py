@@ -84,9 +84,19 @@ class KafkaConfig(BaseModel):
     fail_on_data_loss: bool = True
 
 
+class MongoSecurityConfig(BaseModel):
+    """Roles and users of the ``vitalwatch`` database (``vitalwatch mongo init``)."""
+
+    roles: dict[str, dict[str, Any]]
+    users: dict[str, dict[str, Any]]
+    pipeline_user: str = "vitalwatch_pipeline"
+    identifier_fields: list[str] = []
+
+
 class MongoConfig(BaseModel):
     uri: str | None = None
     database: str = "vitalwatch"
+    security: MongoSecurityConfig | None = None
 
 
 class ElasticsearchConfig(BaseModel):
@@ -106,6 +116,8 @@ class SparkConfig(BaseModel):
 class StreamingConfig(BaseModel):
     trigger_interval: str = "5 seconds"
     dedupe_watermark: str = "1 hour"
+    max_restarts: int = Field(10, ge=0)
+    restart_backoff_s: float = Field(5, ge=0)
 
 
 class FhirConfig(BaseModel):
@@ -215,6 +227,38 @@ class ModelsConfig(BaseModel):
     synthetic: SyntheticConfig
 
 
+class GoldConfig(BaseModel):
+    """The scoring stream (lib/vitalwatch/pipeline/gold.py)."""
+
+    watermark_delay: str = "10 minutes"        # on silver arrival time (see README, "Late readings")
+    state_ttl_hours: float = Field(24, gt=0)   # a patient with nothing new for this long is discharged
+    late_tolerance_minutes: float = Field(360, ge=0)  # older than the newest reading by more: not scored
+    mongo_latest_scores: int = Field(50, ge=1)  # risk_scores kept per patient in MongoDB
+    model_alias: str | None = None             # None: models.champion_alias
+    sinks: list[str] = ["mongo", "elasticsearch", "kafka", "webhook"]
+
+
+class WebhookConfig(BaseModel):
+    url: str
+    levels: list[str] = ["CRITICAL", "HIGH"]
+    timeout_s: float = Field(5, gt=0)
+    retries: int = Field(3, ge=0)
+
+
+class AlertsConfig(BaseModel):
+    """PRODUCT §4 alert events: when to raise, repeat, resolve, and whom to tell."""
+
+    schema_version: int = 1
+    suppression_minutes: float = Field(60, ge=0)
+    news2_aggregate_threshold: float = 7
+    news2_aggregate_level: str = "HIGH"
+    news2_red_flag_level: str = "MEDIUM"
+    publish_normal: bool = True
+    routing: dict[str, list[str]]
+    fallback_care_team: dict[str, str] = {}
+    webhooks: list[WebhookConfig] = []
+
+
 class _YamlSource(PydanticBaseSettingsSource):
     """Feeds the merged YAML layers to pydantic-settings below the environment."""
 
@@ -249,6 +293,8 @@ class Settings(BaseSettings):
     replay: ReplayConfig
     clinical: ClinicalConfig
     models: ModelsConfig
+    gold: GoldConfig = GoldConfig()
+    alerts: AlertsConfig
 
     @classmethod
     def settings_customise_sources(

@@ -75,7 +75,7 @@ def test_simulator_to_silver_counts_values_reasons_and_replay(
     rep = send(msgs, endpoints.kafka_bootstrap, s.kafka.topics.observations)
     assert rep.sent == len(msgs)
 
-    counts = run_available_now(spark, s, endpoints)
+    counts = run_available_now(spark, s, endpoints, ("bronze", "silver"))
     assert counts["bronze"] == len(msgs)
 
     bronze = read_table(spark, s, BRONZE)
@@ -95,7 +95,7 @@ def test_simulator_to_silver_counts_values_reasons_and_replay(
 
     # The same messages again (a producer replay): bronze keeps everything, silver adds nothing.
     send(msgs, endpoints.kafka_bootstrap, s.kafka.topics.observations)
-    run_available_now(spark, s, endpoints)
+    run_available_now(spark, s, endpoints, ("bronze", "silver"))
     assert read_table(spark, s, BRONZE).count() == 2 * len(msgs)
     got2 = silver_values(spark, s)
     assert sorted(got2) == sorted(got)
@@ -127,7 +127,7 @@ def test_sigkill_and_restart_lose_and_duplicate_nothing(
            "VITALWATCH__INFRA__WORK_DIR": s.infra.work_dir}
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "sigkill-pipeline.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "pipeline.py")], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "pipeline.py"), "--stages", "bronze,silver"], env=env, cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     silver_path = s.table_path(*SILVER_VITALS)
     deadline = time.monotonic() + 240
@@ -145,7 +145,7 @@ def test_sigkill_and_restart_lose_and_duplicate_nothing(
     partial = read_table(spark, s, BRONZE).count()
     assert 0 < partial < len(msgs), "the kill should interrupt the run mid-way"
 
-    run_available_now(spark, s, endpoints)  # restart from the same checkpoints
+    run_available_now(spark, s, endpoints, ("bronze", "silver"))  # restart from the same checkpoints
 
     bronze = read_table(spark, s, BRONZE)
     assert bronze.count() == len(msgs)

@@ -42,6 +42,11 @@ def silver_rows(silver: DataFrame) -> DataFrame:
     return df.select(*ROW_COLUMNS)
 
 
+def restore_nan(col: str):
+    """Arrow turns NaN inside lists into null; XGBoost's missing value is NaN, so put it back."""
+    return F.transform(col, lambda x: F.coalesce(x, F.lit(float("nan"))))
+
+
 def build_examples(rows: DataFrame, cfg: ClinicalConfig, buckets: int = 64) -> DataFrame:
     """Rows (``ROW_COLUMNS``) → one example per reading: vector, labels, NEWS2, crisis now.
 
@@ -53,7 +58,6 @@ def build_examples(rows: DataFrame, cfg: ClinicalConfig, buckets: int = 64) -> D
         out = training_examples(pdf, cfg)
         return out[[f.name for f in schema.fields]]
 
-    # Arrow turns NaN inside lists into null; XGBoost's missing value is NaN, so put it back.
     bucket = F.pmod(F.xxhash64("patient_id"), F.lit(buckets))
     return (rows.groupBy(bucket.alias("_bucket")).applyInPandas(per_patient, schema)
-            .withColumn("features", F.transform("features", lambda x: F.coalesce(x, F.lit(float("nan"))))))
+            .withColumn("features", restore_nan("features")))

@@ -1,8 +1,13 @@
 """Starting and supervising the streaming queries of one Spark application.
 
 ``available_now`` runs each stage to completion in order (bronze, then silver reads what
-bronze wrote): the batch catch-up mode used by tests and backfills. Otherwise all stages run
-concurrently until stopped, a duration passes, or one fails."""
+bronze wrote, then gold): the batch catch-up mode used by tests and backfills. Otherwise all
+stages run concurrently until stopped or a duration passes.
+
+**Failures.** A query that fails (a sink or the broker is down, say) is restarted from its
+checkpoint after a back-off, up to ``streaming.max_restarts`` times in a row; the failed
+micro-batch is replayed, and because every write is idempotent nothing is lost or doubled.
+A query that keeps failing stops the application with its error."""
 
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.pipeline.bronze import start_bronze
 from vitalwatch.pipeline.silver import start_silver
 
-STAGES = ("bronze", "silver")
+STAGES = ("bronze", "silver", "gold", "es_vitals")
+DEFAULT_STAGES = ("bronze", "silver", "gold", "es_vitals")
 
 
 def start_stage(spark: SparkSession, settings: Settings, endpoints: Endpoints, stage: str,
@@ -26,6 +32,14 @@ def start_stage(spark: SparkSession, settings: Settings, endpoints: Endpoints, s
         return start_bronze(spark, settings, endpoints, available_now=available_now)
     if stage == "silver":
         return start_silver(spark, settings, available_now=available_now)
+    if stage == "gold":
+        from vitalwatch.pipeline.gold import start_gold
+
+        return start_gold(spark, settings, available_now=available_now)
+    if stage == "es_vitals":
+        from vitalwatch.pipeline.gold import start_vitals_index
+
+        return start_vitals_index(spark, settings, available_now=available_now)
     raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 
 
@@ -45,21 +59,39 @@ def run_available_now(spark: SparkSession, settings: Settings, endpoints: Endpoi
 def run_continuous(spark: SparkSession, settings: Settings, endpoints: Endpoints,
                    stages: Sequence[str] = STAGES, *, duration_s: float | None = None,
                    on_tick: Callable[[list[StreamingQuery]], None] | None = None,
-                   tick_s: float = 5.0, should_stop: Callable[[], bool] | None = None) -> None:
-    """Run all stages until ``duration_s`` passes, ``should_stop`` says so, or a query fails."""
-    queries = [start_stage(spark, settings, endpoints, s, available_now=False) for s in stages]
+                   tick_s: float = 5.0, should_stop: Callable[[], bool] | None = None,
+                   on_restart: Callable[[str, str], None] | None = None) -> dict[str, int]:
+    """Run all stages until ``duration_s`` passes or ``should_stop`` says so, restarting a
+    failed query from its checkpoint (see module doc); returns restarts per stage."""
+    queries = {s: start_stage(spark, settings, endpoints, s, available_now=False) for s in stages}
+    restarts = dict.fromkeys(stages, 0)
+    in_a_row = dict.fromkeys(stages, 0)
     deadline = time.monotonic() + duration_s if duration_s else None
     try:
         while True:
             time.sleep(tick_s)
-            for q in queries:
-                if not q.isActive and q.exception():
-                    raise RuntimeError(f"query {q.name} failed: {q.exception()}")
+            for stage, q in list(queries.items()):
+                if q.isActive:
+                    if (q.lastProgress or {}).get("numInputRows"):
+                        in_a_row[stage] = 0
+                    continue
+                err = q.exception()
+                if err is None:
+                    continue
+                in_a_row[stage] += 1
+                if in_a_row[stage] > settings.streaming.max_restarts:
+                    raise RuntimeError(f"query {q.name} failed {in_a_row[stage]} times in a row: {err}")
+                if on_restart:
+                    on_restart(stage, str(err).splitlines()[0][:300])
+                time.sleep(min(settings.streaming.restart_backoff_s * in_a_row[stage], 60))
+                queries[stage] = start_stage(spark, settings, endpoints, stage, available_now=False)
+                restarts[stage] += 1
             if on_tick:
-                on_tick(queries)
+                on_tick(list(queries.values()))
             if (deadline and time.monotonic() >= deadline) or (should_stop and should_stop()):
                 break
     finally:
-        for q in queries:
+        for q in queries.values():
             if q.isActive:
                 q.stop()
+    return restarts

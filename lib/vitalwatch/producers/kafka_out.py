@@ -35,7 +35,8 @@ def producer(bootstrap: str, **extra: object):
 
 def send(messages: Iterable[Message], bootstrap: str, topic: str, *, speedup: float = 0.0,
          rate: float = 0.0, on_sent: Callable[[Message], None] | None = None,
-         should_stop: Callable[[], bool] | None = None) -> SendReport:
+         should_stop: Callable[[], bool] | None = None,
+         side: Callable[[Message], list[tuple[str, str, bytes]]] | None = None) -> SendReport:
     """Send ``messages`` in order. ``speedup`` > 0 paces by simulated time (that many simulated
     seconds per wall second); ``rate`` > 0 caps messages per second; both 0: as fast as possible."""
     p = producer(bootstrap)
@@ -64,6 +65,9 @@ def send(messages: Iterable[Message], bootstrap: str, topic: str, *, speedup: fl
                 break
             except BufferError:
                 p.poll(0.1)
+        for extra_topic, key, value in (side(m) if side else []):
+            p.produce(extra_topic, key=key.encode(), value=value, on_delivery=delivered)
+            rep.by_kind["gateway_alert"] = rep.by_kind.get("gateway_alert", 0) + 1
         p.poll(0)
         rep.sent += 1
         rep.by_kind[m.kind] = rep.by_kind.get(m.kind, 0) + 1

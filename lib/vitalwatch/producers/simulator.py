@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from vitalwatch.config import SimulatorConfig
+from vitalwatch.config import ClinicalConfig, SimulatorConfig
 from vitalwatch.producers import fhir
 from vitalwatch.producers.faults import FaultPlan, inject
 from vitalwatch.producers.fhir import Message
@@ -66,3 +66,43 @@ def simulate(plan: SimulationPlan) -> Iterator[Message]:
     faults = FaultPlan(cfg.seed, cfg.duplicate_fraction, cfg.late_fraction, cfg.malformed_fraction,
                        (timedelta(minutes=cfg.cadence_minutes), timedelta(minutes=max(60, 2 * cfg.cadence_minutes))))
     return inject(readings(plan), faults)
+
+
+def registry_entries(plan: SimulationPlan) -> list[dict]:
+    """The simulated patients as the hospital's registry knows them: ward and care team (the
+    routing targets), plus the direct identifiers analysts must never see."""
+    out = []
+    for i, p in enumerate(patients_for(plan)):
+        ward = p.ward
+        out.append({"_id": p.patient_id, "name": f"Simulated Patient {p.patient_id}", "mrn": f"MRN{i:07d}",
+                    "birth_date": f"19{40 + i % 50:02d}-0{1 + i % 9}-1{i % 10}", "ward": ward,
+                    "profile": p.profile, "device_id": p.device_id,
+                    "care_team": {"physician_on_call": f"dr-oncall-{ward}", "nurse": f"rn-{ward}-{i % 2 + 1}",
+                                  "dashboard": f"dashboard-{ward}"}})
+    return out
+
+
+def gateway_alert(m: Message, cfg: ClinicalConfig) -> dict | None:
+    """The device gateway's own crisis-now alert at the edge for a message carrying a
+    blood-pressure reading that is itself a crisis; ``alert_id`` is the one the server computes
+    for that reading at CRITICAL, so consumers see one alert (``source`` tells who was first)."""
+    import json
+
+    from vitalwatch.alerts.policy import alert_id
+
+    if m.kind != "reading":
+        return None
+    res = json.loads(m.value)
+    entries = [e.get("resource", {}) for e in res.get("entry", [])] if res.get("resourceType") == "Bundle" else [res]
+    for r in entries:
+        if r.get("code", {}).get("coding", [{}])[0].get("code") != fhir.BP_PANEL[0]:
+            continue
+        comp = {c["code"]["coding"][0]["code"]: c.get("valueQuantity", {}).get("value") for c in r.get("component", [])}
+        sbp, dbp = comp.get(fhir.SYSTOLIC[0]), comp.get(fhir.DIASTOLIC[0])
+        if (sbp or 0) >= cfg.crisis_systolic or (dbp or 0) >= cfg.crisis_diastolic:
+            pid = r["subject"]["reference"].split("/")[-1]
+            return {"schema_version": 1, "alert_id": alert_id(pid, r["id"], "CRITICAL"), "kind": "raised",
+                    "level": "CRITICAL", "patient_id": pid, "observation_id": r["id"],
+                    "effective_time": r["effectiveDateTime"], "reasons": ["crisis_now"], "late": False,
+                    "systolic": sbp, "diastolic": dbp, "source": "gateway"}
+    return None

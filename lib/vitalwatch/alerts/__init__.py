@@ -1,0 +1,1 @@
+"""Alert policy, routing to caregivers and notification channels."""

@@ -1,0 +1,1 @@
+"""Scoring readings: per-patient state, the feature vector, the model, the alert policy."""

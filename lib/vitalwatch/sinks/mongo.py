@@ -1,0 +1,229 @@
+"""MongoDB: the operational views (``patients``, ``risk_scores``, ``alerts``, ``alert_acks``),
+their roles and users, and the writes the pipeline makes through mongo-spark-connector.
+
+**Security** is one definition in ``conf/base.yaml`` (``mongo.security``) applied by
+``vitalwatch mongo init`` (idempotent: roles and users are created or updated) and rendered
+as a mongosh script for ``docker/`` by :func:`render_script`:
+- ``vitalwatch_writer`` — the pipeline: read/write the three operational collections;
+- ``vitalwatch_clinician`` — read everything; acknowledge an alert = insert into
+  ``alert_acks`` (``_id`` = alert id: one acknowledgement per alert); cannot change alerts,
+  scores or the registry;
+- ``vitalwatch_analyst`` — read-only, and never ``patients``: only the view
+  ``patients_deidentified`` (the registry without ``identifier_fields``), scores and alerts;
+- ``vitalwatch_admin`` — ``dbOwner`` of the database.
+Passwords come from the environment variable each user names; on the local profile a
+missing one is generated once into a 0600 file under the infra work dir, never into git."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus, urlsplit
+
+from vitalwatch.config import MongoSecurityConfig, Settings
+
+COLLECTIONS = ("patients", "risk_scores", "alerts", "alert_acks")
+DEIDENTIFIED_VIEW = "patients_deidentified"
+INDEXES: dict[str, list[list[tuple[str, int]]]] = {
+    "patients": [[("ward", 1)]],
+    "risk_scores": [[("patient_id", 1), ("effective_time", -1)]],
+    "alerts": [[("patient_id", 1), ("effective_time", -1)], [("ward", 1), ("level", 1), ("effective_time", -1)]],
+    "alert_acks": [[("acknowledged_time", -1)]],
+}
+
+
+def security(settings: Settings) -> MongoSecurityConfig:
+    if settings.mongo.security is None:
+        raise ValueError("mongo.security is not configured (conf/base.yaml)")
+    return settings.mongo.security
+
+
+def _secret_file(settings: Settings, user: str) -> Path:
+    return settings.path(settings.infra.work_dir) / "mongo" / "users" / f"{user}.secret"
+
+
+def user_password(settings: Settings, user: str, *, create: bool = False) -> str:
+    """The user's password: its environment variable, else (local) the generated secret file."""
+    spec = security(settings).users[user]
+    if (env := spec.get("password_env")) and os.environ.get(env):
+        return os.environ[env]
+    f = _secret_file(settings, user)
+    if f.exists():
+        return f.read_text().strip()
+    if not create:
+        raise KeyError(f"no password for MongoDB user {user!r}: set ${spec.get('password_env')} "
+                       f"or run `vitalwatch mongo init`")
+    f.parent.mkdir(parents=True, exist_ok=True)
+    pw = secrets.token_urlsafe(24)
+    f.touch(mode=0o600)
+    f.write_text(pw)
+    return pw
+
+
+def user_uri(server_uri: str, user: str, password: str, database: str) -> str:
+    """A connection string for ``user`` (defined in ``database``) on the server of ``server_uri``."""
+    netloc = urlsplit(server_uri).netloc.rsplit("@", 1)[-1]
+    return (f"mongodb://{quote_plus(user)}:{quote_plus(password)}@{netloc}/"
+            f"?authSource={database}&directConnection=true")
+
+
+def pipeline_uri(settings: Settings, server_uri: str) -> str:
+    """What the pipeline connects as: ``mongo.uri`` when configured (a cluster passes the
+    writer's own URI), else the local server as the pipeline user."""
+    if settings.mongo.uri:
+        return settings.mongo.uri
+    user = security(settings).pipeline_user
+    return user_uri(server_uri, user, user_password(settings, user), settings.mongo.database)
+
+
+def role_documents(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Role name → {privileges, roles} as MongoDB's createRole takes them."""
+    db = settings.mongo.database
+    out = {}
+    for name, spec in security(settings).roles.items():
+        privileges = [{"resource": {"db": db, "collection": c}, "actions": sorted(p["actions"])}
+                      for p in spec.get("privileges", []) for c in p["collections"]]
+        roles = [{"role": r, "db": db} for r in spec.get("builtin", [])]
+        out[name] = {"privileges": privileges, "roles": roles}
+    return out
+
+
+def deidentified_pipeline(settings: Settings) -> list[dict[str, Any]]:
+    return [{"$project": dict.fromkeys(security(settings).identifier_fields, 0)}]
+
+
+def init(settings: Settings, admin_uri: str) -> dict[str, list[str]]:
+    """Create or update collections, indexes, the de-identified view, roles and users."""
+    import pymongo
+    from pymongo.errors import OperationFailure
+
+    client = pymongo.MongoClient(admin_uri, serverSelectionTimeoutMS=5000)
+    db = client[settings.mongo.database]
+    done: dict[str, list[str]] = {"collections": [], "roles": [], "users": []}
+    existing = set(db.list_collection_names())
+    for c in COLLECTIONS:
+        if c not in existing:
+            db.create_collection(c)
+        for keys in INDEXES.get(c, []):
+            db[c].create_index(keys)
+        done["collections"].append(c)
+    if DEIDENTIFIED_VIEW in existing:
+        db.command("collMod", DEIDENTIFIED_VIEW, viewOn="patients", pipeline=deidentified_pipeline(settings))
+    else:
+        db.command("create", DEIDENTIFIED_VIEW, viewOn="patients", pipeline=deidentified_pipeline(settings))
+    done["collections"].append(DEIDENTIFIED_VIEW)
+    for name, doc in role_documents(settings).items():
+        try:
+            db.command("createRole", name, **doc)
+        except OperationFailure as e:
+            if e.code != 51002:  # role already exists
+                raise
+            db.command("updateRole", name, **doc)
+        done["roles"].append(name)
+    for user, spec in security(settings).users.items():
+        pw = user_password(settings, user, create=True)
+        roles = [{"role": spec["role"], "db": settings.mongo.database}]
+        try:
+            db.command("createUser", user, pwd=pw, roles=roles)
+        except OperationFailure as e:
+            if e.code != 51003:  # user already exists
+                raise
+            db.command("updateUser", user, pwd=pw, roles=roles)
+        done["users"].append(user)
+    client.close()
+    return done
+
+
+def render_script(settings: Settings) -> str:
+    """The same definition as a mongosh script (``docker/mongo/init-security.js``); passwords
+    are read from the users' environment variables inside the container."""
+    dbname = settings.mongo.database
+    lines = [
+        "// Generated by `vitalwatch mongo script` from conf/base.yaml (mongo.security). Do not edit.",
+        f"const vw = db.getSiblingDB({json.dumps(dbname)});",
+        f"for (const c of {json.dumps(list(COLLECTIONS))}) {{",
+        "  if (!vw.getCollectionNames().includes(c)) { vw.createCollection(c); }",
+        "}",
+    ]
+    for c, idx in INDEXES.items():
+        for keys in idx:
+            lines.append(f"vw.getCollection({json.dumps(c)}).createIndex({json.dumps(dict(keys))});")
+    lines += [
+        f"if (!vw.getCollectionNames().includes({json.dumps(DEIDENTIFIED_VIEW)})) {{",
+        f"  vw.createView({json.dumps(DEIDENTIFIED_VIEW)}, \"patients\", {json.dumps(deidentified_pipeline(settings))});",
+        "}",
+    ]
+    for name, doc in role_documents(settings).items():
+        lines += [
+            f"if (vw.getRole({json.dumps(name)}) === null) {{",
+            f"  vw.createRole({{role: {json.dumps(name)}, privileges: {json.dumps(doc['privileges'])}, roles: {json.dumps(doc['roles'])}}});",
+            "} else {",
+            f"  vw.updateRole({json.dumps(name)}, {{privileges: {json.dumps(doc['privileges'])}, roles: {json.dumps(doc['roles'])}}});",
+            "}",
+        ]
+    for user, spec in security(settings).users.items():
+        env = spec["password_env"]
+        roles = json.dumps([{"role": spec["role"], "db": dbname}])
+        lines += [
+            f"if (!process.env.{env}) {{ throw new Error('set {env}'); }}",
+            f"if (vw.getUser({json.dumps(user)}) === null) {{",
+            f"  vw.createUser({{user: {json.dumps(user)}, pwd: process.env.{env}, roles: {roles}}});",
+            "} else {",
+            f"  vw.updateUser({json.dumps(user)}, {{pwd: process.env.{env}, roles: {roles}}});",
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# -- registry and acknowledgements (pymongo; small, interactive operations) ------------------
+def register_patients(db, patients: list[dict[str, Any]]) -> int:
+    """Upsert registry entries (``_id`` = patient id); pipeline-written ``status`` is kept."""
+    from pymongo import UpdateOne
+
+    ops = [UpdateOne({"_id": p["_id"]}, {"$set": {k: v for k, v in p.items() if k != "_id"}}, upsert=True)
+           for p in patients]
+    return db.patients.bulk_write(ops).upserted_count if ops else 0
+
+
+def care_teams(db, patient_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Ward and care team of each registered patient among ``patient_ids``."""
+    cur = db.patients.find({"_id": {"$in": list(patient_ids)}}, {"ward": 1, "care_team": 1})
+    return {d["_id"]: {"ward": d.get("ward"), "care_team": d.get("care_team") or {}} for d in cur}
+
+
+def acknowledge(db, alert_id: str, user: str, note: str = "") -> bool:
+    """Record that ``user`` acknowledged the alert; False if it already was (first one wins)."""
+    from pymongo.errors import DuplicateKeyError
+
+    if db.alerts.count_documents({"_id": alert_id}, limit=1) == 0:
+        raise KeyError(f"no alert {alert_id}")
+    try:
+        db.alert_acks.insert_one({"_id": alert_id, "user": user, "note": note,
+                                  "acknowledged_time": datetime.now(UTC)})
+        return True
+    except DuplicateKeyError:
+        return False
+
+
+def trim_scores(db, patient_ids: list[str], keep: int) -> int:
+    """Keep only the latest ``keep`` risk scores of each patient (the lake keeps them all)."""
+    if not patient_ids:
+        return 0
+    stale = db.risk_scores.aggregate([
+        {"$match": {"patient_id": {"$in": list(patient_ids)}}},
+        {"$setWindowFields": {"partitionBy": "$patient_id", "sortBy": {"effective_time": -1},
+                              "output": {"rank": {"$documentNumber": {}}}}},
+        {"$match": {"rank": {"$gt": keep}}}, {"$project": {"_id": 1}},
+    ])
+    ids = [d["_id"] for d in stale]
+    return db.risk_scores.delete_many({"_id": {"$in": ids}}).deleted_count if ids else 0
+
+
+def connector_options(uri: str, database: str, collection: str) -> dict[str, str]:
+    """mongo-spark-connector upserts by ``_id`` with ``$set`` (fields not written are kept)."""
+    return {"connection.uri": uri, "database": database, "collection": collection,
+            "operationType": "update", "idFieldList": "_id", "upsertDocument": "true"}
