@@ -1,0 +1,303 @@
+"""Simulator → Kafka → bronze → silver → gold on the real servers: scores equal batch scoring
+(parity), alerts reach the topic, MongoDB, Elasticsearch and a webhook with the right level and
+routing; a SIGKILLed pipeline and a MongoDB outage lose and duplicate nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pymongo
+import pytest
+import requests
+from pyspark.sql import SparkSession
+from pyspark.testing import assertDataFrameEqual
+
+from tests.conftest import ARTIFACTS, ROOT, with_updates
+from vitalwatch.alerts.feed import follow
+from vitalwatch.config import Settings, WebhookConfig
+from vitalwatch.features.build import silver_rows
+from vitalwatch.infra.endpoints import Endpoints
+from vitalwatch.infra.kafka import ensure_topics
+from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES, GOLD_STATUS, load_model
+from vitalwatch.pipeline.lake import SILVER_VITALS, read_table
+from vitalwatch.pipeline.runner import run_available_now
+from vitalwatch.producers.kafka_out import send
+from vitalwatch.producers.simulator import SimulationPlan, registry_entries, simulate
+from vitalwatch.scoring.engine import score_batch
+from vitalwatch.sinks import mongo
+from vitalwatch.sinks.search import index_name
+
+pytestmark = pytest.mark.integration
+RISKS = ["risk_1h", "risk_6h", "risk_24h"]
+
+
+@pytest.fixture(scope="module")
+def trained(spark: SparkSession, base_settings: Settings, tmp_path_factory) -> Settings:
+    """A champion crisis-risk model in a private MLflow registry (small, synthetic)."""
+    from vitalwatch.models.train_risk import load_source, train_risk
+
+    m = base_settings.models
+    s = with_updates(base_settings, models={
+        "mlflow_dir": str(tmp_path_factory.mktemp("mlflow")),
+        "xgboost": {**m.xgboost, "n_estimators": 40, "max_depth": 4},
+        "random_forest": m.random_forest.model_copy(update={"enabled": False}),
+        "synthetic": m.synthetic.model_copy(update={"hours": 24})})
+    train_risk(spark, s, load_source(spark, s, "synthetic", sequences=300), progress=lambda _m: None)
+    return s
+
+
+class Receiver:
+    """A local HTTP endpoint standing in for a pager's webhook: records what it is sent."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.headers["Idempotency-Key"], json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_a) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+
+
+def gold_settings(trained: Settings, endpoints: Endpoints, name: str, **alerts: object) -> Settings:
+    """Own topics, lake, MongoDB database and Elasticsearch indices for one test."""
+    tag = uuid.uuid4().hex[:8]
+    topics = {k: f"test.{k}.{tag}" for k in ("observations", "alerts", "normal")}
+    ensure_topics(endpoints.kafka_bootstrap, list(topics.values()), 2, 1)
+    d = ROOT / ".work" / f"test-{os.getpid()}" / "gold" / f"{name}-{tag}"
+    s = with_updates(trained, kafka={"topics": trained.kafka.topics.model_copy(update=topics)},
+                     lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
+                     mongo={"database": f"vw_{name}_{tag}"}, elasticsearch={"index_prefix": f"vw-{name}-{tag}"},
+                     alerts=alerts)
+    mongo.init(s, endpoints.mongo_uri or "")
+    return s
+
+
+def plan(patients: int = 8, hours: float = 12) -> SimulationPlan:
+    cfg = Settings().simulator.model_copy(update={
+        "patients": patients, "seed": 5, "bundle_fraction": 0.3,
+        "profile_mix": {"crisis_prone": 0.5, "hypertensive": 0.25, "normotensive": 0.25}})
+    return SimulationPlan(datetime(2026, 6, 1, tzinfo=UTC), hours, cfg)
+
+
+def register(s: Settings, endpoints: Endpoints, p: SimulationPlan, skip: str) -> dict[str, dict]:
+    """Register every simulated patient but ``skip`` (it must be routed to the fallback team)."""
+    docs = [d for d in registry_entries(p) if d["_id"] != skip]
+    db = pymongo.MongoClient(mongo.pipeline_uri(s, endpoints.mongo_uri or ""))[s.mongo.database]
+    mongo.register_patients(db, docs)
+    return {d["_id"]: d for d in docs}
+
+
+def split_at_instants(msgs, parts: int):
+    """Cut the message list only between simulated instants (a reading's messages stay together)."""
+    cuts = sorted({round(len(msgs) * k / parts) for k in range(1, parts)})
+    out, start = [], 0
+    for c in cuts:
+        while 0 < c < len(msgs) and msgs[c].sim_time == msgs[c - 1].sim_time:
+            c += 1
+        out.append(msgs[start:c])
+        start = c
+    out.append(msgs[start:])
+    return out
+
+
+def expected(spark: SparkSession, s: Settings) -> pd.DataFrame:
+    """Batch scoring of everything in silver: what the stream must have produced."""
+    rows = silver_rows(read_table(spark, s, SILVER_VITALS)).toPandas()
+    return score_batch(rows, load_model(s), s.clinical, s.alerts)
+
+
+def es_count(endpoints: Endpoints, index: str) -> int:
+    base = endpoints.es_nodes if (endpoints.es_nodes or "").startswith("http") else f"http://{endpoints.es_nodes}"
+    requests.post(f"{base}/{index}/_refresh", timeout=30)
+    return requests.get(f"{base}/{index}/_count", timeout=30).json()["count"]
+
+
+def es_ids(endpoints: Endpoints, index: str) -> set[str]:
+    base = endpoints.es_nodes if (endpoints.es_nodes or "").startswith("http") else f"http://{endpoints.es_nodes}"
+    r = requests.get(f"{base}/{index}/_search", json={"size": 10000, "_source": False}, timeout=30).json()
+    return {h["_id"] for h in r["hits"]["hits"]}
+
+
+def check_every_sink_once(spark: SparkSession, s: Settings, endpoints: Endpoints, want: pd.DataFrame) -> pd.DataFrame:
+    """Delta gold, MongoDB, Elasticsearch and the alerts topic's consumers hold every reading
+    and every alert exactly once; returns the gold alerts."""
+    gold = read_table(spark, s, GOLD_SCORES).toPandas()
+    assert len(gold) == gold.observation_id.nunique() == len(want), "each reading scored exactly once"
+    assert set(gold.observation_id) == set(want.observation_id)
+    alerts = read_table(spark, s, GOLD_ALERTS).toPandas()
+    want_alerts = set(want.alert_id.dropna())
+    assert len(alerts) == alerts.alert_id.nunique() == len(want_alerts) and set(alerts.alert_id) == want_alerts
+    db = pymongo.MongoClient(endpoints.mongo_uri)[s.mongo.database]
+    assert {d["_id"] for d in db.alerts.find({}, {"_id": 1})} == want_alerts
+    keep = s.gold.mongo_latest_scores
+    latest = want.sort_values("effective_time").groupby("patient_id").tail(keep)
+    assert {d["_id"] for d in db.risk_scores.find({}, {"_id": 1})} == set(latest.observation_id)
+    assert es_count(endpoints, index_name(s, "risk")) == len(want)
+    assert es_ids(endpoints, index_name(s, "alerts")) == want_alerts
+    feed = list(follow(endpoints.kafka_bootstrap, s.kafka.topics.alerts, from_beginning=True, idle_timeout_s=8))
+    assert sorted(e["alert_id"] for e in feed if e["source"] == "server") == sorted(want_alerts)
+    return alerts
+
+
+def test_stream_equals_batch_and_alerts_reach_every_sink_routed(
+        spark: SparkSession, trained: Settings, endpoints: Endpoints) -> None:
+    hook = Receiver()
+    s = gold_settings(trained, endpoints, "parity",
+                      webhooks=[WebhookConfig(url=hook.url, levels=["CRITICAL", "HIGH"])])
+    p = plan()
+    msgs = list(simulate(p))
+    unregistered = "p00001"
+    registry = register(s, endpoints, p, skip=unregistered)
+    stages = ("bronze", "silver", "gold", "es_vitals")
+    for part in split_at_instants(msgs, 2):  # two arrivals: the state carries across batches
+        send(part, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+        run_available_now(spark, s, endpoints, stages)
+
+    want = expected(spark, s)
+    assert (want.level == "CRITICAL").sum() > 0 and want.alert_id.notna().sum() >= 5, "crisis-prone patients alert"
+    gold = read_table(spark, s, GOLD_SCORES)
+    # parity: the streaming vectors, scores, levels and alerts are the batch builder's
+    cols = ["observation_id", "patient_id", "level", "alert_id", "alert_kind", "score_status", "model_version"]
+    got_pdf = gold.toPandas().set_index("observation_id").loc[want.observation_id].reset_index()
+    np.testing.assert_array_equal(np.stack(got_pdf.features), np.stack(want.features))
+    np.testing.assert_allclose(got_pdf[RISKS].to_numpy(float), want[RISKS].to_numpy(float), rtol=1e-6)
+    assertDataFrameEqual(gold.select(*cols), spark.createDataFrame(want[cols].astype(object).where(want[cols].notna(), None),
+                                                                   gold.select(*cols).schema))
+    assert set(want.model_version) == {"1"} and set(want.model_name) == {s.models.risk_model_name}
+
+    alerts = check_every_sink_once(spark, s, endpoints, want)
+    # routing: the registered care team by level; the unregistered patient gets the fallback team
+    for a in alerts.itertuples():
+        team = registry.get(a.patient_id, {}).get("care_team")
+        roles = {"CRITICAL": ["physician_on_call", "nurse"], "HIGH": ["nurse"], "MEDIUM": ["dashboard"],
+                 "LOW": ["dashboard"]}[a.level]
+        want_ids = [team[r] if team else s.alerts.fallback_care_team[r] for r in roles]
+        assert [r["id"] for r in a.recipients] == want_ids, a
+        assert a.ward == (registry[a.patient_id]["ward"] if team else "unassigned")
+        assert a.source == "server" and a.alert_id == (a.alert_id or "")
+    crisis = alerts[alerts.reasons.apply(lambda r: "crisis_now" in list(r))]
+    assert (crisis.level == "CRITICAL").all() and len(crisis) > 0
+    assert ((crisis.systolic >= 180) | (crisis.diastolic >= 120)).all()
+    # the status table and MongoDB's registry show each patient's latest reading
+    last = want.sort_values("effective_time").groupby("patient_id").tail(1).set_index("patient_id")
+    status = read_table(spark, s, GOLD_STATUS).toPandas().set_index("patient_id")
+    assert (status.loc[last.index, "observation_id"] == last.observation_id).all()
+    db = pymongo.MongoClient(endpoints.mongo_uri)[s.mongo.database]
+    doc = db.patients.find_one({"_id": "p00000"})
+    assert doc["name"].startswith("Simulated") and doc["status"]["observation_id"] == last.loc["p00000", "observation_id"]
+    # webhook: every CRITICAL/HIGH alert, keyed by alert id
+    urgent = set(alerts.alert_id[alerts.level.isin(["CRITICAL", "HIGH"])])
+    assert {k for k, _ in hook.received} == urgent and all(k == b["alert_id"] for k, b in hook.received)
+    # normal topic: the below-threshold assessments
+    normal = int(((want.level == "LOW") & want.alert_id.isna() & (want.score_status == "scored")).sum())
+    assert normal > 0 and _topic_size(endpoints, s.kafka.topics.normal) == normal
+    # Elasticsearch vitals: one document per silver value
+    assert es_count(endpoints, index_name(s, "vitals")) == read_table(spark, s, SILVER_VITALS).count()
+
+
+def _topic_size(endpoints: Endpoints, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": endpoints.kafka_bootstrap, "group.id": "size"})
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    n = 0
+    for p in parts:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        n += hi - lo
+    c.close()
+    return n
+
+
+def _env(s: Settings, endpoints: Endpoints) -> dict[str, str]:
+    return {**os.environ,
+            "VITALWATCH__LAKE__ROOT": s.lake.root, "VITALWATCH__LAKE__CHECKPOINT_ROOT": s.lake.checkpoint_root,
+            "VITALWATCH__KAFKA__BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
+            "VITALWATCH__KAFKA__TOPICS__OBSERVATIONS": s.kafka.topics.observations,
+            "VITALWATCH__KAFKA__TOPICS__ALERTS": s.kafka.topics.alerts,
+            "VITALWATCH__KAFKA__TOPICS__NORMAL": s.kafka.topics.normal,
+            "VITALWATCH__KAFKA__MAX_OFFSETS_PER_TRIGGER": "150",
+            "VITALWATCH__STREAMING__TRIGGER_INTERVAL": "1 second",
+            "VITALWATCH__STREAMING__RESTART_BACKOFF_S": "2",
+            "VITALWATCH__MONGO__DATABASE": s.mongo.database,
+            "VITALWATCH__ELASTICSEARCH__INDEX_PREFIX": s.elasticsearch.index_prefix,
+            "VITALWATCH__MODELS__MLFLOW_DIR": s.models.mlflow_dir,
+            "VITALWATCH__SPARK__MASTER": "local[2]", "VITALWATCH__SPARK__SHUFFLE_PARTITIONS": "2",
+            "VITALWATCH__INFRA__WORK_DIR": s.infra.work_dir}
+
+
+def _gold_commits(s: Settings) -> int:
+    log = Path(s.table_path(*GOLD_SCORES)) / "_delta_log"
+    return len(list(log.glob("*.json"))) if log.exists() else 0
+
+
+def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
+        spark: SparkSession, trained: Settings, base_settings: Settings, endpoints: Endpoints) -> None:
+    from vitalwatch.infra.manager import InfraManager
+
+    s = gold_settings(trained, endpoints, "sigkill")
+    p = plan(patients=10, hours=10)
+    msgs = list(simulate(p))
+    register(s, endpoints, p, skip="")
+    send(msgs, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+    rng = random.Random(4)
+    ARTIFACTS.mkdir(exist_ok=True)
+    log_path = ARTIFACTS / "sigkill-gold.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    argv = [sys.executable, str(ROOT / "jobs" / "pipeline.py"), "--stages", "bronze,silver,gold"]
+    kills, outage_seen = 0, False
+    for run in range(3):
+        proc = subprocess.Popen(argv, env=_env(s, endpoints), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        target = _gold_commits(s) + rng.randint(1, 3)
+        deadline = time.monotonic() + 300
+        try:
+            while _gold_commits(s) < target:
+                assert proc.poll() is None, f"pipeline exited early; see {log_path}"
+                assert time.monotonic() < deadline, "pipeline made no progress"
+                time.sleep(0.3)
+            if run == 1:  # MongoDB goes away mid-stream: the gold query fails, is restarted, resumes
+                mgr = InfraManager(base_settings)
+                mgr.down(["mongo"])
+                t0 = time.monotonic()
+                while b"restarting from its checkpoint" not in log_path.read_bytes():
+                    assert time.monotonic() - t0 < 180, "the outage was not noticed"
+                    time.sleep(1)
+                outage_seen = True
+                mgr.up(["mongo"])
+                target = _gold_commits(s) + 1
+                while _gold_commits(s) < target:
+                    assert proc.poll() is None and time.monotonic() - t0 < 300, f"no recovery; see {log_path}"
+                    time.sleep(0.3)
+            time.sleep(rng.uniform(0, 1.5))  # kill at a random point of the next batch
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            kills += 1
+    assert kills == 3 and outage_seen
+    partial = read_table(spark, s, GOLD_SCORES).count()
+    run_available_now(spark, s, endpoints, ("bronze", "silver", "gold"))  # the last restart drains
+    want = expected(spark, s)
+    assert 0 < partial < len(want), "the kills should interrupt the run mid-way"
+    check_every_sink_once(spark, s, endpoints, want)
