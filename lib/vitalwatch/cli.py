@@ -250,33 +250,51 @@ def run(
     speedup: Annotated[float, typer.Option(help="simulated seconds per wall second")] = 120.0,
     duration: Annotated[float, typer.Option(help="wall seconds to run (0: until the simulation ends)")] = 0,
     malformed: Annotated[float, typer.Option(help="fraction of malformed messages to inject")] = 0.02,
+    crisis_prone: Annotated[float, typer.Option(help="share of crisis-prone simulated patients")] = 0.3,
 ) -> None:
-    """The local main command: infra up, the simulator, bronze + silver streaming, then a summary."""
+    """The local main command: infra up, MongoDB roles and registry, a champion model (trained
+    on the ICU data if the registry has none), the simulator with its gateway's edge alerts,
+    bronze → silver → gold with every sink, then a summary with the alert latency seen."""
+    import json
     import threading
     from datetime import UTC, datetime
 
     from vitalwatch.infra.endpoints import resolve
     from vitalwatch.infra.manager import InfraManager
-    from vitalwatch.pipeline.runner import run_continuous
+    from vitalwatch.models.registry import champion_version
+    from vitalwatch.pipeline.runner import DEFAULT_STAGES, run_continuous
     from vitalwatch.producers.kafka_out import send
-    from vitalwatch.producers.simulator import SimulationPlan
+    from vitalwatch.producers.simulator import SimulationPlan, gateway_alert
     from vitalwatch.producers.simulator import simulate as sim
     from vitalwatch.spark import build_session
 
     s = get_settings()
     with console.status("infra up") as st:
         InfraManager(s).up(progress=lambda m: (st.update(m), console.log(m)))
-    ep = resolve(s, ("kafka",))
-    cfg = s.simulator.model_copy(update=dict(patients=patients, speedup=speedup, malformed_fraction=malformed))
+    ep = resolve(s, ("kafka", "mongo", "elasticsearch"))
+    _mongo_init(s)
+    rest = max(0.0, 1.0 - crisis_prone)
+    mix = {"crisis_prone": crisis_prone, "hypertensive": rest / 2, "normotensive": rest / 2}
+    cfg = s.simulator.model_copy(update=dict(patients=patients, speedup=speedup, malformed_fraction=malformed,
+                                             profile_mix=mix))
+    _register_simulated(s.model_copy(update={"simulator": cfg}), None, None)
+    if champion_version(s, s.models.risk_model_name) is None:
+        console.log("no champion crisis-risk model in the registry: training one on the ICU data (about 2 min)")
+        train(source="icu", patients=None, sequences=None, num_workers=None, device=None, trees=None,
+              random_forest=False)
     plan = SimulationPlan(datetime.now(UTC).replace(microsecond=0), hours, cfg)
     stop = threading.Event()
     done = threading.Event()
     result: dict[str, object] = {}
 
+    def edge(m):
+        ev = gateway_alert(m, s.clinical)
+        return [(s.kafka.topics.alerts, ev["patient_id"], json.dumps(ev).encode())] if ev else []
+
     def produce() -> None:
         try:
             result["report"] = send(sim(plan), ep.kafka_bootstrap, s.kafka.topics.observations,
-                                    speedup=speedup, should_stop=stop.is_set)
+                                    speedup=speedup, should_stop=stop.is_set, side=edge)
         except Exception as e:
             result["error"] = e
         finally:
@@ -286,7 +304,8 @@ def run(
         spark = build_session(s, app_name="vitalwatch-local")
     producer = threading.Thread(target=produce, name="simulator", daemon=True)
     producer.start()
-    console.log(f"simulating {patients} patients over {hours} simulated hours at x{speedup:g}; Ctrl-C stops")
+    console.log(f"simulating {patients} patients over {hours} simulated hours at x{speedup:g}; "
+                f"follow alerts with `vitalwatch alerts watch`; Ctrl-C stops")
     started = datetime.now(UTC)
 
     def finished() -> bool:
@@ -294,7 +313,8 @@ def run(
         return (duration and elapsed >= duration) or (done.is_set() and elapsed > 20 and _drained(spark))
 
     try:
-        run_continuous(spark, s, ep, duration_s=None, on_tick=_log_progress, should_stop=finished)
+        run_continuous(spark, s, ep, DEFAULT_STAGES, duration_s=None, on_tick=_log_progress, should_stop=finished,
+                       on_restart=lambda st, err: console.log(f"[yellow]{st} failed, restarting:[/yellow] {err}"))
     except KeyboardInterrupt:
         console.log("stopping")
     finally:
@@ -304,6 +324,50 @@ def run(
         console.print(f"[red]simulator failed:[/red] {result['error']}")
         raise typer.Exit(1)
     show(sample=8)
+    _gold_summary(spark, s, ep)
+
+
+def _gold_summary(spark, s, ep) -> None:
+    """Scores and alerts per level in each store, and the event → alert latency on the topic."""
+    import pymongo
+
+    from vitalwatch.alerts.feed import follow
+    from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES
+    from vitalwatch.pipeline.lake import read_table
+    from vitalwatch.sinks.search import index_name
+
+    scores = read_table(spark, s, GOLD_SCORES)
+    alerts = read_table(spark, s, GOLD_ALERTS)
+    db = pymongo.MongoClient(ep.mongo_uri)[s.mongo.database]
+    import requests
+
+    base = ep.es_nodes if (ep.es_nodes or "").startswith("http") else f"http://{ep.es_nodes}"
+    es = {k: requests.get(f"{base}/{index_name(s, k)}/_count", timeout=10).json().get("count", 0)
+          for k in ("risk", "alerts")}
+    out = Console()
+    t = Table("store", "risk scores", "alerts", title="gold")
+    t.add_row("Delta gold/", str(scores.count()), str(alerts.count()))
+    t.add_row("MongoDB", str(db.risk_scores.count_documents({})), str(db.alerts.count_documents({})))
+    t.add_row("Elasticsearch", str(es["risk"]), str(es["alerts"]))
+    out.print(t)
+    t = Table("level", "alerts", title="alerts by level")
+    for r in alerts.groupBy("level").count().orderBy("level").collect():
+        t.add_row(r["level"], str(r["count"]))
+    out.print(t)
+    lat = sorted((e["_kafka_timestamp_ms"] - _ms(e.get("source_kafka_time"))) / 1000
+                 for e in follow(ep.kafka_bootstrap, s.kafka.topics.alerts, from_beginning=True, idle_timeout_s=5)
+                 if e.get("source") == "server" and e.get("source_kafka_time"))
+    if lat:
+        q = {p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] for p in (50, 95, 99)}
+        console.log(f"event → alert on {s.kafka.topics.alerts} (reading's Kafka time → alert's Kafka time), "
+                    f"{len(lat)} alerts: p50 {q[50]:.1f}s, p95 {q[95]:.1f}s, p99 {q[99]:.1f}s, max {lat[-1]:.1f}s")
+
+
+def _ms(ts: str | None) -> float:
+    from datetime import UTC, datetime
+
+    t = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1000
 
 
 # -- models ---------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ class SparkConfig(BaseModel):
 class StreamingConfig(BaseModel):
     trigger_interval: str = "5 seconds"
     dedupe_watermark: str = "1 hour"
+    max_files_per_trigger: int = Field(1000, ge=1)
     max_restarts: int = Field(10, ge=0)
     restart_backoff_s: float = Field(5, ge=0)
 

@@ -27,6 +27,7 @@ score. A new champion is picked up at the next start of the query."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -114,7 +115,7 @@ def state_function(model: ModelRef, settings: Settings):
 
 def gold_input(spark: SparkSession, settings: Settings) -> DataFrame:
     """Silver as a stream: the vitals the features use, with the reading's source times."""
-    silver = spark.readStream.format("delta").load(settings.table_path(*SILVER_VITALS))
+    silver = spark.readStream.format("delta").option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger).load(settings.table_path(*SILVER_VITALS))
     return (silver.where(F.col("vital").isin([*BP_VITALS, *OTHER_VITALS]))
             .select(*ROW_COLUMNS, *SOURCE_COLUMNS)
             .withWatermark("silver_time", settings.gold.watermark_delay))
@@ -176,35 +177,67 @@ def ensure_gold(spark: SparkSession, settings: Settings) -> None:
     ensure_table(spark, settings.table_path(*GOLD_STATUS), status_rows(empty).schema, [])
 
 
+STEP_TIMES: dict[str, float] = {}  # seconds per write step of the last batch (profiling, issue 6)
+
+
 def write_batch(batch: DataFrame, batch_id: int, settings: Settings, app_id: str, sinks) -> None:
-    """One micro-batch to every gold table and sink, each idempotent per batch/keys."""
+    """One micro-batch to every gold table and sink, each idempotent per batch/keys.
+
+    The stateful step runs once: its output is materialised into the cache first, so the
+    writes below (several Spark jobs) read the same rows instead of recomputing the state."""
+    import time
+
     from delta.tables import DeltaTable
 
     from vitalwatch.sinks.events import alert_events
 
+    t = time.perf_counter()
+    times = STEP_TIMES
+    times.clear()
+
+    def step(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        times[name] = now - t
+        t = now
+
     batch = batch.persist()
     try:
-        if batch.isEmpty():
+        n = batch.count()
+        step("score")
+        if n == 0:
             return
         spark = batch.sparkSession
         risk = risk_rows(batch)
-        (risk.write.format("delta").mode("append").option("txnAppId", f"{app_id}:risk_scores")
-         .option("txnVersion", batch_id).save(settings.table_path(*GOLD_SCORES)))
         raised = alert_rows(batch).toPandas()
         registry = sinks.care_teams(sorted(set(raised["patient_id"]))) if len(raised) else {}
         alerts = alert_events(spark, raised, settings, registry).persist()
+        step("route")
+        sinks.notify(risk, alerts, on_step=step)
+        (risk.write.format("delta").mode("append").option("txnAppId", f"{app_id}:risk_scores")
+         .option("txnVersion", batch_id).save(settings.table_path(*GOLD_SCORES)))
+        step("delta_scores")
         (alerts.write.format("delta").mode("append").option("txnAppId", f"{app_id}:alerts")
          .option("txnVersion", batch_id).save(settings.table_path(*GOLD_ALERTS)))
-        status = status_rows(batch)
+        step("delta_alerts")
+        status = status_rows(batch).persist()
         (DeltaTable.forPath(spark, settings.table_path(*GOLD_STATUS)).alias("t")
          .merge(status.alias("s"), "t.patient_id = s.patient_id")
          .whenMatchedUpdateAll(condition="s.state = 'discharged' OR t.effective_time IS NULL "
                                          "OR s.effective_time >= t.effective_time")
          .whenNotMatchedInsertAll().execute())
-        sinks.write(batch_id, risk, alerts, status)
+        step("delta_status")
+        sinks.write(batch_id, risk, alerts, status, on_step=step)
         alerts.unpersist()
+        status.unpersist()
     finally:
         batch.unpersist()
+        import logging
+
+        logging.getLogger(__name__).info("gold batch %s: %s", batch_id,
+                                         ", ".join(f"{k} {v:.2f}s" for k, v in times.items()))
+        if os.environ.get("VITALWATCH_PROFILE_GOLD"):
+            print(f"gold batch {batch_id}: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()), flush=True)
 
 
 def start_gold(spark: SparkSession, settings: Settings, *, available_now: bool = False,

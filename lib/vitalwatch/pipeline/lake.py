@@ -3,6 +3,9 @@ creation, so readers never meet a missing table and partitioning is fixed up fro
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import (
     BinaryType,
@@ -37,13 +40,25 @@ PARTITIONS = {BRONZE: ["ingest_date"], SILVER_VITALS: ["effective_date"], SILVER
 
 
 def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_by: list[str]) -> None:
-    """Create an empty Delta table at ``path`` if there is none (idempotent)."""
+    """Create an empty Delta table at ``path`` if there is none (idempotent).
+
+    A process killed while creating a table can leave a ``_delta_log`` without any commit:
+    that is no table (nothing was ever committed), so it is cleared and the creation redone."""
     from delta.tables import DeltaTable
 
+    _clear_uncommitted(path)
     b = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if partition_by:
         b = b.partitionedBy(*partition_by)
     b.execute()
+
+
+def _clear_uncommitted(path: str) -> None:
+    if "://" in path and not path.startswith("file:"):
+        return  # object stores: Delta's own commit protocol; nothing half-made to clear
+    log = Path(path.removeprefix("file:")) / "_delta_log"
+    if log.is_dir() and not any(log.glob("*.json")) and not any(log.glob("*.checkpoint*.parquet")):
+        shutil.rmtree(log)
 
 
 def ensure_lake(spark: SparkSession, settings: Settings) -> None:

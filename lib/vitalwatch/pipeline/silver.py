@@ -67,7 +67,7 @@ def write_batch(batch: DataFrame, batch_id: int, settings: Settings, app_id: str
 
 def silver_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     """Bronze as a stream, parsed and deduplicated (what foreachBatch receives)."""
-    bronze = spark.readStream.format("delta").load(settings.table_path(*BRONZE))
+    bronze = spark.readStream.format("delta").option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger).load(settings.table_path(*BRONZE))
     parsed = dedupe_key(parse_observations(bronze, ParseRules.from_settings(settings)))
     return (parsed.withWatermark("ingest_time", settings.streaming.dedupe_watermark)
             .dropDuplicatesWithinWatermark(["dedupe_key"]))

@@ -65,24 +65,37 @@ class Sinks:
         return mongo.care_teams(self._db(), patient_ids)
 
     # -- writes --------------------------------------------------------------------------------
-    def write(self, batch_id: int, risk: DataFrame, alerts: DataFrame, status: DataFrame) -> None:
+    def notify(self, risk: DataFrame, alerts: DataFrame, on_step=lambda _name: None) -> None:
+        """The channels that reach people: the topics and webhooks (first, for latency)."""
         s = self.settings
-        if "mongo" in self.enabled:
-            self._write_mongo(risk, alerts, status)
-        if "elasticsearch" in self.enabled:
-            nodes = self.endpoints.es_nodes or ""
-            search.write(risk.where(F.col("observation_id").isNotNull()), s, nodes, "risk", "observation_id")
-            search.write(alerts, s, nodes, "alerts", "alert_id")
         if "kafka" in self.enabled:
             self._publish(kafka_records(alerts), s.kafka.topics.alerts)
             if s.alerts.publish_normal:
                 self._publish(kafka_records(normal_assessments(risk, s)), s.kafka.topics.normal)
+            on_step("kafka")
         if "webhook" in self.enabled and s.alerts.webhooks:
-            from vitalwatch.alerts.notify import post_alerts
+            self._post_webhooks(alerts)
+            on_step("webhook")
 
-            events = [r.asDict(recursive=True) for r in alerts.collect()]
-            rep = post_alerts(events, s.alerts.webhooks)
-            self.delivered["webhook"] = self.delivered.get("webhook", 0) + rep.delivered
+    def write(self, batch_id: int, risk: DataFrame, alerts: DataFrame, status: DataFrame,
+              on_step=lambda _name: None) -> None:
+        """The stored views: MongoDB and Elasticsearch."""
+        s = self.settings
+        if "mongo" in self.enabled:
+            self._write_mongo(risk, alerts, status)
+            on_step("mongo")
+        if "elasticsearch" in self.enabled:
+            nodes = self.endpoints.es_nodes or ""
+            search.write(risk.where(F.col("observation_id").isNotNull()), s, nodes, "risk", "observation_id")
+            search.write(alerts, s, nodes, "alerts", "alert_id")
+            on_step("elasticsearch")
+
+    def _post_webhooks(self, alerts: DataFrame) -> None:
+        from vitalwatch.alerts.notify import post_alerts
+
+        events = [r.asDict(recursive=True) for r in alerts.collect()]
+        rep = post_alerts(events, self.settings.alerts.webhooks)
+        self.delivered["webhook"] = self.delivered.get("webhook", 0) + rep.delivered
 
     def _write_mongo(self, risk: DataFrame, alerts: DataFrame, status: DataFrame) -> None:
         s = self.settings
