@@ -13,7 +13,10 @@ from vitalwatch.packages import load_packages
 
 COMMANDS = [[], ["infra"], ["infra", "up"], ["infra", "down"], ["infra", "status"], ["infra", "fetch"],
             ["simulate"], ["replay"], ["pipeline"], ["show"], ["run"], ["train"], ["models"],
-            ["models", "show"], ["triage"], ["triage", "train"], ["triage", "score"]]
+            ["models", "show"], ["triage"], ["triage", "train"], ["triage", "score"],
+            ["mongo"], ["mongo", "init"], ["mongo", "script"], ["patients"], ["patients", "register"],
+            ["alerts"], ["alerts", "watch"], ["alerts", "ack"], ["search"], ["search", "init"],
+            ["search", "kibana-import"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "vitalwatch")

@@ -1,0 +1,107 @@
+"""MongoDB roles and users from conf/ on the real ``mongod --auth``: each role can do what it
+should and is refused the rest; a wrong password is refused; the docker/ script is current."""
+
+from __future__ import annotations
+
+import uuid
+
+import pymongo
+import pytest
+from pymongo.errors import OperationFailure
+
+from tests.conftest import ROOT, with_updates
+from vitalwatch.config import Settings
+from vitalwatch.infra.endpoints import Endpoints
+from vitalwatch.sinks import mongo
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sec(base_settings: Settings, endpoints: Endpoints):
+    s = with_updates(base_settings, mongo={"database": f"vw_sec_{uuid.uuid4().hex[:8]}"})
+    done = mongo.init(s, endpoints.mongo_uri or "")
+    assert set(done["users"]) == set(s.mongo.security.users)
+    mongo.init(s, endpoints.mongo_uri or "")  # idempotent: a second run updates in place
+    admin = pymongo.MongoClient(endpoints.mongo_uri)[s.mongo.database]
+    admin.patients.insert_one({"_id": "p1", "name": "Ada Example", "mrn": "MRN1", "birth_date": "1950-01-01",
+                               "ward": "ward-A", "care_team": {"nurse": "rn-1"}})
+    admin.risk_scores.insert_one({"_id": "o1", "patient_id": "p1", "risk_6h": 0.7})
+    admin.alerts.insert_one({"_id": "a1", "patient_id": "p1", "level": "CRITICAL"})
+
+    def as_user(user: str, password: str | None = None):
+        uri = mongo.user_uri(endpoints.mongo_uri or "", user, password or mongo.user_password(s, user),
+                             s.mongo.database)
+        return pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)[s.mongo.database]
+
+    return s, as_user
+
+
+def refused(fn) -> bool:
+    try:
+        fn()
+    except OperationFailure as e:
+        return e.code == 13  # Unauthorized
+    return False
+
+
+def test_pipeline_writer_reads_and_writes_the_operational_collections_only(sec) -> None:
+    s, as_user = sec
+    db = as_user("vitalwatch_pipeline")
+    db.risk_scores.update_one({"_id": "o2"}, {"$set": {"patient_id": "p1"}}, upsert=True)
+    db.alerts.update_one({"_id": "a2"}, {"$set": {"level": "HIGH"}}, upsert=True)
+    db.patients.update_one({"_id": "p1"}, {"$set": {"status": {"level": "HIGH"}}})
+    assert db.patients.find_one({"_id": "p1"})["status"]["level"] == "HIGH"
+    assert refused(lambda: db.alert_acks.insert_one({"_id": "a1", "user": "pipeline"}))
+    assert refused(lambda: db.command("dropDatabase"))
+    assert refused(lambda: db.command("createUser", "x", pwd="y", roles=[]))
+
+
+def test_clinician_reads_and_acknowledges_but_changes_nothing_else(sec) -> None:
+    s, as_user = sec
+    db = as_user("vitalwatch_clinician")
+    assert db.patients.find_one({"_id": "p1"})["name"] == "Ada Example"
+    assert db.alerts.find_one({"_id": "a1"})["level"] == "CRITICAL"
+    assert mongo.acknowledge(db, "a1", "vitalwatch_clinician", "seen, BP rechecked") is True
+    assert mongo.acknowledge(db, "a1", "vitalwatch_clinician", "again") is False  # first one wins
+    ack = db.alert_acks.find_one({"_id": "a1"})
+    assert ack["user"] == "vitalwatch_clinician" and ack["note"] == "seen, BP rechecked" and ack["acknowledged_time"]
+    assert refused(lambda: db.alerts.update_one({"_id": "a1"}, {"$set": {"level": "LOW"}}))
+    assert refused(lambda: db.alert_acks.update_one({"_id": "a1"}, {"$set": {"note": "edited"}}))
+    assert refused(lambda: db.risk_scores.delete_one({"_id": "o1"}))
+    assert refused(lambda: db.patients.insert_one({"_id": "p9"}))
+
+
+def test_analyst_reads_without_direct_identifiers_and_writes_nothing(sec) -> None:
+    s, as_user = sec
+    db = as_user("vitalwatch_analyst")
+    doc = db[mongo.DEIDENTIFIED_VIEW].find_one({"_id": "p1"})
+    assert doc["ward"] == "ward-A" and not set(s.mongo.security.identifier_fields) & set(doc)
+    assert db.risk_scores.find_one({"_id": "o1"})["risk_6h"] == 0.7
+    assert db.alerts.count_documents({}) >= 1
+    assert refused(lambda: db.patients.find_one({"_id": "p1"}))
+    assert refused(lambda: db.alert_acks.insert_one({"_id": "a9"}))
+    assert refused(lambda: db.risk_scores.insert_one({"_id": "o9"}))
+
+
+def test_admin_owns_the_database(sec) -> None:
+    s, as_user = sec
+    db = as_user("vitalwatch_dbadmin")
+    db.create_collection(f"scratch_{uuid.uuid4().hex[:6]}")
+    assert db.patients.find_one({"_id": "p1"})["mrn"] == "MRN1"
+    assert "vitalwatch_analyst" in {u["user"] for u in db.command("usersInfo")["users"]}
+
+
+def test_a_wrong_password_is_refused(sec) -> None:
+    s, as_user = sec
+    with pytest.raises(OperationFailure) as e:
+        as_user("vitalwatch_clinician", "not-the-password").alerts.find_one()
+    assert e.value.code == 18  # AuthenticationFailed
+
+
+def test_docker_script_is_rendered_from_the_same_definition(base_settings: Settings) -> None:
+    committed = (ROOT / "docker" / "mongo" / "init-security.js").read_text()
+    assert committed == mongo.render_script(base_settings), "run `vitalwatch mongo script --out docker/mongo/init-security.js`"
+    for user, spec in base_settings.mongo.security.users.items():
+        assert f"process.env.{spec['password_env']}" in committed and user in committed
+    assert "pwd: \"" not in committed  # no password in the file
