@@ -193,6 +193,7 @@ def pipeline(
     with console.status("starting Spark (connectors resolve from Maven Central on first use)"):
         spark = build_session(s, app_name="vitalwatch-pipeline")
     ep = resolve(s, ("kafka",))
+    _ensure_topics(s, ep)
     if "gold" in chosen and "mongo" in s.gold.sinks:
         _mongo_init(s)
     if available_now:
@@ -200,6 +201,14 @@ def pipeline(
     else:
         run_continuous(spark, s, ep, chosen, duration_s=duration or None, on_tick=_log_progress,
                        on_restart=lambda st, err: console.log(f"[yellow]{st} failed, restarting from its checkpoint:[/yellow] {err}"))
+
+
+def _ensure_topics(s, ep) -> None:
+    """The configured topics exist (the broker does not auto-create; idempotent)."""
+    from vitalwatch.infra.kafka import ensure_topics
+
+    ensure_topics(ep.kafka_bootstrap, list(s.kafka.topics.model_dump().values()), s.kafka.partitions,
+                  s.kafka.replication_factor)
 
 
 def _log_progress(queries) -> None:
@@ -272,6 +281,7 @@ def run(
     with console.status("infra up") as st:
         InfraManager(s).up(progress=lambda m: (st.update(m), console.log(m)))
     ep = resolve(s, ("kafka", "mongo", "elasticsearch"))
+    _ensure_topics(s, ep)
     _mongo_init(s)
     rest = max(0.0, 1.0 - crisis_prone)
     mix = {"crisis_prone": crisis_prone, "hypertensive": rest / 2, "normotensive": rest / 2}

@@ -46,7 +46,7 @@ def refused(fn) -> bool:
 
 
 def test_pipeline_writer_reads_and_writes_the_operational_collections_only(sec) -> None:
-    s, as_user = sec
+    _s, as_user = sec
     db = as_user("vitalwatch_pipeline")
     db.risk_scores.update_one({"_id": "o2"}, {"$set": {"patient_id": "p1"}}, upsert=True)
     db.alerts.update_one({"_id": "a2"}, {"$set": {"level": "HIGH"}}, upsert=True)
@@ -58,7 +58,7 @@ def test_pipeline_writer_reads_and_writes_the_operational_collections_only(sec) 
 
 
 def test_clinician_reads_and_acknowledges_but_changes_nothing_else(sec) -> None:
-    s, as_user = sec
+    _s, as_user = sec
     db = as_user("vitalwatch_clinician")
     assert db.patients.find_one({"_id": "p1"})["name"] == "Ada Example"
     assert db.alerts.find_one({"_id": "a1"})["level"] == "CRITICAL"
@@ -85,7 +85,7 @@ def test_analyst_reads_without_direct_identifiers_and_writes_nothing(sec) -> Non
 
 
 def test_admin_owns_the_database(sec) -> None:
-    s, as_user = sec
+    _s, as_user = sec
     db = as_user("vitalwatch_dbadmin")
     db.create_collection(f"scratch_{uuid.uuid4().hex[:6]}")
     assert db.patients.find_one({"_id": "p1"})["mrn"] == "MRN1"
@@ -93,7 +93,7 @@ def test_admin_owns_the_database(sec) -> None:
 
 
 def test_a_wrong_password_is_refused(sec) -> None:
-    s, as_user = sec
+    _s, as_user = sec
     with pytest.raises(OperationFailure) as e:
         as_user("vitalwatch_clinician", "not-the-password").alerts.find_one()
     assert e.value.code == 18  # AuthenticationFailed
