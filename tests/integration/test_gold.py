@@ -304,7 +304,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
     check_every_sink_once(spark, s, endpoints, want)
 
 
-def test_live_alerts_arrive_within_seconds_and_gateway_alerts_dedupe(
+def test_live_alerts_reach_the_topic_and_gateway_alerts_dedupe(
         spark: SparkSession, trained: Settings, endpoints: Endpoints) -> None:
     """The README's main flow, live: a paced simulator with its gateway's edge alerts, the three
     streaming stages running together, alerts followed on the topic. Prints the latency seen."""
