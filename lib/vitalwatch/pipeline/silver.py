@@ -54,10 +54,15 @@ def quarantine_schema(spark: SparkSession, settings: Settings) -> StructType:
 
 
 def write_batch(batch: DataFrame, batch_id: int, settings: Settings, app_id: str) -> None:
-    """Write one micro-batch to both silver tables, idempotently per batch id."""
+    """Write one micro-batch to both silver tables, idempotently per batch id.
+
+    A table with nothing to add gets no commit (an empty Delta commit costs a second or two and
+    wakes every downstream query for nothing); a replay of the batch skips it again."""
     batch.persist()
     try:
         for table, rows in ((SILVER_VITALS, to_silver(batch)), (SILVER_QUARANTINE, to_quarantine(batch))):
+            if rows.isEmpty():
+                continue
             (rows.write.format("delta").mode("append")
              .option("txnAppId", f"{app_id}:{table[1]}").option("txnVersion", batch_id)
              .save(settings.table_path(*table)))

@@ -68,12 +68,14 @@ class Sinks:
     def notify(self, risk: DataFrame, alerts: DataFrame, on_step=lambda _name: None) -> None:
         """The channels that reach people: the topics and webhooks (first, for latency)."""
         s = self.settings
+        any_alert = not alerts.isEmpty()  # persisted by the caller: cheap; empty writes are skipped
         if "kafka" in self.enabled:
-            self._publish(kafka_records(alerts), s.kafka.topics.alerts)
+            if any_alert:
+                self._publish(kafka_records(alerts), s.kafka.topics.alerts)
             if s.alerts.publish_normal:
                 self._publish(kafka_records(normal_assessments(risk, s)), s.kafka.topics.normal)
             on_step("kafka")
-        if "webhook" in self.enabled and s.alerts.webhooks:
+        if "webhook" in self.enabled and s.alerts.webhooks and any_alert:
             self._post_webhooks(alerts)
             on_step("webhook")
 
@@ -87,7 +89,8 @@ class Sinks:
         if "elasticsearch" in self.enabled:
             nodes = self.endpoints.es_nodes or ""
             search.write(risk.where(F.col("observation_id").isNotNull()), s, nodes, "risk", "observation_id")
-            search.write(alerts, s, nodes, "alerts", "alert_id")
+            if not alerts.isEmpty():
+                search.write(alerts, s, nodes, "alerts", "alert_id")
             on_step("elasticsearch")
 
     def _post_webhooks(self, alerts: DataFrame) -> None:
@@ -104,8 +107,9 @@ class Sinks:
             F.col("observation_id").alias("_id"), *_MONGO_SCORE_COLUMNS,
             *[c for c in risk.columns if c.startswith("risk_")])
         scores.write.format("mongodb").options(**mongo.connector_options(uri, db, "risk_scores")).mode("append").save()
-        alerts.withColumn("_id", F.col("alert_id")).write.format("mongodb") \
-            .options(**mongo.connector_options(uri, db, "alerts")).mode("append").save()
+        if not alerts.isEmpty():
+            alerts.withColumn("_id", F.col("alert_id")).write.format("mongodb") \
+                .options(**mongo.connector_options(uri, db, "alerts")).mode("append").save()
         (status.select(F.col("patient_id").alias("_id"), F.struct(*status.columns).alias("status"))
          .write.format("mongodb").options(**mongo.connector_options(uri, db, "patients")).mode("append").save())
         pids = [r[0] for r in risk.select("patient_id").distinct().collect()]
