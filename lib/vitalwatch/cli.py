@@ -344,14 +344,14 @@ def _gold_summary(spark, s, ep) -> None:
     from vitalwatch.alerts.feed import follow
     from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES
     from vitalwatch.pipeline.lake import read_table
-    from vitalwatch.sinks.search import index_name
+    from vitalwatch.sinks.search import base_url, index_name
 
     scores = read_table(spark, s, GOLD_SCORES)
     alerts = read_table(spark, s, GOLD_ALERTS)
     db = pymongo.MongoClient(ep.mongo_uri)[s.mongo.database]
     import requests
 
-    base = ep.es_nodes if (ep.es_nodes or "").startswith("http") else f"http://{ep.es_nodes}"
+    base = base_url(ep.es_nodes or "")
     es = {k: requests.get(f"{base}/{index_name(s, k)}/_count", timeout=10).json().get("count", 0)
           for k in ("risk", "alerts")}
     out = Console()

@@ -38,7 +38,7 @@ from vitalwatch.producers.kafka_out import send
 from vitalwatch.producers.simulator import SimulationPlan, registry_entries, simulate
 from vitalwatch.scoring.engine import score_batch
 from vitalwatch.sinks import mongo
-from vitalwatch.sinks.search import index_name
+from vitalwatch.sinks.search import base_url, index_name
 
 pytestmark = pytest.mark.integration
 RISKS = ["risk_1h", "risk_6h", "risk_24h"]
@@ -129,13 +129,13 @@ def expected(spark: SparkSession, s: Settings) -> pd.DataFrame:
 
 
 def es_count(endpoints: Endpoints, index: str) -> int:
-    base = endpoints.es_nodes if (endpoints.es_nodes or "").startswith("http") else f"http://{endpoints.es_nodes}"
+    base = base_url(endpoints.es_nodes or "")
     requests.post(f"{base}/{index}/_refresh", timeout=30)
     return requests.get(f"{base}/{index}/_count", timeout=30).json()["count"]
 
 
 def es_ids(endpoints: Endpoints, index: str) -> set[str]:
-    base = endpoints.es_nodes if (endpoints.es_nodes or "").startswith("http") else f"http://{endpoints.es_nodes}"
+    base = base_url(endpoints.es_nodes or "")
     r = requests.get(f"{base}/{index}/_search", json={"size": 10000, "_source": False}, timeout=30).json()
     return {h["_id"] for h in r["hits"]["hits"]}
 

@@ -27,6 +27,7 @@ score. A new champion is picked up at the next start of the query."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -46,6 +47,7 @@ from vitalwatch.pipeline.lake import SILVER_VITALS, ensure_lake, ensure_table
 from vitalwatch.pipeline.triggers import apply_trigger
 from vitalwatch.scoring.engine import SOURCE_COLUMNS, ModelRef, advance, empty_rows, output_columns
 
+log = logging.getLogger(__name__)
 GOLD_SCORES = ("gold", "risk_scores")
 GOLD_ALERTS = ("gold", "alerts")
 GOLD_STATUS = ("gold", "patient_status")
@@ -213,7 +215,7 @@ def write_batch(batch: DataFrame, batch_id: int, settings: Settings, app_id: str
         registry = sinks.care_teams(sorted(set(raised["patient_id"]))) if len(raised) else {}
         alerts = alert_events(spark, raised, settings, registry).persist()
         step("route")
-        sinks.notify(risk, alerts, on_step=step)
+        sinks.notify(risk, alerts, bool(len(raised)), on_step=step)
         (risk.write.format("delta").mode("append").option("txnAppId", f"{app_id}:risk_scores")
          .option("txnVersion", batch_id).save(settings.table_path(*GOLD_SCORES)))
         step("delta_scores")
@@ -228,14 +230,12 @@ def write_batch(batch: DataFrame, batch_id: int, settings: Settings, app_id: str
                                          "OR s.effective_time >= t.effective_time")
          .whenNotMatchedInsertAll().execute())
         step("delta_status")
-        sinks.write(batch_id, risk, alerts, status, on_step=step)
+        sinks.write(batch_id, risk, alerts, status, bool(len(raised)), on_step=step)
         alerts.unpersist()
         status.unpersist()
     finally:
         batch.unpersist()
-        import logging
-
-        logging.getLogger(__name__).info("gold batch %s: %s", batch_id,
+        log.info("gold batch %s: %s", batch_id,
                                          ", ".join(f"{k} {v:.2f}s" for k, v in times.items()))
         if os.environ.get("VITALWATCH_PROFILE_GOLD"):
             print(f"gold batch {batch_id}: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()), flush=True)

@@ -65,10 +65,10 @@ class Sinks:
         return mongo.care_teams(self._db(), patient_ids)
 
     # -- writes --------------------------------------------------------------------------------
-    def notify(self, risk: DataFrame, alerts: DataFrame, on_step=lambda _name: None) -> None:
-        """The channels that reach people: the topics and webhooks (first, for latency)."""
+    def notify(self, risk: DataFrame, alerts: DataFrame, any_alert: bool, on_step=lambda _name: None) -> None:
+        """The channels that reach people: the topics and webhooks (first, for latency).
+        Writes of no alerts are skipped."""
         s = self.settings
-        any_alert = not alerts.isEmpty()  # persisted by the caller: cheap; empty writes are skipped
         if "kafka" in self.enabled:
             if any_alert:
                 self._publish(kafka_records(alerts), s.kafka.topics.alerts)
@@ -79,17 +79,17 @@ class Sinks:
             self._post_webhooks(alerts)
             on_step("webhook")
 
-    def write(self, batch_id: int, risk: DataFrame, alerts: DataFrame, status: DataFrame,
+    def write(self, batch_id: int, risk: DataFrame, alerts: DataFrame, status: DataFrame, any_alert: bool,
               on_step=lambda _name: None) -> None:
         """The stored views: MongoDB and Elasticsearch."""
         s = self.settings
         if "mongo" in self.enabled:
-            self._write_mongo(risk, alerts, status)
+            self._write_mongo(risk, alerts, status, any_alert)
             on_step("mongo")
         if "elasticsearch" in self.enabled:
             nodes = self.endpoints.es_nodes or ""
             search.write(risk.where(F.col("observation_id").isNotNull()), s, nodes, "risk", "observation_id")
-            if not alerts.isEmpty():
+            if any_alert:
                 search.write(alerts, s, nodes, "alerts", "alert_id")
             on_step("elasticsearch")
 
@@ -100,14 +100,14 @@ class Sinks:
         rep = post_alerts(events, self.settings.alerts.webhooks)
         self.delivered["webhook"] = self.delivered.get("webhook", 0) + rep.delivered
 
-    def _write_mongo(self, risk: DataFrame, alerts: DataFrame, status: DataFrame) -> None:
+    def _write_mongo(self, risk: DataFrame, alerts: DataFrame, status: DataFrame, any_alert: bool) -> None:
         s = self.settings
         db, uri = s.mongo.database, self.mongo_uri
         scores = risk.where(F.col("observation_id").isNotNull()).select(
             F.col("observation_id").alias("_id"), *_MONGO_SCORE_COLUMNS,
             *[c for c in risk.columns if c.startswith("risk_")])
         scores.write.format("mongodb").options(**mongo.connector_options(uri, db, "risk_scores")).mode("append").save()
-        if not alerts.isEmpty():
+        if any_alert:
             alerts.withColumn("_id", F.col("alert_id")).write.format("mongodb") \
                 .options(**mongo.connector_options(uri, db, "alerts")).mode("append").save()
         (status.select(F.col("patient_id").alias("_id"), F.struct(*status.columns).alias("status"))

@@ -44,10 +44,15 @@ def template_fields(settings: Settings) -> dict[str, set[str]]:
     return {name: walk(t["template"]["mappings"]["properties"]) for name, t in templates(settings).items()}
 
 
+def base_url(nodes: str) -> str:
+    """The REST URL of the first configured node (``host:port`` or a full URL)."""
+    first = nodes.split(",")[0]
+    return first if first.startswith("http") else f"http://{first}"
+
+
 def apply_templates(settings: Settings, nodes: str) -> list[str]:
     """PUT each index template and create its index (idempotent)."""
-    base = nodes.split(",")[0]
-    base = base if base.startswith("http") else f"http://{base}"
+    base = base_url(nodes)
     done = []
     for name, body in templates(settings).items():
         r = requests.put(f"{base}/_index_template/{name}", json=body, timeout=30)
