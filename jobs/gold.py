@@ -1,4 +1,5 @@
-"""Spark entry point: the gold stage alone — silver → scores, alerts, sinks.
+"""Spark entry point: the gold stage alone (the alert path) — silver rows → scores, alerts on
+the topic and webhooks, gold Delta tables. The stores are jobs/serve.py.
 
     ./spark-submit.sh jobs/gold.py [--available-now] [--duration S]
 """

@@ -1,6 +1,7 @@
-"""Spark entry point: Kafka → bronze → silver (one application, one query per stage).
+"""Spark entry point: every stage in one application, one query per stage — Kafka → bronze →
+silver, Kafka → gold (scores, alerts), gold/silver → patient_status, MongoDB, Elasticsearch.
 
-    ./spark-submit.sh jobs/pipeline.py [--stages bronze,silver] [--available-now] [--duration S]
+    ./spark-submit.sh jobs/pipeline.py [--stages bronze,silver,gold,...] [--available-now] [--duration S]
 
 The wiring (config → SparkSession → endpoints → queries) is ``vitalwatch pipeline``, so the
 job, the CLI and the single-stage jobs share one implementation.

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vitalwatch.config import get_settings
+from vitalwatch.pipeline import STAGES
 
 console = Console(stderr=True)
 app = typer.Typer(help="vitalwatch: real-time patient monitoring on Apache Spark.",
@@ -179,7 +180,7 @@ def replay(
 # -- pipeline -------------------------------------------------------------------------------
 @app.command()
 def pipeline(
-    stages: Annotated[str, typer.Option(help="comma-separated: bronze,silver,gold,es_vitals")] = "bronze,silver,gold,es_vitals",
+    stages: Annotated[str, typer.Option(help="comma-separated, of: " + ",".join(STAGES))] = ",".join(STAGES),
     available_now: Annotated[bool, typer.Option(help="process what is available, then stop")] = False,
     duration: Annotated[float, typer.Option(help="stop after S seconds (0: until Ctrl-C)")] = 0,
 ) -> None:
@@ -194,7 +195,7 @@ def pipeline(
         spark = build_session(s, app_name="vitalwatch-pipeline")
     ep = resolve(s, ("kafka",))
     _ensure_topics(s, ep)
-    if "gold" in chosen and "mongo" in s.gold.sinks:
+    if {"gold", "serve_scores", "serve_alerts"} & set(chosen) and "mongo" in s.gold.sinks:
         _mongo_init(s)
     if available_now:
         console.log(run_available_now(spark, s, ep, chosen))
@@ -334,30 +335,37 @@ def run(
         console.print(f"[red]simulator failed:[/red] {result['error']}")
         raise typer.Exit(1)
     show(sample=8)
-    _gold_summary(spark, s, ep)
+    _gold_summary(spark, s, ep, since=started)
 
 
-def _gold_summary(spark, s, ep) -> None:
-    """Scores and alerts per level in each store, and the event → alert latency on the topic."""
+def _gold_summary(spark, s, ep, since) -> None:
+    """This run's scores and alerts per level in each store (the stores keep earlier runs'),
+    and the event → alert latency on the topic."""
     import pymongo
+    from pyspark.sql import functions as F
 
     from vitalwatch.alerts.feed import follow
     from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES
     from vitalwatch.pipeline.lake import read_table
     from vitalwatch.sinks.search import base_url, index_name
 
-    scores = read_table(spark, s, GOLD_SCORES)
-    alerts = read_table(spark, s, GOLD_ALERTS)
+    t0 = since.replace(tzinfo=None)
+    scores = read_table(spark, s, GOLD_SCORES).where((F.col("scored_time") >= t0) & F.col("observation_id").isNotNull())
+    alerts = read_table(spark, s, GOLD_ALERTS).where(F.col("raised_time") >= t0)
     db = pymongo.MongoClient(ep.mongo_uri)[s.mongo.database]
     import requests
 
     base = base_url(ep.es_nodes or "")
-    es = {k: requests.get(f"{base}/{index_name(s, k)}/_count", timeout=10).json().get("count", 0)
-          for k in ("risk", "alerts")}
+    requests.post(f"{base}/{index_name(s, 'risk')},{index_name(s, 'alerts')}/_refresh", timeout=30)
+    iso = t0.isoformat()
+    es = {k: requests.get(f"{base}/{index_name(s, k)}/_count", timeout=10,
+                          json={"query": {"range": {f: {"gte": iso}}}}).json().get("count", 0)
+          for k, f in (("risk", "scored_time"), ("alerts", "raised_time"))}
     out = Console()
-    t = Table("store", "risk scores", "alerts", title="gold")
+    t = Table("store", "risk scores", "alerts", title=f"gold, this run (since {since:%H:%M:%S} UTC)")
     t.add_row("Delta gold/", str(scores.count()), str(alerts.count()))
-    t.add_row("MongoDB", str(db.risk_scores.count_documents({})), str(db.alerts.count_documents({})))
+    t.add_row("MongoDB", str(db.risk_scores.count_documents({"scored_time": {"$gte": t0}})),
+              str(db.alerts.count_documents({"raised_time": {"$gte": t0}})))
     t.add_row("Elasticsearch", str(es["risk"]), str(es["alerts"]))
     out.print(t)
     t = Table("level", "alerts", title="alerts by level")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field
@@ -119,6 +119,8 @@ class StreamingConfig(BaseModel):
     max_files_per_trigger: int = Field(1000, ge=1)
     max_restarts: int = Field(10, ge=0)
     restart_backoff_s: float = Field(5, ge=0)
+    stage_triggers: dict[str, str] = {}  # stage -> its own trigger interval (else trigger_interval)
+    scheduler_pools: dict[str, str] = {"gold": "alerts"}  # stage -> FAIR pool (conf/fairscheduler.xml); others: "lake"
 
 
 class FhirConfig(BaseModel):
@@ -237,6 +239,8 @@ class GoldConfig(BaseModel):
     mongo_latest_scores: int = Field(50, ge=1)  # risk_scores kept per patient in MongoDB
     model_alias: str | None = None             # None: models.champion_alias
     sinks: list[str] = ["mongo", "elasticsearch", "kafka", "webhook"]
+    source: Literal["kafka", "silver"] = "kafka"  # kafka: the silver transform in-stream (seconds); silver: the table (replays)
+    state_buckets: int = Field(64, ge=1)        # patients hashed into this many state keys (fixed per checkpoint)
 
 
 class WebhookConfig(BaseModel):
@@ -257,6 +261,8 @@ class AlertsConfig(BaseModel):
     publish_normal: bool = True
     routing: dict[str, list[str]]
     fallback_care_team: dict[str, str] = {}
+    registry_cache_s: float = Field(60, ge=0)     # care teams looked up again after this long
+    registry_timeout_s: float = Field(2, gt=0)    # registry unreachable for longer: cached or fallback team
     webhooks: list[WebhookConfig] = []
 
 

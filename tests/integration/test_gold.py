@@ -1,6 +1,7 @@
-"""Simulator → Kafka → bronze → silver → gold on the real servers: scores equal batch scoring
-(parity), alerts reach the topic, MongoDB, Elasticsearch and a webhook with the right level and
-routing; a SIGKILLed pipeline and a MongoDB outage lose and duplicate nothing."""
+"""Simulator → Kafka → bronze → silver, gold and the serving queries on the real servers: scores
+equal batch scoring of silver (parity), alerts reach the topic, MongoDB, Elasticsearch and a
+webhook with the right level and routing; a SIGKILLed pipeline and a MongoDB outage lose and
+duplicate nothing, and alerts keep flowing while MongoDB is down."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from vitalwatch.config import Settings, WebhookConfig
 from vitalwatch.features.build import silver_rows
 from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.infra.kafka import ensure_topics
+from vitalwatch.pipeline import STAGES
 from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES, GOLD_STATUS, load_model
 from vitalwatch.pipeline.lake import SILVER_VITALS, read_table
 from vitalwatch.pipeline.runner import run_available_now
@@ -170,10 +172,9 @@ def test_stream_equals_batch_and_alerts_reach_every_sink_routed(
     msgs = list(simulate(p))
     unregistered = "p00001"
     registry = register(s, endpoints, p, skip=unregistered)
-    stages = ("bronze", "silver", "gold", "es_vitals")
     for part in split_at_instants(msgs, 2):  # two arrivals: the state carries across batches
         send(part, endpoints.kafka_bootstrap, s.kafka.topics.observations)
-        run_available_now(spark, s, endpoints, stages)
+        run_available_now(spark, s, endpoints, STAGES)
 
     want = expected(spark, s)
     assert (want.level == "CRITICAL").sum() > 0 and want.alert_id.notna().sum() >= 5, "crisis-prone patients alert"
@@ -237,7 +238,7 @@ def _env(s: Settings, endpoints: Endpoints) -> dict[str, str]:
             "VITALWATCH__KAFKA__TOPICS__OBSERVATIONS": s.kafka.topics.observations,
             "VITALWATCH__KAFKA__TOPICS__ALERTS": s.kafka.topics.alerts,
             "VITALWATCH__KAFKA__TOPICS__NORMAL": s.kafka.topics.normal,
-            "VITALWATCH__KAFKA__MAX_OFFSETS_PER_TRIGGER": "150",
+            "VITALWATCH__KAFKA__MAX_OFFSETS_PER_TRIGGER": "60",
             "VITALWATCH__STREAMING__TRIGGER_INTERVAL": "1 second",
             "VITALWATCH__STREAMING__RESTART_BACKOFF_S": "2",
             "VITALWATCH__STREAMING__MAX_FILES_PER_TRIGGER": "2",
@@ -266,7 +267,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "sigkill-gold.log"
     log = open(log_path, "wb")  # noqa: SIM115
-    argv = [sys.executable, str(ROOT / "jobs" / "pipeline.py"), "--stages", "bronze,silver,gold"]
+    argv = [sys.executable, str(ROOT / "jobs" / "pipeline.py"), "--stages", ",".join(STAGES)]
     kills, outage_seen = 0, False
     for run in range(3):
         proc = subprocess.Popen(argv, env=_env(s, endpoints), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -278,14 +279,17 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
                 assert proc.poll() is None, f"pipeline exited early; see {log_path}"
                 assert time.monotonic() < deadline, "pipeline made no progress"
                 time.sleep(0.3)
-            if run == 1:  # MongoDB goes away mid-stream: the gold query fails, is restarted, resumes
-                mgr = InfraManager(base_settings)
+            if run == 1:  # MongoDB goes away mid-stream: the serving query fails and is restarted
+                mgr = InfraManager(base_settings)   # while scoring and alerts go on without it
                 mgr.down(["mongo"])
-                t0 = time.monotonic()
+                t0, during = time.monotonic(), _gold_commits(s)
                 while b"restarting from its checkpoint" not in log_path.read_bytes():
                     assert time.monotonic() - t0 < 180, "the outage was not noticed"
                     time.sleep(1)
                 outage_seen = True
+                while _gold_commits(s) < during + 2:
+                    assert proc.poll() is None and time.monotonic() - t0 < 240, "scoring stopped with MongoDB"
+                    time.sleep(0.3)
                 mgr.up(["mongo"])
                 target = _gold_commits(s) + 1
                 while _gold_commits(s) < target:
@@ -298,7 +302,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
             kills += 1
     assert kills == 3 and outage_seen
     partial = read_table(spark, s, GOLD_SCORES).count()
-    run_available_now(spark, s, endpoints, ("bronze", "silver", "gold"))  # the last restart drains
+    run_available_now(spark, s, endpoints, STAGES)  # the last restart drains
     want = expected(spark, s)
     assert 0 < partial < len(want), "the kills should interrupt the run mid-way"
     check_every_sink_once(spark, s, endpoints, want)
@@ -326,14 +330,16 @@ def test_live_alerts_reach_the_topic_and_gateway_alerts_dedupe(
         return [(s.kafka.topics.alerts, ev["patient_id"], json.dumps(ev).encode())] if ev else []
 
     sent_at: list[float] = []
+    warm = threading.Event()  # every query has run a batch: latency is measured on a running pipeline
 
     def produce() -> None:
-        time.sleep(25)  # let the queries start first: latency is measured on a running pipeline
+        assert warm.wait(300), "the queries did not start"
         send(msgs, endpoints.kafka_bootstrap, s.kafka.topics.observations, speedup=speedup, side=edge)
         sent_at.append(time.monotonic())
 
     def pipeline() -> None:
-        run_continuous(spark, s, endpoints, ("bronze", "silver", "gold"), tick_s=1, should_stop=stop.is_set)
+        run_continuous(spark, s, endpoints, ("bronze", "silver", "gold"), tick_s=1, should_stop=stop.is_set,
+                       on_tick=lambda qs: all(q.lastProgress for q in qs) and warm.set())
 
     threads = [threading.Thread(target=f, daemon=True) for f in (produce, pipeline)]
     for t in threads:

@@ -114,3 +114,24 @@ def test_duplicates_and_amendments_are_not_scored_twice(rows, model) -> None:
     first_ids = set(res.out.observation_id)
     assert not (set(res2.out.observation_id) & first_ids)
     assert set(res2.out.observation_id) == set(again.observation_id[again.vital.isin(BP_VITALS)]) - first_ids
+
+
+def test_bucket_state_round_trips_and_discharges_idle_patients(rows, model) -> None:
+    """The streaming state of a bucket of patients (lib/vitalwatch/pipeline/gold.py) survives
+    the state store's tuple form unchanged, and discharging drops only the idle patients."""
+    from vitalwatch.pipeline.gold import BucketState
+
+    res = advance(empty_rows(), {}, rows.assign(kafka_timestamp=pd.NaT, silver_time=pd.NaT), model, CLIN,
+                  S.alerts, 360)
+    pids = sorted(res.rows.patient_id.unique())
+    st = BucketState(res.rows, dict(res.alerts), {p: 1_000 * (i + 1) for i, p in enumerate(pids)})
+    back = BucketState.load(st.dump())
+    pd.testing.assert_frame_equal(back.rows.astype({"effective_time": "datetime64[ms]"}),
+                                  st.rows.astype({"effective_time": "datetime64[ms]"}), check_dtype=False)
+    assert back.alerts == {p: res.alerts[p] for p in pids if p in res.alerts}
+    assert back.arrival_ms == st.arrival_ms
+    gone = back.discharge(before_ms=2_500)
+    assert gone == pids[:2]
+    assert set(back.rows.patient_id) == set(pids[2:]) and set(back.arrival_ms) == set(pids[2:])
+    assert not set(back.alerts) & set(gone)
+    assert BucketState.load(None).rows.empty

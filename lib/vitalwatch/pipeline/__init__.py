@@ -1,1 +1,6 @@
-"""The streaming pipeline stages: bronze (Kafka as received), silver (parsed vital signs)."""
+"""The streaming pipeline stages: bronze (Kafka as received), silver (parsed vital signs),
+gold (scores and alerts) and the serving copies (patient status, MongoDB, Elasticsearch)."""
+
+# The streaming stages, in dependency order (available-now runs them in this order);
+# lib/vitalwatch/pipeline/runner.py starts them.
+STAGES = ("bronze", "silver", "gold", "serve_scores", "serve_alerts", "es_vitals")

@@ -47,4 +47,4 @@ def start_bronze(spark: SparkSession, settings: Settings, endpoints: Endpoints, 
     stream = to_bronze(kafka_stream(spark, settings, endpoints, settings.kafka.topics.observations))
     writer = (stream.writeStream.format("delta").queryName(query_name).outputMode("append")
               .option("checkpointLocation", settings.checkpoint_path(query_name)))
-    return apply_trigger(writer, settings, available_now).start(path)
+    return apply_trigger(writer, settings, available_now, "bronze").start(path)

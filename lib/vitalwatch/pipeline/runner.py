@@ -1,8 +1,12 @@
 """Starting and supervising the streaming queries of one Spark application.
 
-``available_now`` runs each stage to completion in order (bronze, then silver reads what
-bronze wrote, then gold): the batch catch-up mode used by tests and backfills. Otherwise all
-stages run concurrently until stopped or a duration passes.
+Stages: ``bronze`` (Kafka → Delta), ``silver`` (bronze → silver + quarantine), ``gold`` (the
+alert path: scoring, alerts, gold tables), ``serve_scores`` / ``serve_alerts`` / ``es_vitals``
+(gold and silver → patient_status, MongoDB, Elasticsearch; :mod:`vitalwatch.pipeline.serve`).
+
+``available_now`` runs each stage to completion in order (each reads what the one before
+wrote): the batch catch-up mode used by tests and backfills. Otherwise all stages run
+concurrently until stopped or a duration passes, the scoring query in its own FAIR pool.
 
 **Failures.** A query that fails (a sink or the broker is down, say) is restarted from its
 checkpoint after a back-off, up to ``streaming.max_restarts`` times in a row; the failed
@@ -19,15 +23,16 @@ from pyspark.sql.streaming import StreamingQuery
 
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints
+from vitalwatch.pipeline import STAGES
 from vitalwatch.pipeline.bronze import start_bronze
 from vitalwatch.pipeline.silver import start_silver
+from vitalwatch.pipeline.triggers import in_pool, pool_for
 
-STAGES = ("bronze", "silver", "gold", "es_vitals")
-DEFAULT_STAGES = ("bronze", "silver", "gold", "es_vitals")
+DEFAULT_STAGES = STAGES
 
 
-def start_stage(spark: SparkSession, settings: Settings, endpoints: Endpoints, stage: str,
-                available_now: bool) -> StreamingQuery:
+def _start(spark: SparkSession, settings: Settings, endpoints: Endpoints, stage: str,
+           available_now: bool) -> StreamingQuery:
     if stage == "bronze":
         return start_bronze(spark, settings, endpoints, available_now=available_now)
     if stage == "silver":
@@ -35,12 +40,21 @@ def start_stage(spark: SparkSession, settings: Settings, endpoints: Endpoints, s
     if stage == "gold":
         from vitalwatch.pipeline.gold import start_gold
 
-        return start_gold(spark, settings, available_now=available_now)
-    if stage == "es_vitals":
-        from vitalwatch.pipeline.gold import start_vitals_index
+        return start_gold(spark, settings, available_now=available_now, endpoints=endpoints)
+    from vitalwatch.pipeline import serve
 
-        return start_vitals_index(spark, settings, available_now=available_now)
-    raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    starters = {"serve_scores": serve.start_serve_scores, "serve_alerts": serve.start_serve_alerts,
+                "es_vitals": serve.start_vitals_index}
+    if stage not in starters:
+        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    return starters[stage](spark, settings, available_now=available_now)
+
+
+def start_stage(spark: SparkSession, settings: Settings, endpoints: Endpoints, stage: str,
+                available_now: bool) -> StreamingQuery:
+    """Start one stage's query in its FAIR scheduler pool (``streaming.scheduler_pools``)."""
+    with in_pool(spark.sparkContext, pool_for(settings, stage)):
+        return _start(spark, settings, endpoints, stage, available_now)
 
 
 def run_available_now(spark: SparkSession, settings: Settings, endpoints: Endpoints,

@@ -24,7 +24,7 @@ from vitalwatch.pipeline.lake import (
     SILVER_VITALS,
     ensure_lake,
 )
-from vitalwatch.pipeline.triggers import apply_trigger
+from vitalwatch.pipeline.triggers import start_foreach_batch
 
 
 def to_silver(parsed: DataFrame) -> DataFrame:
@@ -81,8 +81,6 @@ def silver_stream(spark: SparkSession, settings: Settings) -> DataFrame:
 def start_silver(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                  query_name: str = "silver_vital_signs") -> StreamingQuery:
     ensure_lake(spark, settings)
-    app_id = f"vitalwatch:{query_name}"
-    writer = (silver_stream(spark, settings).writeStream.queryName(query_name)
-              .option("checkpointLocation", settings.checkpoint_path(query_name))
-              .foreachBatch(lambda df, bid: write_batch(df, bid, settings, app_id)))
-    return apply_trigger(writer, settings, available_now).start()
+    return start_foreach_batch(silver_stream(spark, settings), settings, query_name=query_name,
+                               checkpoint=settings.checkpoint_path(query_name), available_now=available_now, stage="silver",
+                               write=lambda df, bid, app_id: write_batch(df, bid, settings, app_id))

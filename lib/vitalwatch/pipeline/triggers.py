@@ -1,15 +1,76 @@
-"""Trigger choice shared by every streaming query."""
+"""Starting a streaming query the same way everywhere: trigger, scheduler pool, and the
+idempotency id its ``foreachBatch`` writes carry."""
 
 from __future__ import annotations
 
-from pyspark.sql.streaming import DataStreamWriter
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from pyspark import SparkContext
+from pyspark.sql import DataFrame
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from vitalwatch.config import Settings
 
+POOL_PROPERTY = "spark.scheduler.pool"
+DEFAULT_POOL = "lake"
 
-def apply_trigger(writer: DataStreamWriter, settings: Settings, available_now: bool) -> DataStreamWriter:
+
+def apply_trigger(writer: DataStreamWriter, settings: Settings, available_now: bool,
+                  stage: str | None = None) -> DataStreamWriter:
     """``available_now``: process what is there and stop (catch-up, tests); else run forever
-    on the configured interval."""
+    on the stage's interval (``streaming.stage_triggers``, else ``streaming.trigger_interval``)."""
     if available_now:
         return writer.trigger(availableNow=True)
-    return writer.trigger(processingTime=settings.streaming.trigger_interval)
+    st = settings.streaming
+    return writer.trigger(processingTime=st.stage_triggers.get(stage or "", st.trigger_interval))
+
+
+def pool_for(settings: Settings, stage: str) -> str:
+    return settings.streaming.scheduler_pools.get(stage, DEFAULT_POOL)
+
+
+@contextmanager
+def in_pool(sc: SparkContext, pool: str) -> Iterator[None]:
+    """Queries started inside run their jobs in FAIR scheduler ``pool`` (a thread-local
+    property a streaming query copies when it starts)."""
+    previous = sc.getLocalProperty(POOL_PROPERTY)
+    sc.setLocalProperty(POOL_PROPERTY, pool)
+    try:
+        yield
+    finally:
+        sc.setLocalProperty(POOL_PROPERTY, previous)  # type: ignore[arg-type]
+
+
+def start_foreach_batch(stream: DataFrame, settings: Settings, *, query_name: str, checkpoint: str,
+                        write: Callable[[DataFrame, int, str], None], available_now: bool,
+                        pool: str | None = None, stage: str | None = None) -> StreamingQuery:
+    """Start ``stream`` calling ``write(batch, batch_id, app_id)`` for each micro-batch.
+
+    ``app_id`` is the Delta ``txnAppId`` of the query's writes. It carries the query's id,
+    which Spark keeps in the checkpoint: the same across restarts (so a replayed batch id
+    commits nothing twice) and new for a new checkpoint (whose batch ids restart at 0 and
+    would otherwise be skipped by Delta as already written).
+
+    The batch's jobs run in the FAIR scheduler ``pool`` (default: the starting thread's, see
+    :func:`in_pool`): set on the thread that starts the query (its own jobs) and again in the
+    callback (``foreachBatch``'s jobs run on the Python callback's thread, which does not
+    inherit it)."""
+    ready = threading.Event()
+    ids: dict[str, str] = {}
+    sc = stream.sparkSession.sparkContext
+    pool = pool or sc.getLocalProperty(POOL_PROPERTY) or DEFAULT_POOL
+
+    def run(batch: DataFrame, batch_id: int) -> None:
+        ready.wait()
+        batch.sparkSession.sparkContext.setLocalProperty(POOL_PROPERTY, pool)
+        write(batch, batch_id, ids["app_id"])
+
+    with in_pool(sc, pool):
+        writer = (stream.writeStream.queryName(query_name).option("checkpointLocation", checkpoint)
+                  .foreachBatch(run))
+        q = apply_trigger(writer, settings, available_now, stage).start()
+    ids["app_id"] = f"vitalwatch:{query_name}:{q.id}"
+    ready.set()
+    return q

@@ -1,4 +1,6 @@
-"""Where gold goes besides the lake: MongoDB, Elasticsearch, the Kafka topics, webhooks.
+"""Where gold goes besides the lake: the Kafka topics and webhooks (:meth:`Sinks.notify`, on the
+alert path), MongoDB and Elasticsearch (:meth:`Sinks.store_scores`, :meth:`Sinks.store_alerts`,
+from :mod:`vitalwatch.pipeline.serve`).
 
 :class:`Sinks` is built once per query on the driver and called from ``foreachBatch``; each
 write is keyed by observation or alert id, so replaying a batch changes nothing.
@@ -8,9 +10,13 @@ replays the batch — nothing is lost and, thanks to the keys, nothing is double
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pymongo.errors import PyMongoError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -19,6 +25,7 @@ from vitalwatch.infra.endpoints import Endpoints, resolve
 from vitalwatch.sinks import mongo, search
 from vitalwatch.sinks.events import kafka_records, normal_assessments
 
+log = logging.getLogger(__name__)
 SINKS = ("mongo", "elasticsearch", "kafka", "webhook")
 _MONGO_SCORE_COLUMNS = ["patient_id", "observation_id", "effective_time", "systolic", "diastolic", "heart_rate",
                         "respiratory_rate", "spo2", "temperature", "score_status", "level", "level_reasons",
@@ -33,6 +40,8 @@ class Sinks:
     endpoints: Endpoints
     enabled: tuple[str, ...] = SINKS
     delivered: dict[str, int] = field(default_factory=dict)
+    _teams: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict, repr=False)
+    _client: Any = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, spark: SparkSession, settings: Settings, enabled: list[str] | None = None) -> Sinks:
@@ -50,9 +59,14 @@ class Sinks:
         return mongo.pipeline_uri(self.settings, self.endpoints.mongo_uri or "")
 
     def _db(self):
+        """One client per Sinks (connecting and authenticating per batch costs more than the query)."""
         import pymongo
 
-        return pymongo.MongoClient(self.mongo_uri, serverSelectionTimeoutMS=10000)[self.settings.mongo.database]
+        if self._client is None:
+            timeout_ms = int(self.settings.alerts.registry_timeout_s * 1000)
+            self._client = pymongo.MongoClient(self.mongo_uri, serverSelectionTimeoutMS=timeout_ms,
+                                               connectTimeoutMS=timeout_ms)
+        return self._client[self.settings.mongo.database]
 
     def prepare(self) -> None:
         """Index templates exist before the first document (else dynamic mappings would win)."""
@@ -60,38 +74,61 @@ class Sinks:
             search.apply_templates(self.settings, self.endpoints.es_nodes or "")
 
     def care_teams(self, patient_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Ward and care team of the registered patients among ``patient_ids``, for routing.
+
+        Cached for ``alerts.registry_cache_s``. An alert must not wait on the registry: if it
+        cannot be reached within ``alerts.registry_timeout_s`` the cached entry is used, else
+        the patient is routed like an unregistered one (the fallback team, ward ``unassigned``)."""
         if "mongo" not in self.enabled:
             return {}
-        return mongo.care_teams(self._db(), patient_ids)
+        now = time.monotonic()
+        ttl = self.settings.alerts.registry_cache_s
+        stale = [p for p in patient_ids if p not in self._teams or now - self._teams[p][0] > ttl]
+        if stale:
+            try:
+                found = mongo.care_teams(self._db(), stale)
+            except PyMongoError as e:
+                log.warning("patient registry unreachable (%s): %d patients routed from the cache or to "
+                            "the fallback team", str(e).splitlines()[0][:200], len(stale))
+            else:
+                self._teams.update({p: (now, found.get(p)) for p in stale})
+        return {p: self._teams[p][1] for p in patient_ids if p in self._teams and self._teams[p][1]}
 
     # -- writes --------------------------------------------------------------------------------
-    def notify(self, risk: DataFrame, alerts: DataFrame, any_alert: bool, on_step=lambda _name: None) -> None:
-        """The channels that reach people: the topics and webhooks (first, for latency).
-        Writes of no alerts are skipped."""
-        s = self.settings
+    def publish_alerts(self, alerts: DataFrame) -> None:
+        """Alert events to ``vitals.alerts``: the first write of a batch (people wait on it)."""
         if "kafka" in self.enabled:
-            if any_alert:
-                self._publish(kafka_records(alerts), s.kafka.topics.alerts)
-            if s.alerts.publish_normal:
-                self._publish(kafka_records(normal_assessments(risk, s)), s.kafka.topics.normal)
-            on_step("kafka")
-        if "webhook" in self.enabled and s.alerts.webhooks and any_alert:
-            self._post_webhooks(alerts)
-            on_step("webhook")
+            self._publish(kafka_records(alerts), self.settings.kafka.topics.alerts)
 
-    def write(self, batch_id: int, risk: DataFrame, alerts: DataFrame, status: DataFrame, any_alert: bool,
-              on_step=lambda _name: None) -> None:
-        """The stored views: MongoDB and Elasticsearch."""
-        s = self.settings
+    def follow_ups(self, risk: DataFrame, alerts: DataFrame, any_alert: bool) -> list[tuple[str, Callable[[], None]]]:
+        """The other channels, independent of each other (the caller may run them at once):
+        below-alert assessments to ``vitals.normal`` and webhooks. Empty writes are left out."""
+        s, out = self.settings, []
+        if "kafka" in self.enabled and s.alerts.publish_normal:
+            out.append(("kafka_normal",
+                        lambda: self._publish(kafka_records(normal_assessments(risk, s)), s.kafka.topics.normal)))
+        if "webhook" in self.enabled and s.alerts.webhooks and any_alert:
+            out.append(("webhook", lambda: self._post_webhooks(alerts)))
+        return out
+
+    def store_scores(self, risk: DataFrame, status: DataFrame, on_step=lambda _name: None) -> None:
+        """``gold/risk_scores`` rows and the patients' status into MongoDB and Elasticsearch."""
+        readings = risk.where(F.col("observation_id").isNotNull())
         if "mongo" in self.enabled:
-            self._write_mongo(risk, alerts, status, any_alert)
+            self._write_mongo_scores(readings, status)
             on_step("mongo")
         if "elasticsearch" in self.enabled:
-            nodes = self.endpoints.es_nodes or ""
-            search.write(risk.where(F.col("observation_id").isNotNull()), s, nodes, "risk", "observation_id")
-            if any_alert:
-                search.write(alerts, s, nodes, "alerts", "alert_id")
+            search.write(readings, self.settings, self.endpoints.es_nodes or "", "risk", "observation_id")
             on_step("elasticsearch")
+
+    def store_alerts(self, alerts: DataFrame) -> None:
+        """``gold/alerts`` rows into MongoDB and Elasticsearch, keyed by ``alert_id``."""
+        if "mongo" in self.enabled:
+            alerts.withColumn("_id", F.col("alert_id")).write.format("mongodb") \
+                .options(**mongo.connector_options(self.mongo_uri, self.settings.mongo.database, "alerts")) \
+                .mode("append").save()
+        if "elasticsearch" in self.enabled:
+            search.write(alerts, self.settings, self.endpoints.es_nodes or "", "alerts", "alert_id")
 
     def _post_webhooks(self, alerts: DataFrame) -> None:
         from vitalwatch.alerts.notify import post_alerts
@@ -100,16 +137,12 @@ class Sinks:
         rep = post_alerts(events, self.settings.alerts.webhooks)
         self.delivered["webhook"] = self.delivered.get("webhook", 0) + rep.delivered
 
-    def _write_mongo(self, risk: DataFrame, alerts: DataFrame, status: DataFrame, any_alert: bool) -> None:
+    def _write_mongo_scores(self, risk: DataFrame, status: DataFrame) -> None:
         s = self.settings
         db, uri = s.mongo.database, self.mongo_uri
-        scores = risk.where(F.col("observation_id").isNotNull()).select(
-            F.col("observation_id").alias("_id"), *_MONGO_SCORE_COLUMNS,
-            *[c for c in risk.columns if c.startswith("risk_")])
+        scores = risk.select(F.col("observation_id").alias("_id"), *_MONGO_SCORE_COLUMNS,
+                             *[c for c in risk.columns if c.startswith("risk_")])
         scores.write.format("mongodb").options(**mongo.connector_options(uri, db, "risk_scores")).mode("append").save()
-        if any_alert:
-            alerts.withColumn("_id", F.col("alert_id")).write.format("mongodb") \
-                .options(**mongo.connector_options(uri, db, "alerts")).mode("append").save()
         (status.select(F.col("patient_id").alias("_id"), F.struct(*status.columns).alias("status"))
          .write.format("mongodb").options(**mongo.connector_options(uri, db, "patients")).mode("append").save())
         pids = [r[0] for r in risk.select("patient_id").distinct().collect()]

@@ -1,0 +1,113 @@
+"""Gold and silver Delta tables → the stores people read, off the alert path.
+
+Each query reads a Delta table as a stream and writes idempotently (keys are observation or
+alert ids, the MERGE keeps the newest row):
+
+- ``serve_scores``: ``gold/risk_scores`` → ``gold/patient_status`` (MERGE, newest wins),
+  MongoDB ``risk_scores`` (latest N per patient) and ``patients.status``, Elasticsearch
+  ``vitalwatch-risk``;
+- ``serve_alerts``: ``gold/alerts`` → MongoDB ``alerts``, Elasticsearch ``vitalwatch-alerts``;
+- ``es_vitals``: ``silver/vital_signs`` → Elasticsearch ``vitalwatch-vitals``.
+
+Why apart from scoring: these writes cost seconds per batch, and every second the scoring
+batch spends on them is a second the next reading waits for its alert. A store that is down
+fails only its own query; the runner restarts it from its checkpoint (the batch is replayed,
+the keys make that harmless) while alerts keep flowing."""
+
+from __future__ import annotations
+
+import time
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from vitalwatch.config import Settings
+from vitalwatch.pipeline.gold import (
+    GOLD_ALERTS,
+    GOLD_SCORES,
+    GOLD_STATUS,
+    ensure_gold,
+    report_times,
+    status_rows,
+)
+from vitalwatch.pipeline.lake import SILVER_VITALS, ensure_lake
+from vitalwatch.pipeline.triggers import start_foreach_batch
+from vitalwatch.sinks import Sinks
+
+STORE_SINKS = ("mongo", "elasticsearch")
+
+
+def _delta_stream(spark: SparkSession, settings: Settings, table: tuple[str, str]) -> DataFrame:
+    return (spark.readStream.format("delta")
+            .option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger)
+            .load(settings.table_path(*table)))
+
+
+def _sinks(spark: SparkSession, settings: Settings, enabled: list[str] | None = None) -> Sinks:
+    """The stores among ``gold.sinks`` (or exactly ``enabled``), templates applied."""
+    sinks = Sinks.from_settings(spark, settings,
+                                enabled if enabled is not None else [x for x in settings.gold.sinks if x in STORE_SINKS])
+    sinks.prepare()
+    return sinks
+
+
+def merge_status(spark: SparkSession, settings: Settings, status: DataFrame) -> None:
+    """``gold/patient_status`` ← the newest row per patient (a replay changes nothing)."""
+    (DeltaTable.forPath(spark, settings.table_path(*GOLD_STATUS)).alias("t")
+     .merge(status.alias("s"), "t.patient_id = s.patient_id")
+     .whenMatchedUpdateAll(condition="s.state = 'discharged' OR t.effective_time IS NULL "
+                                     "OR s.effective_time >= t.effective_time")
+     .whenNotMatchedInsertAll().execute())
+
+
+def write_scores(batch: DataFrame, batch_id: int, settings: Settings, sinks: Sinks) -> None:
+    times: dict[str, float] = {}
+    t = [time.perf_counter()]
+
+    def step(name: str) -> None:
+        now = time.perf_counter()
+        times[name], t[0] = now - t[0], now
+
+    batch = batch.persist()
+    try:
+        status = status_rows(batch).persist()
+        merge_status(batch.sparkSession, settings, status)
+        step("delta_status")
+        sinks.store_scores(batch, status, on_step=step)
+        status.unpersist()
+    finally:
+        batch.unpersist()
+        report_times("serve_scores", batch_id, times)
+
+
+def start_serve_scores(spark: SparkSession, settings: Settings, *, available_now: bool = False,
+                       query_name: str = "serve_scores") -> StreamingQuery:
+    ensure_gold(spark, settings)
+    sinks = _sinks(spark, settings)
+    return start_foreach_batch(_delta_stream(spark, settings, GOLD_SCORES), settings, query_name=query_name,
+                               checkpoint=settings.checkpoint_path(query_name), available_now=available_now,
+                               stage="serve_scores", write=lambda df, bid, _app: write_scores(df, bid, settings, sinks))
+
+
+def start_serve_alerts(spark: SparkSession, settings: Settings, *, available_now: bool = False,
+                       query_name: str = "serve_alerts") -> StreamingQuery:
+    ensure_gold(spark, settings)
+    sinks = _sinks(spark, settings)
+    return start_foreach_batch(_delta_stream(spark, settings, GOLD_ALERTS), settings, query_name=query_name,
+                               checkpoint=settings.checkpoint_path(query_name), available_now=available_now,
+                               stage="serve_alerts", write=lambda df, _bid, _app: sinks.store_alerts(df))
+
+
+def start_vitals_index(spark: SparkSession, settings: Settings, *, available_now: bool = False,
+                       query_name: str = "es_vitals") -> StreamingQuery:
+    """One Elasticsearch document per silver value, keyed by observation, version and vital."""
+    from vitalwatch.sinks.search import vitals_documents, write
+
+    ensure_lake(spark, settings)
+    sinks = _sinks(spark, settings, ["elasticsearch"])
+    nodes = sinks.endpoints.es_nodes or ""
+    return start_foreach_batch(_delta_stream(spark, settings, SILVER_VITALS), settings, query_name=query_name,
+                               checkpoint=settings.checkpoint_path(query_name), available_now=available_now,
+                               stage="es_vitals", write=lambda df, _bid, _app: write(vitals_documents(df), settings, nodes, "vitals",
+                                                                  "doc_id"))

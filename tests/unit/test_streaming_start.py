@@ -1,0 +1,63 @@
+"""How every foreachBatch query is started (lib/vitalwatch/pipeline/triggers.py): the Delta
+idempotency id follows the checkpoint, and the batch's jobs run in the stage's FAIR pool."""
+
+from __future__ import annotations
+
+import shutil
+
+from pyspark.sql import SparkSession
+
+from tests.conftest import with_updates
+from vitalwatch.config import Settings
+from vitalwatch.pipeline.triggers import POOL_PROPERTY, in_pool, pool_for, start_foreach_batch
+
+
+def _copy_query(spark: SparkSession, src: str, dst: str, checkpoint: str, seen: list) -> None:
+    def write(batch, batch_id, app_id) -> None:
+        seen.append((app_id, batch.sparkSession.sparkContext.getLocalProperty(POOL_PROPERTY)))
+        (batch.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id)
+         .save(dst))
+
+    stream = spark.readStream.format("delta").load(src)
+    sc = spark.sparkContext
+    before = sc.getLocalProperty(POOL_PROPERTY)
+    with in_pool(sc, "alerts"):
+        q = start_foreach_batch(stream, Settings(), query_name="copy", checkpoint=checkpoint, write=write,
+                                available_now=True)
+    assert sc.getLocalProperty(POOL_PROPERTY) == before, "the caller's pool is restored"
+    q.awaitTermination()
+    assert q.exception() is None
+
+
+def test_a_new_checkpoint_is_a_new_writer_and_a_restart_is_the_same(spark: SparkSession, tmp_path) -> None:
+    src, dst, chk = str(tmp_path / "src"), str(tmp_path / "dst"), str(tmp_path / "chk")
+    spark.range(3).write.format("delta").save(src)
+    seen: list = []
+    _copy_query(spark, src, dst, chk, seen)
+    spark.range(3, 5).write.format("delta").mode("append").save(src)
+    _copy_query(spark, src, dst, chk, seen)  # restart: same checkpoint, same writer
+    assert spark.read.format("delta").load(dst).count() == 5
+    assert seen[0][0] == seen[1][0]
+    # a rebuild from a fresh checkpoint starts at batch 0 again: with a fixed txnAppId Delta
+    # would take its batches for ones already written and silently drop them
+    shutil.rmtree(chk)
+    _copy_query(spark, src, dst, chk, seen)
+    assert spark.read.format("delta").load(dst).count() == 10
+    assert seen[2][0] != seen[0][0]
+    assert {pool for _, pool in seen} == {"alerts"}, "foreachBatch jobs run in the query's pool"
+
+
+def test_the_scoring_stage_has_its_own_pool_and_the_others_share_one(lake_settings: Settings) -> None:
+    assert pool_for(lake_settings, "gold") == "alerts"
+    assert {pool_for(lake_settings, st) for st in ("bronze", "silver", "serve_scores", "es_vitals")} == {"lake"}
+    s = with_updates(lake_settings, streaming={"scheduler_pools": {"silver": "alerts"}})
+    assert pool_for(s, "silver") == "alerts" and pool_for(s, "gold") == "lake"
+
+
+def test_the_session_uses_the_fair_pools_file(spark: SparkSession) -> None:
+    import xml.etree.ElementTree as ET
+
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.scheduler.mode") == "FAIR"
+    pools = {p.get("name") for p in ET.parse(conf.get("spark.scheduler.allocation.file")).getroot()}
+    assert set(Settings().streaming.scheduler_pools.values()) | {"lake"} <= pools
