@@ -293,7 +293,12 @@ def run(
         console.log("no champion crisis-risk model in the registry: training one on the ICU data (about 2 min)")
         train(source="icu", patients=None, sequences=None, num_workers=None, device=None, trees=None,
               random_forest=False)
-    plan = SimulationPlan(datetime.now(UTC).replace(microsecond=0), hours, cfg)
+    with console.status("starting Spark (connectors resolve from Maven Central on first use)"):
+        spark = build_session(s, app_name="vitalwatch-local")
+    # Simulated time runs ahead of the clock (x speedup). A second run starting "now" would send
+    # the same patients readings older than the ones the first run left in the scoring state,
+    # all of them late; so it starts after the newest reading in the lake instead.
+    plan = SimulationPlan(_simulation_start(spark, s), hours, cfg)
     stop = threading.Event()
     done = threading.Event()
     result: dict[str, object] = {}
@@ -311,17 +316,26 @@ def run(
         finally:
             done.set()
 
-    with console.status("starting Spark (connectors resolve from Maven Central on first use)"):
-        spark = build_session(s, app_name="vitalwatch-local")
     producer = threading.Thread(target=produce, name="simulator", daemon=True)
     producer.start()
     console.log(f"simulating {patients} patients over {hours} simulated hours at x{speedup:g}; "
                 f"follow alerts with `vitalwatch alerts watch`; Ctrl-C stops")
     started = datetime.now(UTC)
 
+    quiet_since: list[float] = []
+    slowest = max([_seconds(x) for x in (s.streaming.trigger_interval, *s.streaming.stage_triggers.values())])
+
     def finished() -> bool:
+        """The duration passed, or the simulator is done and every query has read nothing for
+        longer than the slowest trigger (so the serving copies have caught up too)."""
         elapsed = (datetime.now(UTC) - started).total_seconds()
-        return (duration and elapsed >= duration) or (done.is_set() and elapsed > 20 and _drained(spark))
+        if duration and elapsed >= duration:
+            return True
+        if not (done.is_set() and _drained(spark)):
+            quiet_since.clear()
+            return False
+        quiet_since[:1] = quiet_since[:1] or [elapsed]
+        return elapsed - quiet_since[0] > slowest + 10
 
     try:
         run_continuous(spark, s, ep, DEFAULT_STAGES, duration_s=None, on_tick=_log_progress, should_stop=finished,
@@ -374,7 +388,8 @@ def _gold_summary(spark, s, ep, since) -> None:
     out.print(t)
     lat = sorted((e["_kafka_timestamp_ms"] - _ms(e.get("source_kafka_time"))) / 1000
                  for e in follow(ep.kafka_bootstrap, s.kafka.topics.alerts, from_beginning=True, idle_timeout_s=5)
-                 if e.get("source") == "server" and e.get("source_kafka_time"))
+                 if e.get("source") == "server" and e.get("source_kafka_time")
+                 and e["_kafka_timestamp_ms"] >= since.timestamp() * 1000)
     if lat:
         q = {p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] for p in (50, 95, 99)}
         console.log(f"event → alert on {s.kafka.topics.alerts} (reading's Kafka time → alert's Kafka time), "
@@ -637,6 +652,31 @@ def kibana_import(
     if not res.get("success"):
         console.print(res.get("errors"))
         raise typer.Exit(1)
+
+
+def _simulation_start(spark, s):
+    """Now, or just after the newest effective time in silver if that is later."""
+    from datetime import UTC, datetime, timedelta
+
+    from pyspark.sql import functions as F
+
+    from vitalwatch.pipeline.lake import SILVER_VITALS, read_table
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        newest = read_table(spark, s, SILVER_VITALS).agg(F.max("effective_time").cast("long")).first()[0]
+    except Exception:
+        return now
+    if newest is None:
+        return now
+    after = datetime.fromtimestamp(int(newest), UTC) + timedelta(minutes=1)
+    return max(now, after)
+
+
+def _seconds(interval: str) -> float:
+    """A Spark interval string ("500 milliseconds", "15 seconds", "1 minute") in seconds."""
+    n, unit = interval.split()[:2]
+    return float(n) * {"milli": 0.001, "secon": 1, "minut": 60, "hour": 3600}[unit[:5].rstrip("s")]
 
 
 def _drained(spark) -> bool:
