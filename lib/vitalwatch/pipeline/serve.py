@@ -81,22 +81,28 @@ def write_scores(batch: DataFrame, batch_id: int, settings: Settings, sinks: Sin
         report_times("serve_scores", batch_id, times)
 
 
+def _start_copy(spark: SparkSession, settings: Settings, table: tuple[str, str], query_name: str,
+                available_now: bool, write) -> StreamingQuery:
+    """A query copying ``table`` (as a Delta stream) with ``write(batch, batch_id)``."""
+    return start_foreach_batch(_delta_stream(spark, settings, table), settings, query_name=query_name,
+                               checkpoint=settings.checkpoint_path(query_name), available_now=available_now,
+                               stage=query_name, write=lambda df, bid, _app: write(df, bid))
+
+
 def start_serve_scores(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                        query_name: str = "serve_scores") -> StreamingQuery:
     ensure_gold(spark, settings)
     sinks = _sinks(spark, settings)
-    return start_foreach_batch(_delta_stream(spark, settings, GOLD_SCORES), settings, query_name=query_name,
-                               checkpoint=settings.checkpoint_path(query_name), available_now=available_now,
-                               stage="serve_scores", write=lambda df, bid, _app: write_scores(df, bid, settings, sinks))
+    return _start_copy(spark, settings, GOLD_SCORES, query_name, available_now,
+                       lambda df, bid: write_scores(df, bid, settings, sinks))
 
 
 def start_serve_alerts(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                        query_name: str = "serve_alerts") -> StreamingQuery:
     ensure_gold(spark, settings)
     sinks = _sinks(spark, settings)
-    return start_foreach_batch(_delta_stream(spark, settings, GOLD_ALERTS), settings, query_name=query_name,
-                               checkpoint=settings.checkpoint_path(query_name), available_now=available_now,
-                               stage="serve_alerts", write=lambda df, _bid, _app: sinks.store_alerts(df))
+    return _start_copy(spark, settings, GOLD_ALERTS, query_name, available_now,
+                       lambda df, _bid: sinks.store_alerts(df))
 
 
 def start_vitals_index(spark: SparkSession, settings: Settings, *, available_now: bool = False,
@@ -105,9 +111,6 @@ def start_vitals_index(spark: SparkSession, settings: Settings, *, available_now
     from vitalwatch.sinks.search import vitals_documents, write
 
     ensure_lake(spark, settings)
-    sinks = _sinks(spark, settings, ["elasticsearch"])
-    nodes = sinks.endpoints.es_nodes or ""
-    return start_foreach_batch(_delta_stream(spark, settings, SILVER_VITALS), settings, query_name=query_name,
-                               checkpoint=settings.checkpoint_path(query_name), available_now=available_now,
-                               stage="es_vitals", write=lambda df, _bid, _app: write(vitals_documents(df), settings, nodes, "vitals",
-                                                                  "doc_id"))
+    nodes = _sinks(spark, settings, ["elasticsearch"]).endpoints.es_nodes or ""
+    return _start_copy(spark, settings, SILVER_VITALS, query_name, available_now,
+                       lambda df, _bid: write(vitals_documents(df), settings, nodes, "vitals", "doc_id"))
