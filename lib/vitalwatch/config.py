@@ -110,6 +110,8 @@ class SparkConfig(BaseModel):
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "2g"
     ivy_dir: str | None = None
+    # Python workers' daemon (vitalwatch.infra.pydaemon: why there); null: PySpark's own.
+    python_daemon_module: str | None = "vitalwatch.infra.pydaemon"
     extra_conf: dict[str, str] = {}
 
 

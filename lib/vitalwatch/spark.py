@@ -51,6 +51,8 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     }
+    if settings.spark.python_daemon_module:
+        conf["spark.python.daemon.module"] = settings.spark.python_daemon_module
     conf.update(settings.spark.extra_conf)
     return conf
 
