@@ -37,6 +37,13 @@ def work_dir() -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
+# The lake and serving triggers the integration tests run with: conf/local.yaml's are slower,
+# tuned for the main command's latency on 2 cores; these keep the tests' waits short.
+TEST_STAGE_TRIGGERS = {"gold": "500 milliseconds", "bronze": "15 seconds", "silver": "15 seconds",
+                       "gold_lake": "10 seconds", "serve_scores": "15 seconds", "serve_alerts": "5 seconds",
+                       "es_vitals": "30 seconds"}
+
+
 @pytest.fixture(scope="session")
 def base_settings(work_dir: Path) -> Settings:
     s = Settings()
@@ -45,7 +52,7 @@ def base_settings(work_dir: Path) -> Settings:
         lake={"root": str(work_dir / "lake"), "checkpoint_root": str(work_dir / "checkpoints")},
         infra={"work_dir": str(work_dir / "infra")},
         spark={"master": "local[2]", "shuffle_partitions": 2},
-        streaming={"trigger_interval": "1 second"},
+        streaming={"trigger_interval": "1 second", "stage_triggers": TEST_STAGE_TRIGGERS},
     )
 
 

@@ -72,6 +72,10 @@ class TopicsConfig(BaseModel):
     observations: str
     alerts: str
     normal: str
+    # The scoring query's rows for the gold Delta tables, written there by the gold_lake stage
+    # (lib/vitalwatch/pipeline/gold_lake.py): the alert path does no Delta commit.
+    gold_scores: str = "vitals.gold.risk_scores"
+    gold_alerts: str = "vitals.gold.alerts"
 
 
 class KafkaConfig(BaseModel):

@@ -26,9 +26,9 @@ import requests
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from tests.conftest import ARTIFACTS, ROOT, with_updates
+from tests.conftest import ARTIFACTS, ROOT, TEST_STAGE_TRIGGERS, with_updates
 from vitalwatch.alerts.feed import follow
-from vitalwatch.config import Settings, WebhookConfig
+from vitalwatch.config import Settings, TopicsConfig, WebhookConfig
 from vitalwatch.features.build import silver_rows
 from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.infra.kafka import ensure_topics
@@ -85,7 +85,7 @@ class Receiver:
 def gold_settings(trained: Settings, endpoints: Endpoints, name: str, **alerts: object) -> Settings:
     """Own topics, lake, MongoDB database and Elasticsearch indices for one test."""
     tag = uuid.uuid4().hex[:8]
-    topics = {k: f"test.{k}.{tag}" for k in ("observations", "alerts", "normal")}
+    topics = {k: f"test.{k}.{tag}" for k in TopicsConfig.model_fields}
     ensure_topics(endpoints.kafka_bootstrap, list(topics.values()), 2, 1)
     d = ROOT / ".work" / f"test-{os.getpid()}" / "gold" / f"{name}-{tag}"
     s = with_updates(trained, kafka={"topics": trained.kafka.topics.model_copy(update=topics)},
@@ -235,11 +235,10 @@ def _env(s: Settings, endpoints: Endpoints) -> dict[str, str]:
     return {**os.environ,
             "VITALWATCH__LAKE__ROOT": s.lake.root, "VITALWATCH__LAKE__CHECKPOINT_ROOT": s.lake.checkpoint_root,
             "VITALWATCH__KAFKA__BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
-            "VITALWATCH__KAFKA__TOPICS__OBSERVATIONS": s.kafka.topics.observations,
-            "VITALWATCH__KAFKA__TOPICS__ALERTS": s.kafka.topics.alerts,
-            "VITALWATCH__KAFKA__TOPICS__NORMAL": s.kafka.topics.normal,
+            **{f"VITALWATCH__KAFKA__TOPICS__{k.upper()}": v for k, v in s.kafka.topics.model_dump().items()},
             "VITALWATCH__KAFKA__MAX_OFFSETS_PER_TRIGGER": "60",
             "VITALWATCH__STREAMING__TRIGGER_INTERVAL": "1 second",
+            "VITALWATCH__STREAMING__STAGE_TRIGGERS": json.dumps(TEST_STAGE_TRIGGERS),
             "VITALWATCH__STREAMING__RESTART_BACKOFF_S": "2",
             "VITALWATCH__STREAMING__MAX_FILES_PER_TRIGGER": "2",
             "VITALWATCH__MONGO__DATABASE": s.mongo.database,

@@ -19,7 +19,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from tests.conftest import ARTIFACTS, ROOT, with_updates
+from tests.conftest import ARTIFACTS, ROOT, TEST_STAGE_TRIGGERS, with_updates
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.infra.kafka import ensure_topics
@@ -123,6 +123,7 @@ def test_sigkill_and_restart_lose_and_duplicate_nothing(
            "VITALWATCH__KAFKA__TOPICS__OBSERVATIONS": s.kafka.topics.observations,
            "VITALWATCH__KAFKA__MAX_OFFSETS_PER_TRIGGER": "40",
            "VITALWATCH__STREAMING__TRIGGER_INTERVAL": "1 second",
+           "VITALWATCH__STREAMING__STAGE_TRIGGERS": json.dumps(TEST_STAGE_TRIGGERS),
            "VITALWATCH__STREAMING__MAX_FILES_PER_TRIGGER": "1",  # many small silver batches to kill between
            "VITALWATCH__SPARK__MASTER": "local[2]", "VITALWATCH__SPARK__SHUFFLE_PARTITIONS": "2",
            "VITALWATCH__INFRA__WORK_DIR": s.infra.work_dir}

@@ -3,4 +3,4 @@ gold (scores and alerts) and the serving copies (patient status, MongoDB, Elasti
 
 # The streaming stages, in dependency order (available-now runs them in this order);
 # lib/vitalwatch/pipeline/runner.py starts them.
-STAGES = ("bronze", "silver", "gold", "serve_scores", "serve_alerts", "es_vitals")
+STAGES = ("bronze", "silver", "gold", "gold_lake", "serve_scores", "serve_alerts", "es_vitals")

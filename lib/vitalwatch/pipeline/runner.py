@@ -1,7 +1,8 @@
 """Starting and supervising the streaming queries of one Spark application.
 
 Stages: ``bronze`` (Kafka → Delta), ``silver`` (bronze → silver + quarantine), ``gold`` (the
-alert path: scoring, alerts, gold tables), ``serve_scores`` / ``serve_alerts`` / ``es_vitals``
+alert path: scoring, alerts, the gold tables' topics), ``gold_lake`` (those topics → the gold
+Delta tables), ``serve_scores`` / ``serve_alerts`` / ``es_vitals``
 (gold and silver → patient_status, MongoDB, Elasticsearch; :mod:`vitalwatch.pipeline.serve`).
 
 ``available_now`` runs each stage to completion in order (each reads what the one before
@@ -41,6 +42,10 @@ def _start(spark: SparkSession, settings: Settings, endpoints: Endpoints, stage:
         from vitalwatch.pipeline.gold import start_gold
 
         return start_gold(spark, settings, available_now=available_now, endpoints=endpoints)
+    if stage == "gold_lake":
+        from vitalwatch.pipeline.gold_lake import start_gold_lake
+
+        return start_gold_lake(spark, settings, available_now=available_now, endpoints=endpoints)
     from vitalwatch.pipeline import serve
 
     starters = {"serve_scores": serve.start_serve_scores, "serve_alerts": serve.start_serve_alerts,

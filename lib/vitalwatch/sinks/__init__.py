@@ -148,7 +148,12 @@ class Sinks:
         pids = [r[0] for r in risk.select("patient_id").distinct().collect()]
         mongo.trim_scores(self._db(), pids, s.gold.mongo_latest_scores)
 
-    def _publish(self, records: DataFrame, topic: str) -> None:
-        (records.write.format("kafka").option("kafka.bootstrap.servers", self.endpoints.kafka_bootstrap)
-         .option("kafka.acks", "all").option("kafka.enable.idempotence", "true")
-         .option("topic", topic).save())
+    def publish_records(self, records: DataFrame) -> None:
+        """Records with their own ``topic`` column (the gold tables' topics: always written,
+        whatever ``gold.sinks`` says, since the lake depends on them)."""
+        self._publish(records, None)
+
+    def _publish(self, records: DataFrame, topic: str | None) -> None:
+        w = (records.write.format("kafka").option("kafka.bootstrap.servers", self.endpoints.kafka_bootstrap)
+             .option("kafka.acks", "all").option("kafka.enable.idempotence", "true"))
+        (w.option("topic", topic) if topic else w).save()
