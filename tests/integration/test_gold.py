@@ -33,7 +33,13 @@ from vitalwatch.features.build import silver_rows
 from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.infra.kafka import ensure_topics
 from vitalwatch.pipeline import STAGES
-from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES, GOLD_STATUS, load_model
+from vitalwatch.pipeline.gold import (
+    GOLD_ALERTS,
+    GOLD_SCORES,
+    GOLD_STATUS,
+    checkpoint_name,
+    load_model,
+)
 from vitalwatch.pipeline.lake import SILVER_VITALS, read_table
 from vitalwatch.pipeline.runner import run_available_now
 from vitalwatch.producers.kafka_out import send
@@ -249,8 +255,10 @@ def _env(s: Settings, endpoints: Endpoints) -> dict[str, str]:
 
 
 def _gold_commits(s: Settings) -> int:
-    log = Path(s.table_path(*GOLD_SCORES)) / "_delta_log"
-    return len(list(log.glob("*.json"))) if log.exists() else 0
+    """Micro-batches the scoring query has committed (its checkpoint's commit log): the alert
+    path's progress, which the kills interrupt and which must go on while MongoDB is down."""
+    log = Path(s.checkpoint_path(checkpoint_name(s, "gold_risk_scores"))) / "commits"
+    return len(list(log.glob("[0-9]*"))) if log.exists() else 0
 
 
 def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
@@ -300,10 +308,10 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
             proc.wait(30)
             kills += 1
     assert kills == 3 and outage_seen
-    partial = read_table(spark, s, GOLD_SCORES).count()
+    partial = _gold_commits(s)
     run_available_now(spark, s, endpoints, STAGES)  # the last restart drains
     want = expected(spark, s)
-    assert 0 < partial < len(want), "the kills should interrupt the run mid-way"
+    assert 0 < partial < _gold_commits(s), "the kills should interrupt the run mid-way"
     check_every_sink_once(spark, s, endpoints, want)
 
 

@@ -290,7 +290,7 @@ def lake_records(risk: DataFrame, alerts: DataFrame | None, settings: Settings) 
     return out
 
 
-def write_batch(batch: DataFrame, batch_id: int, settings: Settings, app_id: str, sinks) -> None:
+def write_batch(batch: DataFrame, batch_id: int, settings: Settings, sinks) -> None:
     """One micro-batch to the alert topic first, then the other channels and the gold tables'
     topics at once (see module doc).
 
@@ -391,5 +391,5 @@ def start_gold(spark: SparkSession, settings: Settings, *, available_now: bool =
     rows = score_stream(gold_input(spark, settings, endpoints), model, settings)
     return start_foreach_batch(rows, settings, query_name=query_name,
                                checkpoint=settings.checkpoint_path(checkpoint_name(settings, query_name)),
-                               write=lambda df, bid, app_id: write_batch(df, bid, settings, app_id, sinks),
+                               write=lambda df, bid, _app_id: write_batch(df, bid, settings, sinks),
                                available_now=available_now, stage="gold")
