@@ -100,6 +100,9 @@ class MongoSecurityConfig(BaseModel):
 class MongoConfig(BaseModel):
     uri: str | None = None
     database: str = "vitalwatch"
+    # How long the pipeline's writes wait for a reachable server before the batch fails and
+    # its query restarts from the checkpoint (the driver's default is 30 s per operation).
+    server_selection_timeout_ms: int = Field(10_000, ge=500)
     security: MongoSecurityConfig | None = None
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pyspark
 import pytest
 
+from tests.conftest import with_updates
 from vitalwatch.config import Settings
 from vitalwatch.packages import load_packages, parse_packages_file
 
@@ -55,3 +56,18 @@ def test_packages_file_errors_are_clear() -> None:
         parse_packages_file("spark=3.5.7\npackage=org.x:y\n")
     with pytest.raises(ValueError, match="unknown key"):
         parse_packages_file("spark=3.5.7\npackages=a:b:c\n")
+
+
+@pytest.mark.parametrize(("uri", "want"), [
+    ("mongodb://u:p@h:1/db", "mongodb://u:p@h:1/db?serverSelectionTimeoutMS=1500"),
+    ("mongodb://u:p@h:1", "mongodb://u:p@h:1/?serverSelectionTimeoutMS=1500"),
+    ("mongodb://h:1/db?authSource=x", "mongodb://h:1/db?authSource=x&serverSelectionTimeoutMS=1500"),
+    ("mongodb://h/?serverSelectionTimeoutMS=5", "mongodb://h/?serverSelectionTimeoutMS=5"),  # the URI's own wins
+])
+def test_pipeline_mongo_uri_fails_fast_when_the_server_is_gone(uri: str, want: str) -> None:
+    from vitalwatch.sinks.mongo import pipeline_uri
+
+    s = with_updates(Settings(), mongo={"uri": uri, "server_selection_timeout_ms": 1500})
+    assert pipeline_uri(s, "mongodb://127.0.0.1:27017") == want
+    local = pipeline_uri(with_updates(s, mongo={"uri": None}), "mongodb://127.0.0.1:27017")
+    assert local.startswith("mongodb://vitalwatch_pipeline:") and local.endswith("&serverSelectionTimeoutMS=1500")

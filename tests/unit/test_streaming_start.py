@@ -61,3 +61,16 @@ def test_the_session_uses_the_fair_pools_file(spark: SparkSession) -> None:
     assert conf.get("spark.scheduler.mode") == "FAIR"
     pools = {p.get("name") for p in ET.parse(conf.get("spark.scheduler.allocation.file")).getroot()}
     assert set(Settings().streaming.scheduler_pools.values()) | {"lake"} <= pools
+
+
+def test_available_now_waits_only_for_the_stages_a_stage_reads() -> None:
+    from vitalwatch.pipeline import STAGES
+    from vitalwatch.pipeline.runner import stage_inputs
+
+    kafka_fed = stage_inputs(Settings())
+    assert set(kafka_fed) == set(STAGES)
+    for stage, inputs in kafka_fed.items():  # an input always comes earlier: no cycle, a valid order
+        assert all(STAGES.index(i) < STAGES.index(stage) for i in inputs), stage
+    assert kafka_fed["gold"] == () and kafka_fed["es_vitals"] == ("silver",)
+    lake_fed = stage_inputs(with_updates(Settings(), gold={"source": "silver"}))
+    assert lake_fed["gold"] == ("silver",)

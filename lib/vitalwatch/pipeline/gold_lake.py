@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from vitalwatch.config import Settings
@@ -45,10 +46,12 @@ def table_rows(records: DataFrame, topic: str, schema) -> DataFrame:
     return records.where(F.col("topic") == topic).select(parsed.alias("r")).select("r.*")
 
 
-def write_lake(batch: DataFrame, batch_id: int, settings: Settings, app_id: str) -> None:
+def write_lake(batch: DataFrame, batch_id: int, settings: Settings, app_id: str,
+               schemas: dict[tuple[str, str], T.StructType]) -> None:
+    """One batch's records appended to their tables (``schemas``: each table's, read once at
+    start — a schema read per batch is a snapshot load per table)."""
     import time
 
-    spark = batch.sparkSession
     t = settings.kafka.topics
     times: dict[str, float] = {}
     batch = batch.persist()
@@ -59,8 +62,7 @@ def write_lake(batch: DataFrame, batch_id: int, settings: Settings, app_id: str)
                 continue  # no empty commits: they cost seconds and wake the serving queries for nothing
             t0 = time.perf_counter()
             path = settings.table_path(*table)
-            schema = spark.read.format("delta").load(path).schema
-            (table_rows(batch, topic, schema).write.format("delta").mode("append")
+            (table_rows(batch, topic, schemas[table]).write.format("delta").mode("append")
              .option("txnAppId", f"{app_id}:{table[1]}").option("txnVersion", batch_id).save(path))
             times[f"delta_{table[1]}"] = time.perf_counter() - t0
     finally:
@@ -71,9 +73,11 @@ def write_lake(batch: DataFrame, batch_id: int, settings: Settings, app_id: str)
 def start_gold_lake(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                     endpoints: Endpoints | None = None, query_name: str = QUERY) -> StreamingQuery:
     ensure_gold(spark, settings)
+    schemas = {table: spark.read.format("delta").load(settings.table_path(*table)).schema
+               for table in (GOLD_SCORES, GOLD_ALERTS)}
     endpoints = endpoints or resolve(settings, ("kafka",))
     t = settings.kafka.topics
     records = lake_input(kafka_stream(spark, settings, endpoints, f"{t.gold_scores},{t.gold_alerts}"), settings)
     return start_foreach_batch(records, settings, query_name=query_name,
                                checkpoint=settings.checkpoint_path(query_name), available_now=available_now,
-                               stage=QUERY, write=lambda df, bid, app_id: write_lake(df, bid, settings, app_id))
+                               stage=QUERY, write=lambda df, bid, app_id: write_lake(df, bid, settings, app_id, schemas))

@@ -5,8 +5,11 @@ alert path: scoring, alerts, the gold tables' topics), ``gold_lake`` (those topi
 Delta tables), ``serve_scores`` / ``serve_alerts`` / ``es_vitals``
 (gold and silver → patient_status, MongoDB, Elasticsearch; :mod:`vitalwatch.pipeline.serve`).
 
-``available_now`` runs each stage to completion in order (each reads what the one before
-wrote): the batch catch-up mode used by tests and backfills. Otherwise all stages run
+``available_now`` processes everything available and stops: the batch catch-up mode used by
+tests and backfills. A stage starts once the stages it reads from (:func:`stage_inputs`) have
+finished, and stages that do not depend on each other run at once (bronze beside gold, silver
+beside gold_lake, the three serving queries together): most of a small batch is driver-side
+waiting, so the waves overlap well even on two cores. Otherwise all stages run
 concurrently until stopped or a duration passes, the scoring query in its own FAIR pool.
 
 **Failures.** A query that fails (a sink or the broker is down, say) is restarted from its
@@ -62,16 +65,39 @@ def start_stage(spark: SparkSession, settings: Settings, endpoints: Endpoints, s
         return _start(spark, settings, endpoints, stage, available_now)
 
 
+def stage_inputs(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The stages whose output each stage reads (gold reads Kafka itself unless
+    ``gold.source`` is ``silver``)."""
+    return {"bronze": (), "silver": ("bronze",), "gold": ("silver",) if settings.gold.source == "silver" else (),
+            "gold_lake": ("gold",), "serve_scores": ("gold_lake",), "serve_alerts": ("gold_lake",),
+            "es_vitals": ("silver",)}
+
+
 def run_available_now(spark: SparkSession, settings: Settings, endpoints: Endpoints,
-                      stages: Sequence[str] = STAGES) -> dict[str, int]:
-    """Process everything available through ``stages`` in order; rows read per stage."""
-    out = {}
-    for stage in stages:
-        q = start_stage(spark, settings, endpoints, stage, available_now=True)
-        q.awaitTermination()
-        if q.exception():
-            raise RuntimeError(f"{stage} failed: {q.exception()}")
-        out[stage] = sum(int(p.get("numInputRows", 0)) for p in q.recentProgress)
+                      stages: Sequence[str] = STAGES, *, poll_s: float = 0.2) -> dict[str, int]:
+    """Process everything available through ``stages``, each after the stages it reads from
+    (see module doc); rows read per stage. A failure stops the stages still running."""
+    inputs = stage_inputs(settings)
+    unknown = [s for s in stages if s not in inputs]
+    if unknown:
+        raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+    pending, running, out = list(stages), {}, {}
+    try:
+        while pending or running:
+            for stage in [s for s in pending if not set(inputs[s]) & {*pending, *running}]:
+                running[stage] = start_stage(spark, settings, endpoints, stage, available_now=True)
+                pending.remove(stage)
+            while not (done := [s for s, q in running.items() if not q.isActive]):
+                time.sleep(poll_s)
+            for stage in done:
+                q = running.pop(stage)
+                if q.exception():
+                    raise RuntimeError(f"{stage} failed: {q.exception()}")
+                out[stage] = sum(int(p.get("numInputRows", 0)) for p in q.recentProgress)
+    finally:
+        for q in running.values():
+            if q.isActive:
+                q.stop()
     return out
 
 

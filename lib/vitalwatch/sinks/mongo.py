@@ -73,11 +73,18 @@ def user_uri(server_uri: str, user: str, password: str, database: str) -> str:
 
 def pipeline_uri(settings: Settings, server_uri: str) -> str:
     """What the pipeline connects as: ``mongo.uri`` when configured (a cluster passes the
-    writer's own URI), else the local server as the pipeline user."""
+    writer's own URI), else the local server as the pipeline user; with
+    ``mongo.server_selection_timeout_ms`` unless the URI sets its own."""
     if settings.mongo.uri:
-        return settings.mongo.uri
-    user = security(settings).pipeline_user
-    return user_uri(server_uri, user, user_password(settings, user), settings.mongo.database)
+        uri = settings.mongo.uri
+    else:
+        user = security(settings).pipeline_user
+        uri = user_uri(server_uri, user, user_password(settings, user), settings.mongo.database)
+    if "serverselectiontimeoutms=" in uri.lower():
+        return uri
+    parts = urlsplit(uri)
+    sep = "&" if parts.query else ("?" if parts.path else "/?")
+    return f"{uri}{sep}serverSelectionTimeoutMS={settings.mongo.server_selection_timeout_ms}"
 
 
 def role_documents(settings: Settings) -> dict[str, dict[str, Any]]:
