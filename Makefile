@@ -38,6 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check lib jobs tests
 
 test: setup lint  ## the whole suite on the real local servers
+	$(BIN)/vitalwatch infra fetch --no-spark --compose
 	mkdir -p test-artifacts
 	$(BIN)/pytest -q --junitxml=test-artifacts/junit.xml
 

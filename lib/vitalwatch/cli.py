@@ -56,7 +56,9 @@ def infra_up(servers: Servers = None) -> None:
 
 
 @infra_app.command("fetch")
-def infra_fetch(spark: Annotated[bool, typer.Option(help="also resolve the Spark connectors")] = True) -> None:
+def infra_fetch(spark: Annotated[bool, typer.Option(help="also resolve the Spark connectors")] = True,
+                compose: Annotated[bool, typer.Option(help="also build docker compose (Go module proxy) if the "
+                                                           "docker client has none, to validate docker/")] = False) -> None:
     """Download everything the servers and Spark need (Maven Central), without starting anything."""
     from vitalwatch.infra.manager import InfraManager
 
@@ -71,6 +73,20 @@ def infra_fetch(spark: Annotated[bool, typer.Option(help="also resolve the Spark
         with console.status("resolving Spark connectors from Maven Central"):
             build_session(get_settings(), app_name="vitalwatch-fetch", master="local[1]").stop()
         console.log("Spark connectors ready")
+    if compose:
+        from pathlib import Path
+
+        from vitalwatch.infra.artifacts import compose_command, compose_plugin
+        from vitalwatch.infra.process import InfraError
+
+        s = get_settings()
+        try:
+            cmd = compose_command(s)
+        except InfraError:
+            with console.status(f"building docker compose {s.infra.compose_version} with Go (once)"):
+                compose_plugin(Path(s.infra.cache_dir).expanduser(), s.infra.compose_version)
+            cmd = compose_command(s)
+        console.log(f"docker compose ready: {' '.join(cmd)}")
 
 
 @infra_app.command("down")

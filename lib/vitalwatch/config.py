@@ -163,6 +163,9 @@ class InfraConfig(BaseModel):
     cache_dir: str
     host: str = "127.0.0.1"
     start_timeout_s: int = Field(180, ge=10)
+    # Docker Compose CLI plugin built from the Go module proxy when the docker client lacks one
+    # (validating docker/compose.yaml needs no engine): `vitalwatch infra fetch --compose`.
+    compose_version: str = "v2.40.3"
     kafka: KafkaServerConfig
     mongo: MongoServerConfig
     elasticsearch: ElasticsearchServerConfig

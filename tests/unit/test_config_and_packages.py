@@ -64,10 +64,12 @@ def test_packages_file_errors_are_clear() -> None:
     ("mongodb://h:1/db?authSource=x", "mongodb://h:1/db?authSource=x&serverSelectionTimeoutMS=1500"),
     ("mongodb://h/?serverSelectionTimeoutMS=5", "mongodb://h/?serverSelectionTimeoutMS=5"),  # the URI's own wins
 ])
-def test_pipeline_mongo_uri_fails_fast_when_the_server_is_gone(uri: str, want: str) -> None:
+def test_pipeline_mongo_uri_fails_fast_when_the_server_is_gone(uri: str, want: str, monkeypatch) -> None:
     from vitalwatch.sinks.mongo import pipeline_uri
+
+    monkeypatch.setenv("VITALWATCH_MONGO_PIPELINE_PASSWORD", "pw")  # the local server's user
 
     s = with_updates(Settings(), mongo={"uri": uri, "server_selection_timeout_ms": 1500})
     assert pipeline_uri(s, "mongodb://127.0.0.1:27017") == want
     local = pipeline_uri(with_updates(s, mongo={"uri": None}), "mongodb://127.0.0.1:27017")
-    assert local.startswith("mongodb://vitalwatch_pipeline:") and local.endswith("&serverSelectionTimeoutMS=1500")
+    assert local.startswith("mongodb://vitalwatch_pipeline:pw@127.0.0.1:27017/") and local.endswith("&serverSelectionTimeoutMS=1500")

@@ -135,3 +135,17 @@ def test_bucket_state_round_trips_and_discharges_idle_patients(rows, model) -> N
     assert set(back.rows.patient_id) == set(pids[2:]) and set(back.arrival_ms) == set(pids[2:])
     assert not set(back.alerts) & set(gone)
     assert BucketState.load(None).rows.empty
+
+
+def test_a_pickled_model_is_loaded_once_per_process_and_scores_the_same(rows, model) -> None:
+    """What a Python worker receives with every task: the same scorer object after the first."""
+    import pickle
+
+    blob = pickle.dumps(model)
+    first, again = pickle.loads(blob), pickle.loads(pickle.dumps(model))
+    assert (first.name, first.version) == (model.name, model.version)
+    assert first.scorer is again.scorer and first.scorer is not model.scorer
+    x = feature_matrix(readings(rows, CLIN), CLIN.history_readings)[:50]
+    np.testing.assert_array_equal(first.scorer.predict(x), model.scorer.predict(x))
+    other = pickle.loads(pickle.dumps(ModelRef(model.name, "8", model.scorer)))
+    assert other.version == "8" and other.scorer is not first.scorer

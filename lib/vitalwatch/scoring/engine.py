@@ -25,6 +25,8 @@ readings plus the other vitals recent enough to belong to them, and the patient'
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,11 +47,32 @@ SOURCE_COLUMNS = ["kafka_timestamp", "silver_time"]  # carried from the reading'
 
 @dataclass(frozen=True)
 class ModelRef:
-    """The model behind every score: registry identity plus the scorer."""
+    """The model behind every score: registry identity plus the scorer.
+
+    Pickled (into the streaming scorer's Python function, once per task) as its identity, a
+    digest and the scorer's bytes; a Python worker that already holds that scorer reuses it
+    instead of loading the boosters again (measured: 70 ms a task for three boosters)."""
 
     name: str
     version: str
     scorer: object  # RiskScorer
+
+    def __reduce__(self):
+        payload = pickle.dumps(self.scorer, protocol=pickle.HIGHEST_PROTOCOL)
+        return _worker_model, (self.name, self.version, hashlib.sha256(payload).hexdigest(), payload)
+
+
+_WORKER_MODELS: dict[tuple[str, str, str], object] = {}  # this process's scorers, by identity and digest
+
+
+def _worker_model(name: str, version: str, digest: str, payload: bytes) -> ModelRef:
+    key = (name, version, digest)
+    scorer = _WORKER_MODELS.get(key)
+    if scorer is None:
+        scorer = pickle.loads(payload)
+        _WORKER_MODELS.clear()  # a worker serves one champion at a time
+        _WORKER_MODELS[key] = scorer
+    return ModelRef(name, version, scorer)
 
 
 @dataclass
