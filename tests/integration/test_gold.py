@@ -150,14 +150,20 @@ def es_ids(endpoints: Endpoints, index: str) -> set[str]:
     return {h["_id"] for h in r["hits"]["hits"]}
 
 
-def check_every_sink_once(spark: SparkSession, s: Settings, endpoints: Endpoints, want: pd.DataFrame) -> pd.DataFrame:
+def check_every_sink_once(spark: SparkSession, s: Settings, endpoints: Endpoints, want: pd.DataFrame,
+                          *, alerts_of_the_stream: bool = False) -> pd.DataFrame:
     """Delta gold, MongoDB, Elasticsearch and the alerts topic's consumers hold every reading
-    and every alert exactly once; returns the gold alerts."""
+    and every alert exactly once; returns the gold alerts.
+
+    The alerts are batch scoring's, or with ``alerts_of_the_stream`` the ones the stream's own
+    scored readings carry: where micro-batches cut through an instant (a companion vital in the
+    next batch), the stream scores that reading without it, as documented ("Late readings"), so
+    its levels and alert ids may differ from batch scoring's there."""
     gold = read_table(spark, s, GOLD_SCORES).toPandas()
     assert len(gold) == gold.observation_id.nunique() == len(want), "each reading scored exactly once"
     assert set(gold.observation_id) == set(want.observation_id)
     alerts = read_table(spark, s, GOLD_ALERTS).toPandas()
-    want_alerts = set(want.alert_id.dropna())
+    want_alerts = set((gold if alerts_of_the_stream else want).alert_id.dropna())
     assert len(alerts) == alerts.alert_id.nunique() == len(want_alerts) and set(alerts.alert_id) == want_alerts
     db = pymongo.MongoClient(endpoints.mongo_uri)[s.mongo.database]
     assert {d["_id"] for d in db.alerts.find({}, {"_id": 1})} == want_alerts
@@ -268,7 +274,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
     from vitalwatch.infra.manager import InfraManager
 
     s = gold_settings(trained, endpoints, "sigkill")
-    p = plan(patients=10, hours=10, malformed_fraction=0.05)
+    p = plan(patients=10, hours=10, malformed_fraction=0.05, duplicate_fraction=0.03)
     msgs = list(simulate(p))
     register(s, endpoints, p, skip="")
     first, rest = split_at_instants(msgs, 2)  # the rest arrives while the first run is going
@@ -317,7 +323,9 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
     run_available_now(spark, s, endpoints, STAGES)  # the last restart drains
     want = expected(spark, s)
     assert 0 < partial < _gold_commits(s), "the kills should interrupt the run mid-way"
-    check_every_sink_once(spark, s, endpoints, want)
+    # micro-batches of 60 offsets cut through instants here (unlike the parity test's arrivals)
+    alerts = check_every_sink_once(spark, s, endpoints, want, alerts_of_the_stream=True)
+    assert len(alerts) >= 0.8 * want.alert_id.notna().sum() > 0, "about as many alerts as batch scoring raises"
     # bronze keeps every message once, silver every value once, the quarantine every bad message once
     bronze = read_table(spark, s, BRONZE)
     assert bronze.count() == bronze.select("partition", "offset").distinct().count() == len(msgs)
