@@ -74,18 +74,11 @@ def infra_fetch(spark: Annotated[bool, typer.Option(help="also resolve the Spark
             build_session(get_settings(), app_name="vitalwatch-fetch", master="local[1]").stop()
         console.log("Spark connectors ready")
     if compose:
-        from pathlib import Path
-
-        from vitalwatch.infra.artifacts import compose_command, compose_plugin
-        from vitalwatch.infra.process import InfraError
+        from vitalwatch.infra.artifacts import compose_command
 
         s = get_settings()
-        try:
-            cmd = compose_command(s)
-        except InfraError:
-            with console.status(f"building docker compose {s.infra.compose_version} with Go (once)"):
-                compose_plugin(Path(s.infra.cache_dir).expanduser(), s.infra.compose_version)
-            cmd = compose_command(s)
+        with console.status(f"docker compose: the docker client's, or {s.infra.compose_version} built with Go (once)"):
+            cmd = compose_command(s, build=True)
         console.log(f"docker compose ready: {' '.join(cmd)}")
 
 

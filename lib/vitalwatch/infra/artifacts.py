@@ -118,13 +118,16 @@ def compose_plugin(cache_dir: Path, version: str) -> Path:
     return out
 
 
-def compose_command(settings) -> list[str]:
-    """How to run ``docker compose`` here: the docker client's plugin, else the one
-    ``vitalwatch infra fetch --compose`` built (fails, never skips, when neither exists)."""
+def compose_command(settings, *, build: bool = False) -> list[str]:
+    """How to run ``docker compose`` here: the docker client's plugin, else the one built into
+    the cache (with ``build``, built now if missing; otherwise a missing one fails, never skips)."""
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
         return [docker, "compose"]
-    built = Path(settings.infra.cache_dir).expanduser() / "compose" / settings.infra.compose_version / "docker-compose"
+    cache, version = Path(settings.infra.cache_dir).expanduser(), settings.infra.compose_version
+    if build:
+        return [str(compose_plugin(cache, version))]
+    built = cache / "compose" / version / "docker-compose"
     if not built.exists():
         raise InfraError(f"no docker compose: the docker client has no compose plugin and {built} is missing; "
                          "run `vitalwatch infra fetch --compose` (make test does)")
