@@ -99,6 +99,23 @@ def test_other_vitals_window_and_order(clinical):
     assert p1.minutes_since_previous.iloc[1:].tolist() == [30.0, 50.0, 0.0]
 
 
+def test_repeated_values_and_ties_at_one_instant(clinical):
+    """A reading's value is the last non-missing one given for it; of two heart rates at one
+    instant the greater observation id wins, and of one observation given twice, the later row;
+    a BP observation without any value is no reading."""
+    rows = pd.DataFrame([
+        ("p", "o1", at(0), "systolic_bp", 140.0), ("p", "o1", at(0), "systolic_bp", 150.0),
+        ("p", "o1", at(0), "systolic_bp", float("nan")), ("p", "o1", at(0), "diastolic_bp", 90.0),
+        ("p", "hb", at(-5), "heart_rate", 81.0), ("p", "ha", at(-5), "heart_rate", 79.0),
+        ("p", "hc", at(-5), "heart_rate", 70.0), ("p", "hc", at(-5), "heart_rate", 72.0),
+        ("p", "o0", at(-1), "systolic_bp", float("nan")),
+    ], columns=ROW_COLUMNS)
+    r = readings(rows, clinical)
+    assert r.observation_id.tolist() == ["o1"]
+    assert r[["systolic", "diastolic", "heart_rate"]].iloc[0].tolist() == [150.0, 90.0, 72.0]
+    assert np.isnan(r.minutes_since_previous.iloc[0])
+
+
 def test_label_horizon_bounds(clinical):
     """(t, t+h]: a crisis exactly h later counts; one just after does not."""
     rows = [*bp("p", "a", 0, 120, 80), *bp("p", "b", 60, 181, 80), *bp("p", "c", 60 + 6 * 60 + 1, 120, 121)]

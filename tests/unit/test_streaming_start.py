@@ -74,3 +74,26 @@ def test_available_now_waits_only_for_the_stages_a_stage_reads() -> None:
     assert kafka_fed["gold"] == () and kafka_fed["es_vitals"] == ("silver",)
     lake_fed = stage_inputs(with_updates(Settings(), gold={"source": "silver"}))
     assert lake_fed["gold"] == ("silver",)
+
+
+def test_a_scoring_checkpoint_is_resumed_only_with_its_own_state_buckets(spark: SparkSession, tmp_path) -> None:
+    import pytest
+
+    from vitalwatch.pipeline.gold import LAYOUT_FILE, check_state_layout
+
+    s8 = with_updates(Settings(), gold={"state_buckets": 8})
+    s16 = with_updates(Settings(), gold={"state_buckets": 16})
+    chk = tmp_path / "gold"
+    check_state_layout(spark, str(chk), s8)  # a new checkpoint records its layout
+    assert (chk / LAYOUT_FILE).read_text() == '{"state_buckets": 8}'
+    check_state_layout(spark, str(chk), s8)  # a restart with the same count resumes
+    with pytest.raises(ValueError, match="state_buckets.: 8.*state_buckets.: 16"):
+        check_state_layout(spark, str(chk), s16)
+    assert (chk / LAYOUT_FILE).read_text() == '{"state_buckets": 8}', "a refused start changes nothing"
+
+    legacy = tmp_path / "legacy"  # written before the record existed: 64 buckets
+    (legacy / "offsets").mkdir(parents=True)
+    with pytest.raises(ValueError, match="64"):
+        check_state_layout(spark, str(legacy), s8)
+    check_state_layout(spark, str(legacy), with_updates(Settings(), gold={"state_buckets": 64}))
+    assert (legacy / LAYOUT_FILE).exists()

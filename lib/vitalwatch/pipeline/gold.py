@@ -375,6 +375,46 @@ def report_times(query: str, batch_id: int, times: dict[str, float]) -> None:
         print(line, flush=True)
 
 
+LAYOUT_FILE = "vitalwatch-state-layout.json"
+LEGACY_LAYOUT = {"state_buckets": 64}  # checkpoints written before the record existed
+
+
+def check_state_layout(spark: SparkSession, checkpoint: str, settings: Settings) -> None:
+    """Refuse to resume a checkpoint whose state was keyed with another ``gold.state_buckets``.
+
+    Patients are hashed into buckets, so with another count each patient would be looked up in
+    the wrong bucket and scored without its history, silently. The count is recorded in the
+    checkpoint (through Hadoop's FileSystem, so any checkpoint location works) when the query
+    first starts; a checkpoint that has offsets but no record predates it and used 64."""
+    import json
+
+    want = {"state_buckets": settings.gold.state_buckets}
+    jvm = spark.sparkContext._jvm
+    root = jvm.org.apache.hadoop.fs.Path(checkpoint)
+    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    record = jvm.org.apache.hadoop.fs.Path(root, LAYOUT_FILE)
+    if fs.exists(record):
+        stream = fs.open(record)
+        try:
+            have = json.loads(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        finally:
+            stream.close()
+    elif fs.exists(jvm.org.apache.hadoop.fs.Path(root, "offsets")):
+        have = LEGACY_LAYOUT
+    else:
+        have = None
+    if have is not None and have != want:
+        raise ValueError(f"checkpoint {checkpoint} holds scoring state keyed by {have}, but the settings say "
+                         f"{want}: restarting would score patients without their history. Keep the setting, "
+                         f"or start a new checkpoint (lake.checkpoint_root) and rescore from the lake")
+    if not fs.exists(record):
+        out = fs.create(record, True)
+        try:
+            out.write(json.dumps(want).encode())
+        finally:
+            out.close()
+
+
 def checkpoint_name(settings: Settings, query_name: str) -> str:
     """Per source: a Kafka-fed and a silver-fed scoring query cannot share offsets."""
     return f"{query_name}-{settings.gold.source}"
@@ -388,8 +428,9 @@ def start_gold(spark: SparkSession, settings: Settings, *, available_now: bool =
     ensure_gold(spark, settings)
     model = model or load_model(settings)
     sinks = sinks or Sinks.from_settings(spark, settings, [x for x in settings.gold.sinks if x in ALERT_PATH_SINKS])
+    checkpoint = settings.checkpoint_path(checkpoint_name(settings, query_name))
+    check_state_layout(spark, checkpoint, settings)
     rows = score_stream(gold_input(spark, settings, endpoints), model, settings)
-    return start_foreach_batch(rows, settings, query_name=query_name,
-                               checkpoint=settings.checkpoint_path(checkpoint_name(settings, query_name)),
+    return start_foreach_batch(rows, settings, query_name=query_name, checkpoint=checkpoint,
                                write=lambda df, bid, _app_id: write_batch(df, bid, settings, sinks),
                                available_now=available_now, stage="gold")
