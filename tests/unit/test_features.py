@@ -178,3 +178,44 @@ def test_silver_rows_keep_latest_version(spark):
     want = spark.createDataFrame([("p", "o", datetime(2026, 1, 1), "systolic_bp", 155.0),
                                   ("p", "o", datetime(2026, 1, 1), "diastolic_bp", 90.0)], got.schema)
     assertDataFrameEqual(got, want)
+
+
+def _reference_readings(rows: pd.DataFrame, clinical) -> pd.DataFrame:
+    """The definition written the plain pandas way (pivot + as-of join): the oracle for the
+    numpy implementation on random data."""
+    from vitalwatch.features.vector import BP_VITALS, OTHER_VITALS, READING_COLUMNS
+
+    bp_rows = rows[rows["vital"].isin(BP_VITALS)]
+    wide = (bp_rows.pivot_table(index=["patient_id", "observation_id", "effective_time"], columns="vital",
+                                values="value", aggfunc="last").rename(columns=BP_VITALS).reset_index())
+    for c in BP_VITALS.values():
+        wide[c] = wide[c] if c in wide else np.nan
+    wide = wide.sort_values(["effective_time", "patient_id", "observation_id"], kind="mergesort")
+    for vital, col in OTHER_VITALS.items():
+        other = (rows[rows["vital"] == vital].sort_values(["effective_time", "observation_id"], kind="mergesort")
+                 [["patient_id", "effective_time", "value"]].rename(columns={"value": col}))
+        wide = pd.merge_asof(wide, other, on="effective_time", by="patient_id", direction="backward",
+                             tolerance=pd.Timedelta(minutes=clinical.other_vitals_window_minutes))
+    out = wide.sort_values(["patient_id", "effective_time", "observation_id"], kind="mergesort").reset_index(drop=True)
+    prev = out.groupby("patient_id", sort=False)["effective_time"].shift(1)
+    out["minutes_since_previous"] = (out["effective_time"] - prev).dt.total_seconds() / 60.0
+    out.columns.name = None
+    return out[READING_COLUMNS]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_readings_equal_the_plain_pandas_definition_on_random_rows(clinical, seed):
+    """Many patients, repeated and missing values, ties at one instant and values exactly at
+    the window's edge (times on a 5-minute grid, window 30 minutes)."""
+    rng = np.random.default_rng(seed)
+    vitals = ["systolic_bp", "diastolic_bp", "heart_rate", "respiratory_rate", "spo2", "body_temperature", "weight"]
+    for _ in range(40):
+        n = int(rng.integers(1, 300))
+        rows = pd.DataFrame({
+            "patient_id": rng.choice([f"p{i}" for i in range(int(rng.integers(1, 6)))], n).astype(object),
+            "observation_id": rng.choice([f"o{i}" for i in range(int(rng.integers(1, 60)))], n).astype(object),
+            "effective_time": T0 + pd.to_timedelta(rng.integers(0, 30, n) * 5, unit="min"),
+            "vital": rng.choice(vitals, n).astype(object),
+            "value": np.where(rng.random(n) < 0.05, np.nan, rng.normal(100, 20, n).round()),
+        })
+        pd.testing.assert_frame_equal(readings(rows, clinical), _reference_readings(rows, clinical))
