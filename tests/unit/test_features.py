@@ -189,7 +189,7 @@ def _reference_readings(rows: pd.DataFrame, clinical) -> pd.DataFrame:
     wide = (bp_rows.pivot_table(index=["patient_id", "observation_id", "effective_time"], columns="vital",
                                 values="value", aggfunc="last").rename(columns=BP_VITALS).reset_index())
     for c in BP_VITALS.values():
-        wide[c] = wide[c] if c in wide else np.nan
+        wide[c] = wide.get(c, np.nan)
     wide = wide.sort_values(["effective_time", "patient_id", "observation_id"], kind="mergesort")
     for vital, col in OTHER_VITALS.items():
         other = (rows[rows["vital"] == vital].sort_values(["effective_time", "observation_id"], kind="mergesort")

@@ -87,7 +87,7 @@ def test_a_scoring_checkpoint_is_resumed_only_with_its_own_state_buckets(spark: 
     check_state_layout(spark, str(chk), s8)  # a new checkpoint records its layout
     assert (chk / LAYOUT_FILE).read_text() == '{"state_buckets": 8}'
     check_state_layout(spark, str(chk), s8)  # a restart with the same count resumes
-    with pytest.raises(ValueError, match="state_buckets.: 8.*state_buckets.: 16"):
+    with pytest.raises(ValueError, match=r"state_buckets.: 8.*state_buckets.: 16"):
         check_state_layout(spark, str(chk), s16)
     assert (chk / LAYOUT_FILE).read_text() == '{"state_buckets": 8}', "a refused start changes nothing"
 
