@@ -99,3 +99,18 @@ def lake_settings(base_settings: Settings, tmp_path: Path) -> Settings:
     """Settings with a lake and checkpoints of this test's own."""
     d = ROOT / ".work" / f"test-{os.getpid()}" / "lakes" / tmp_path.name
     return with_updates(base_settings, lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")})
+
+
+@pytest.fixture(scope="session")
+def trained(spark, base_settings: Settings, tmp_path_factory) -> Settings:
+    """A champion crisis-risk model in a private MLflow registry (small, synthetic)."""
+    from vitalwatch.models.train_risk import load_source, train_risk
+
+    m = base_settings.models
+    s = with_updates(base_settings, models={
+        "mlflow_dir": str(tmp_path_factory.mktemp("mlflow")),
+        "xgboost": {**m.xgboost, "n_estimators": 40, "max_depth": 4},
+        "random_forest": m.random_forest.model_copy(update={"enabled": False}),
+        "synthetic": m.synthetic.model_copy(update={"hours": 24})})
+    train_risk(spark, s, load_source(spark, s, "synthetic", sequences=300), progress=lambda _m: None)
+    return s

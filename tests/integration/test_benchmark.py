@@ -1,0 +1,57 @@
+"""The benchmark job's smoke run (``jobs/benchmark.py --smoke``): every engine runs on the same
+messages and vectors, on the real components (Spark 3.5 with its Maven jars, Pathling's own
+Spark 4.0 environment from PyPI and Maven Central, fhir.resources, the registered champion).
+Speed is printed, never asserted; what is asserted is that the comparison compares like with
+like."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ARTIFACTS, ROOT
+from vitalwatch.config import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_smoke_benchmark_compares_every_engine_on_the_same_input(trained: Settings, tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "VITALWATCH__MODELS__MLFLOW_DIR": trained.models.mlflow_dir,
+           "VITALWATCH__SPARK__SHUFFLE_PARTITIONS": "2"}
+    proc = subprocess.run([sys.executable, str(ROOT / "jobs" / "benchmark.py"), "--smoke", "--out", str(out),
+                           "--master", "local[2]"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=840)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "benchmark-smoke.txt").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["smoke"] and res["machine"]["cpus"] >= 1
+
+    runs = {r["engine"].split()[0]: r for r in res["parse"]["runs"]}
+    assert set(runs) == {"silver", "Pathling", "fhir.resources"}
+    # the same messages, and every engine found the same Observations in them
+    assert len({r["messages"] for r in runs.values()}) == 1 and runs["silver"]["messages"] > 0
+    assert len({r["observations"] for r in runs.values()}) == 1, {k: r["observations"] for k, r in runs.items()}
+    assert runs["silver"]["values"] > runs["silver"]["observations"]  # panels give two values
+    assert runs["Pathling"]["version"].startswith("Spark 4.") and runs["silver"]["version"].startswith("Spark 3.5")
+    for r in runs.values():
+        assert r["seconds"] and all(t > 0 for t in r["seconds"])
+        assert r["messages_per_s"] == pytest.approx(r["messages"] / min(r["seconds"]))
+    assert set(res["parse"]["silver_vs"]) == {runs["Pathling"]["engine"], runs["fhir.resources"]["engine"]}
+
+    scorer, engine = res["scoring"]["runs"]
+    assert scorer["vectors"] == res["config"]["score_vectors"]
+    assert engine["vectors"] > 0 and engine["what"].startswith("streaming engine")
+    for r in (scorer, engine):
+        assert r["ratio"] == pytest.approx(r["seconds"] / r["native_seconds"])
+    assert "FHIR parsing" in proc.stdout and "÷ native" in proc.stdout and "scoring state" in proc.stdout
+
+    (mem,) = res["memory"]
+    assert mem["patients"] == 200 and mem["rows_read"] == mem["silver_rows"] == 200 * 31 * 6
+    assert mem["state_rows"] == mem["state_buckets"] == trained.gold.state_buckets  # every bucket holds patients
+    assert mem["checkpoint_state_bytes"] > 0 and mem["jvm_rss_peak"] >= mem["jvm_rss_before"] > 0
+    assert mem["python_workers_rss_peak"] > 0  # the state function ran in Python workers
