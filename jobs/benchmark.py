@@ -39,7 +39,7 @@ def main(
     b = s.benchmark
     if smoke:
         b = b.model_copy(update={"parse_patients": 5, "parse_hours": 2, "score_vectors": 2000, "repeat": 1,
-                                 "memory_patients": [200], "memory_readings": 31})
+                                 "memory_patients": [200], "memory_readings": 31, "memory_state_buckets": 16})
     todo = only or list(MEASUREMENTS)
     unknown = set(todo) - set(MEASUREMENTS)
     if unknown:
@@ -125,13 +125,17 @@ def _memory(s, b, master: str) -> list[dict]:
             console.status("memory") as st:
         for n in b.memory_patients:
             st.update(f"scoring state of {n:,} patients × {b.memory_readings} readings (a fresh Spark JVM)")
-            runs.append(measure_fresh(s, n, b.memory_readings, Path(tmp) / str(n), master))
+            keyed = s.model_copy(update={"gold": s.gold.model_copy(update={"state_buckets": b.memory_state_buckets})})
+            runs.append(measure_fresh(keyed, n, b.memory_readings, Path(tmp) / str(n), master))
     mib = 2**20
     t = Table(title=f"scoring state, {runs[0]['state_buckets']} buckets, {b.memory_readings} readings a patient")
     for c in ("patients", "seconds", "state on disk", "a patient", "state memory", "JVM RSS (MiB)",
               "Python peak"):
         t.add_column(c, justify="right")
     for r in runs:
+        if "error" in r:
+            t.add_row(f"{r['patients']:,}", "failed", r["error"][:60], "", "", "", "")
+            continue
         t.add_row(f"{r['patients']:,}", f"{r['seconds']:.1f}", f"{r['checkpoint_state_bytes'] / mib:,.1f} MiB",
                   f"{r['state_bytes_per_patient'] / 1024:,.1f} KiB", f"{(r['state_memory_bytes'] or 0) / mib:,.1f} MiB",
                   f"{r['jvm_rss_before'] / mib:,.0f} → {r['jvm_rss_peak'] / mib:,.0f}",

@@ -265,6 +265,7 @@ class BenchmarkConfig(BaseModel):
     score_vectors: int = Field(100_000, ge=1)  # scoring: vectors per timed call
     memory_patients: list[int] = [10_000, 100_000]  # memory: scoring state of this many patients ...
     memory_readings: int = Field(31, ge=1)     # ... with this many readings each (30 kept)
+    memory_state_buckets: int = Field(64, ge=1)  # ... keyed as a ward deployment keys it (base.yaml's gold)
     repeat: int = Field(3, ge=1)               # timed runs; the best counts
     out: str = ".work/benchmark/latest.json"
 

@@ -65,6 +65,7 @@ def measure(spark: SparkSession, settings: Settings, model, patients: int, readi
     before = _rss(jvm_pid)
     g = settings.gold
     bucket = F.pmod(F.xxhash64("patient_id"), F.lit(g.state_buckets)).cast("int")
+    buckets_used = spark.read.format("delta").load(str(table)).select(bucket).distinct().count()
     stream = (spark.readStream.format("delta").load(str(table)).withColumn("bucket", bucket)
               .withWatermark("silver_time", g.watermark_delay))
     peak = list(before)
@@ -91,7 +92,7 @@ def measure(spark: SparkSession, settings: Settings, model, patients: int, readi
     return {
         "patients": patients, "readings_per_patient": readings, "silver_rows": patients * readings * len(VITALS),
         "rows_read": sum(p["numInputRows"] for p in q.recentProgress), "seconds": seconds,
-        "state_buckets": g.state_buckets, "state_rows": op.get("numRowsTotal"),
+        "state_buckets": g.state_buckets, "buckets_used": buckets_used, "state_rows": op.get("numRowsTotal"),
         "state_memory_bytes": op.get("memoryUsedBytes"), "state_custom": op.get("customMetrics", {}),
         "checkpoint_state_bytes": state_bytes, "state_bytes_per_patient": state_bytes / patients,
         "jvm_rss_before": before[0], "jvm_rss_peak": peak[0],
@@ -100,8 +101,14 @@ def measure(spark: SparkSession, settings: Settings, model, patients: int, readi
 
 
 def _measure_in_this_process(settings: Settings, patients: int, readings: int, work: Path, master: str) -> dict:
+    import os
+
     from vitalwatch.pipeline.gold import load_model
     from vitalwatch.spark import build_session
+
+    # Under spark-submit the parent's environment points PySpark at the parent's JVM: start our own.
+    for k in ("PYSPARK_GATEWAY_PORT", "PYSPARK_GATEWAY_SECRET", "VITALWATCH_SPARK_SUBMIT"):
+        os.environ.pop(k, None)
 
     spark = build_session(settings, app_name="vitalwatch-benchmark-memory", master=master)
     try:
@@ -111,10 +118,15 @@ def _measure_in_this_process(settings: Settings, patients: int, readings: int, w
 
 
 def measure_fresh(settings: Settings, patients: int, readings: int, work: Path, master: str) -> dict:
-    """:func:`measure` in a new Python process, so its Spark JVM holds that size's state alone
-    (a stopped SparkContext leaves its JVM running in the process that started it)."""
+    """:func:`measure` in a new Python process with its own Spark JVM (``master``, local), so the
+    JVM holds that size's state alone: a stopped SparkContext leaves its JVM running in the
+    process that started it, and under spark-submit that JVM is the launcher's."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_measure_in_this_process, settings, patients, readings, work, master).result()
+        try:
+            return pool.submit(_measure_in_this_process, settings, patients, readings, work, master).result()
+        except Exception as e:  # e.g. the JVM ran out of heap: a result of its own
+            return {"patients": patients, "readings_per_patient": readings,
+                    "state_buckets": settings.gold.state_buckets, "error": f"{type(e).__name__}: {e}"[:500]}

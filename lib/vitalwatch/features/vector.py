@@ -37,7 +37,6 @@ READING_COLUMNS = ["patient_id", "observation_id", "effective_time", "systolic",
                    "heart_rate", "respiratory_rate", "spo2", "temperature", "minutes_since_previous"]
 SLOT_FEATURES = ("sbp", "dbp", "hr", "dt")  # per slot: systolic, diastolic, heart rate, minutes since previous
 _SLOT_SOURCE = ("systolic", "diastolic", "heart_rate", "minutes_since_previous")
-_ORDER = ["patient_id", "effective_time", "observation_id"]
 
 
 def feature_names(history: int = 30) -> list[str]:
