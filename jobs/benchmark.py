@@ -76,8 +76,11 @@ def _parse(s, b, master: str) -> dict:
         st.update("timing the silver parser")
         spark = build_session(s, app_name="vitalwatch-benchmark", master=master)
         runs = [silver_rate(spark, s, singles, bundles, b.repeat)]
+        used = spark.sparkContext.master  # spark-submit's --master, if it set one
         spark.stop()  # its JVM's cores go to the next engine
-        runs.append(pathling_rate(s, singles, bundles, b.repeat, master, progress=st.update))
+        # Pathling's Spark 4 cannot join a Spark 3.5 cluster: off a local master it runs local[*]
+        runs.append(pathling_rate(s, singles, bundles, b.repeat, used if used.startswith("local") else "local[*]",
+                                  progress=st.update))
         st.update("timing fhir.resources")
         runs.append(fhir_resources_rate(singles, bundles, b.repeat))
     silver = runs[0]

@@ -168,14 +168,23 @@ def pathling_rate(settings: Settings, singles: Path, bundles: Path, repeat: int,
     b = settings.benchmark
     python, java_home = pathling_env(settings, progress)
     ivy = settings.spark.ivy_dir or str(settings.path(settings.infra.cache_dir) / "ivy")
-    cmd = [str(python), str(Path(__file__).with_name("pathling_worker.py")), "--singles", str(singles),
+    # The worker runs in the other environment, from a plain file: under spark-submit this package
+    # is imported from the shipped zip, where the other Python cannot run it.
+    from importlib.resources import files
+
+    worker = singles.parent / "pathling_worker.py"
+    worker.write_text(files("vitalwatch.bench").joinpath("pathling_worker.py").read_text())
+    cmd = [str(python), str(worker), "--singles", str(singles),
            "--bundles", str(bundles), "--repeat", str(repeat), "--master", master,
            "--package", f"au.csiro.pathling:library-runtime:{b.pathling_version}", "--ivy", ivy,
            "--ivy-settings", str(conf_dir() / "ivysettings.xml"), "--driver-memory", settings.spark.driver_memory]
     if progress:
         progress("timing Pathling's encoder (its jar resolves from Maven Central on first use)")
+    # Not this Spark's environment (spark-submit sets SPARK_HOME, PYTHONPATH, a gateway to its JVM).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SPARK_", "PYSPARK_", "VITALWATCH_SPARK")) and k != "PYTHONPATH"}
     out = subprocess.run(cmd, capture_output=True, text=True,
-                         env={**os.environ, "PYSPARK_PYTHON": str(python), "JAVA_HOME": str(java_home)})
+                         env={**env, "PYSPARK_PYTHON": str(python), "JAVA_HOME": str(java_home)})
     if out.returncode != 0:
         raise RuntimeError(f"Pathling's benchmark run failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
