@@ -124,11 +124,11 @@ def _memory(s, b, master: str) -> list[dict]:
     from vitalwatch.bench.memory import measure_fresh
 
     runs = []
+    keyed = s.model_copy(update={"gold": s.gold.model_copy(update={"state_buckets": b.memory_state_buckets})})
     with tempfile.TemporaryDirectory(prefix="vw-bench-mem-", dir=s.path(".work")) as tmp, \
             console.status("memory") as st:
         for n in b.memory_patients:
             st.update(f"scoring state of {n:,} patients × {b.memory_readings} readings (a fresh Spark JVM)")
-            keyed = s.model_copy(update={"gold": s.gold.model_copy(update={"state_buckets": b.memory_state_buckets})})
             runs.append(measure_fresh(keyed, n, b.memory_readings, Path(tmp) / str(n), master))
     mib = 2**20
     t = Table(title=f"scoring state, {runs[0]['state_buckets']} buckets, {b.memory_readings} readings a patient")

@@ -56,7 +56,7 @@ def _du(path: Path) -> int:
 
 
 def measure(spark: SparkSession, settings: Settings, model, patients: int, readings: int, work: Path) -> dict:
-    from vitalwatch.pipeline.gold import score_stream
+    from vitalwatch.pipeline.gold import keyed_rows, score_stream
 
     work.mkdir(parents=True, exist_ok=True)
     table, chk = work / f"silver-{patients}", work / f"chk-{patients}"
@@ -64,10 +64,8 @@ def measure(spark: SparkSession, settings: Settings, model, patients: int, readi
     jvm_pid = int(spark.sparkContext._jvm.ProcessHandle.current().pid())
     before = _rss(jvm_pid)
     g = settings.gold
-    bucket = F.pmod(F.xxhash64("patient_id"), F.lit(g.state_buckets)).cast("int")
-    buckets_used = spark.read.format("delta").load(str(table)).select(bucket).distinct().count()
-    stream = (spark.readStream.format("delta").load(str(table)).withColumn("bucket", bucket)
-              .withWatermark("silver_time", g.watermark_delay))
+    buckets_used = keyed_rows(spark.read.format("delta").load(str(table)), settings).select("bucket").distinct().count()
+    stream = keyed_rows(spark.readStream.format("delta").load(str(table)), settings)
     peak = list(before)
     done = threading.Event()
 

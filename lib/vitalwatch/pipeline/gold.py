@@ -198,6 +198,12 @@ def gold_input(spark: SparkSession, settings: Settings, endpoints: Endpoints | N
         silver = (spark.readStream.format("delta")
                   .option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger)
                   .load(settings.table_path(*SILVER_VITALS)))
+    return keyed_rows(silver, settings)
+
+
+def keyed_rows(silver: DataFrame, settings: Settings) -> DataFrame:
+    """Silver rows → what the state function reads: the vitals the features use, their state
+    bucket (``gold.state_buckets``) and the arrival-time watermark (module doc)."""
     bucket = F.pmod(F.xxhash64("patient_id"), F.lit(settings.gold.state_buckets)).cast("int")
     return (silver.where(F.col("vital").isin([*BP_VITALS, *OTHER_VITALS]))
             .select(*ROW_COLUMNS, *SOURCE_COLUMNS, bucket.alias("bucket"))
