@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps run train test lint clean down
+.PHONY: setup system-deps browser-deps run train test lint clean down
 
 system-deps:  ## Java 17, Maven and setpriv from Debian when missing (needs root)
 	@missing=""; command -v java >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
@@ -17,6 +17,11 @@ system-deps:  ## Java 17, Maven and setpriv from Debian when missing (needs root
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "install:$$missing (needs root)"; exit 1; fi; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+browser-deps:  ## Debian's chromium for the dashboard's browser tests (Playwright drives it; no download of its own)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "install: chromium (needs root)"; exit 1; fi; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,9 +40,9 @@ train: setup  ## train the crisis-risk model on the real ICU data, register it, 
 	$(BIN)/vitalwatch triage train
 
 lint: $(STAMP)
-	$(BIN)/ruff check lib jobs tests
+	$(BIN)/ruff check lib jobs tests dashboards
 
-test: setup lint  ## the whole suite on the real local servers
+test: setup lint browser-deps  ## the whole suite on the real local servers and a real browser
 	$(BIN)/vitalwatch infra fetch --no-spark --compose
 	mkdir -p test-artifacts
 	$(BIN)/pytest -q --junitxml=test-artifacts/junit.xml

@@ -73,6 +73,10 @@ def infra(base_settings: Settings) -> Iterator[dict]:
     mgr = InfraManager(base_settings)
     try:
         state = mgr.up()
+    except BaseException:
+        mgr.down()  # what did start; Spark is left running for the tests that need no server
+        raise
+    try:
         yield state
     finally:
         _stop_spark()  # before the broker goes: Spark's cached Kafka clients would keep calling it

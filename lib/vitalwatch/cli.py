@@ -35,6 +35,8 @@ alerts_app = typer.Typer(help="Alerts: follow them live, acknowledge them.", no_
 app.add_typer(alerts_app, name="alerts")
 search_app = typer.Typer(help="Elasticsearch index templates and Kibana saved objects.", no_args_is_help=True)
 app.add_typer(search_app, name="search")
+users_app = typer.Typer(help="Dashboard users (bcrypt-hashed, in MongoDB) and their roles.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 Servers = Annotated[list[str] | None, typer.Argument(help="kafka, mongo, elasticsearch (default: all)")]
 
@@ -600,6 +602,112 @@ def _register_simulated(s, patients: int | None, seed: int | None) -> int:
     n = mongo.register_patients(pymongo.MongoClient(uri)[s.mongo.database], docs)
     console.log(f"registry: {len(docs)} patients ({n} new)")
     return len(docs)
+
+
+@patients_app.command("observations")
+def patients_observations(
+    patient: Annotated[list[str] | None, typer.Option(help="only these patients (repeatable)")] = None,
+    top: Annotated[int, typer.Option(help="print at most this many patients (most observations first)")] = 50,
+) -> None:
+    """Observation counts per patient in silver (the source project's check_patient_observations):
+    observations, values per vital sign, first and last reading, and quarantined messages."""
+    from vitalwatch.dashboard.data import observation_counts
+
+    s = get_settings()
+    counts, quarantined = observation_counts(s, patient)
+    if counts.empty:
+        console.print("no observation in silver/vital_signs" + (f" for {', '.join(patient)}" if patient else ""))
+        raise typer.Exit(1 if patient else 0)
+    vitals = [c for c in counts.columns if c.startswith("n_")]
+    t = Table("patient", "observations", *[v.removeprefix("n_") for v in vitals], "first (UTC)", "last (UTC)",
+              title=f"silver/vital_signs: {len(counts)} patients, {int(counts['observations'].sum())} observations")
+    for r in counts.head(top).itertuples(index=False):
+        t.add_row(r.patient_id, str(r.observations), *[str(getattr(r, v)) for v in vitals],
+                  f"{r.first:%Y-%m-%d %H:%M}", f"{r.last:%Y-%m-%d %H:%M}")
+    Console(width=200).print(t)
+    if len(counts) > top:
+        console.print(f"… and {len(counts) - top} more patients (--top)")
+    console.print(f"silver/quarantine: {quarantined} messages or resources refused (see their reasons there)")
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="login name (lower-case)")],
+    role: Annotated[str, typer.Option(help="clinician, nurse, analyst or admin (conf: dashboard.roles)")],
+    display_name: Annotated[str, typer.Option(help="name shown in the app")] = "",
+    password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
+    reset: Annotated[bool, typer.Option(help="replace the password and role of an existing user")] = False,
+) -> None:
+    """Create a dashboard user (the source project's create_users). The password is asked for
+    (twice) unless --password-stdin; only its bcrypt hash is stored."""
+    import pymongo
+
+    from vitalwatch.dashboard import auth
+
+    s = get_settings()
+    pw = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
+        "password", hide_input=True, confirmation_prompt=True)
+    db = pymongo.MongoClient(_admin_mongo_uri(s), serverSelectionTimeoutMS=5000)[s.mongo.database]
+    try:
+        done = auth.create_user(db, s, username, pw, role, display_name, replace=reset)
+    except auth.AuthError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from e
+    if not done:
+        console.print(f"[red]user {username!r} exists[/red] (use --reset to replace its password and role)")
+        raise typer.Exit(1)
+    console.log(f"user {username} ({role}) {'updated' if reset else 'created'}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Dashboard users and their roles (no hashes)."""
+    import pymongo
+
+    from vitalwatch.dashboard import auth
+
+    s = get_settings()
+    db = pymongo.MongoClient(_admin_mongo_uri(s), serverSelectionTimeoutMS=5000)[s.mongo.database]
+    t = Table("user", "role", "name", "active", "created")
+    for u in auth.list_users(db):
+        t.add_row(u["_id"], u.get("role", ""), u.get("display_name", ""), str(u.get("active", True)),
+                  str(u.get("created_time", "")))
+    Console(width=160).print(t)
+
+
+@users_app.command("deactivate")
+def users_deactivate(username: Annotated[str, typer.Argument(help="login name")]) -> None:
+    """Stop a user from logging in (kept for the audit trail of their acknowledgements)."""
+    import pymongo
+
+    from vitalwatch.dashboard import auth
+
+    s = get_settings()
+    db = pymongo.MongoClient(_admin_mongo_uri(s), serverSelectionTimeoutMS=5000)[s.mongo.database]
+    if not auth.set_active(db, username, False):
+        console.print(f"[red]no user {username!r}[/red]")
+        raise typer.Exit(1)
+    console.log(f"user {username} deactivated")
+
+
+@app.command()
+def dashboard(
+    port: Annotated[int | None, typer.Option(help="port (default: conf dashboard.port)")] = None,
+) -> None:
+    """Serve the clinicians' Streamlit dashboard (ward overview, patient, alert inbox, model,
+    pipeline health) on dashboard.host:port until Ctrl-C. Needs the local servers (or a
+    cluster's endpoints) and `vitalwatch mongo init`; create users with `vitalwatch users create`."""
+    import subprocess
+
+    from vitalwatch.dashboard.serve import command, url
+
+    s = get_settings()
+    _mongo_init(s)
+    console.log(f"dashboard on {url(s, port)} (Ctrl-C stops)")
+    try:
+        raise typer.Exit(subprocess.call(command(s, port)))
+    except KeyboardInterrupt:
+        pass
 
 
 @alerts_app.command("watch")

@@ -130,6 +130,7 @@ class StreamingConfig(BaseModel):
     restart_backoff_s: float = Field(5, ge=0)
     stage_triggers: dict[str, str] = {}  # stage -> its own trigger interval (else trigger_interval)
     scheduler_pools: dict[str, str] = {"gold": "alerts"}  # stage -> FAIR pool (conf/fairscheduler.xml); others: "lake"
+    record_progress: bool = True  # queries' progress to MongoDB pipeline_progress (the dashboard's health page)
 
 
 class FhirConfig(BaseModel):
@@ -293,6 +294,32 @@ class AlertsConfig(BaseModel):
     webhooks: list[WebhookConfig] = []
 
 
+class DashboardRole(BaseModel):
+    """What one dashboard role may see and do."""
+
+    pages: list[str]
+    actions: list[str] = []
+    identifiers: bool = False                   # direct identifiers (name, MRN, ...) shown
+
+
+class DashboardConfig(BaseModel):
+    """The clinicians' Streamlit app (dashboards/app.py, lib/vitalwatch/dashboard/)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8501, ge=0)
+    mongo_user: str = "vitalwatch_dashboard"      # the app's own MongoDB account (mongo.security.users)
+    progress_collection_mb: int = Field(64, ge=1)   # pipeline_progress is capped: the newest events only
+    session_ttl_minutes: float = Field(720, gt=0)   # a login lasts at most this long (a shift) ...
+    idle_timeout_minutes: float = Field(30, gt=0)   # ... and ends after this long without a click
+    refresh_seconds: float = Field(10, gt=0)        # auto-refresh of live pages
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    min_password_length: int = Field(10, ge=1)
+    trend_hours: float = Field(24, gt=0)            # patient page: this much history
+    cache_seconds: float = Field(5, ge=0)           # a table is re-read at most this often
+    local_demo_user: str | None = "demo-clinician"  # local profile: created by `vitalwatch run` if no user exists
+    roles: dict[str, DashboardRole]
+
+
 class _YamlSource(PydanticBaseSettingsSource):
     """Feeds the merged YAML layers to pydantic-settings below the environment."""
 
@@ -330,6 +357,7 @@ class Settings(BaseSettings):
     gold: GoldConfig = GoldConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
     alerts: AlertsConfig
+    dashboard: DashboardConfig
 
     @classmethod
     def settings_customise_sources(

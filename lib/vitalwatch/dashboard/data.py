@@ -1,0 +1,222 @@
+"""What the dashboard reads: the gold (and silver) Delta tables through delta-rs, MongoDB
+(registry, acknowledgements, users, pipeline progress) and the MLflow registry.
+
+delta-rs (``deltalake``), not Spark: a page must load in well under 2 s and the app serves many
+clinicians at once. delta-rs reads a table's log and Parquet files straight into Arrow in the
+Streamlit process (``patient_status`` of 10,000 patients in tens of milliseconds); a
+SparkSession would hold a JVM per app, take seconds to start, and plan every query. The
+tables are the pipeline's own, written by delta-spark; delta-rs only reads them.
+
+Every read is cheap to repeat: a table is re-read only when its Delta version changed
+(:class:`TableCache`), so auto-refresh costs a log lookup when nothing new arrived."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from vitalwatch.config import Settings
+from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES, GOLD_STATUS
+from vitalwatch.pipeline.lake import SILVER_VITALS
+
+STATUS_COLUMNS = ["patient_id", "observation_id", "effective_time", "systolic", "diastolic", "heart_rate",
+                  "respiratory_rate", "spo2", "temperature", "news2", "crisis_now", "level", "model_name",
+                  "model_version", "state", "updated_time"]
+SCORE_COLUMNS = ["patient_id", "observation_id", "effective_time", "systolic", "diastolic", "heart_rate",
+                 "news2", "level", "crisis_now", "model_name", "model_version", "score_status", "scored_time"]
+ALERT_COLUMNS = ["alert_id", "kind", "level", "previous_level", "patient_id", "observation_id", "effective_time",
+                 "reasons", "news2", "crisis_now", "systolic", "diastolic", "heart_rate", "model_name",
+                 "model_version", "ward", "source", "raised_time"]
+
+
+def _risk_columns(settings: Settings) -> list[str]:
+    return [f"risk_{h}h" for h in settings.clinical.horizons_hours]
+
+
+@dataclass
+class _Entry:
+    version: int
+    checked: float
+    frame: pd.DataFrame
+
+
+@dataclass
+class TableCache:
+    """Whole small tables (patient status, alerts) kept in memory by Delta version.
+
+    One instance serves every session of the app (``st.cache_resource``): the table's log is
+    looked at once per ``min_interval_s``, the data re-read only when a commit arrived."""
+
+    min_interval_s: float
+    _entries: dict[tuple, _Entry] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, path: str, columns: list[str] | None = None) -> pd.DataFrame:
+        from deltalake import DeltaTable
+
+        key = (path, tuple(columns or ()))
+        now = time.monotonic()
+        with self._lock:
+            e = self._entries.get(key)
+            if e is not None and now - e.checked < self.min_interval_s:
+                return e.frame
+        dt = DeltaTable(path)
+        v = dt.version()
+        if e is not None and e.version == v:
+            e.checked = now
+            return e.frame
+        frame = _read(dt, columns)
+        with self._lock:
+            self._entries[key] = _Entry(v, now, frame)
+        return frame
+
+
+def _read(dt, columns: list[str] | None, filters: list | None = None) -> pd.DataFrame:
+    have = set(dt.schema().to_arrow().names) if hasattr(dt.schema(), "to_arrow") else None
+    cols = [c for c in columns if have is None or c in have] if columns else None
+    table = dt.to_pyarrow_table(columns=cols, filters=filters)
+    df = table.to_pandas(timestamp_as_object=False)
+    for c in df.columns:  # the pipeline writes naive UTC timestamps; make that explicit
+        if pd.api.types.is_datetime64_any_dtype(df[c]) and getattr(df[c].dt, "tz", None) is None:
+            df[c] = df[c].dt.tz_localize(UTC)
+    return df
+
+
+class Gold:
+    """The lake as the pages need it."""
+
+    def __init__(self, settings: Settings, cache: TableCache | None = None) -> None:
+        self.s = settings
+        self.cache = cache or TableCache(settings.dashboard.cache_seconds)
+
+    def path(self, table: tuple[str, str]) -> str:
+        return self.s.table_path(*table)
+
+    def status(self) -> pd.DataFrame:
+        """``gold/patient_status``: one row per patient, the latest reading's vitals and risk."""
+        return self.cache.get(self.path(GOLD_STATUS), STATUS_COLUMNS + _risk_columns(self.s))
+
+    def alerts(self) -> pd.DataFrame:
+        """``gold/alerts``: every alert event (few: kept whole in memory)."""
+        return self.cache.get(self.path(GOLD_ALERTS), ALERT_COLUMNS + _risk_columns(self.s))
+
+    def scores(self, patient_id: str, since: datetime) -> pd.DataFrame:
+        """One patient's scored readings since ``since`` (partition-pruned by date)."""
+        from deltalake import DeltaTable
+
+        filters = [("patient_id", "=", patient_id), ("effective_date", ">=", since.date())]
+        df = _read(DeltaTable(self.path(GOLD_SCORES)), SCORE_COLUMNS + _risk_columns(self.s), filters)
+        df = df[df["observation_id"].notna() & (df["effective_time"] >= _utc(since))]
+        return df.sort_values("effective_time").reset_index(drop=True)
+
+    def vitals(self, patient_id: str, since: datetime) -> pd.DataFrame:
+        """One patient's silver values since ``since``: effective_time, vital, value."""
+        from deltalake import DeltaTable
+
+        filters = [("patient_id", "=", patient_id), ("effective_date", ">=", since.date())]
+        df = _read(DeltaTable(self.path(SILVER_VITALS)), ["patient_id", "effective_time", "vital", "value"], filters)
+        df = df[df["effective_time"] >= _utc(since)]
+        return df.sort_values("effective_time").reset_index(drop=True)
+
+
+def observation_counts(settings: Settings, patients: list[str] | None = None) -> tuple[pd.DataFrame, int]:
+    """Per patient: observations, values per vital, first and last effective time (silver),
+    and how many messages or resources the quarantine holds."""
+    from deltalake import DeltaTable
+
+    from vitalwatch.dashboard.views import count_observations
+    from vitalwatch.pipeline.lake import SILVER_QUARANTINE
+
+    filters = [("patient_id", "in", list(patients))] if patients else None
+    values = _read(DeltaTable(settings.table_path(*SILVER_VITALS)),
+                   ["patient_id", "observation_id", "vital", "effective_time"], filters)
+    quarantined = DeltaTable(settings.table_path(*SILVER_QUARANTINE)).to_pyarrow_dataset().count_rows()
+    return count_observations(values), int(quarantined)
+
+
+def _utc(t: datetime) -> pd.Timestamp:
+    ts = pd.Timestamp(t)
+    return ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
+
+
+# -- MongoDB -------------------------------------------------------------------------------
+def mongo_db(settings: Settings):
+    """The app's MongoDB database, connected as its own account (``dashboard.mongo_user``)."""
+    import pymongo
+
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.sinks.mongo import user_password, user_uri
+
+    server = resolve(settings, ("mongo",)).mongo_uri or ""
+    user = settings.dashboard.mongo_user
+    uri = user_uri(server, user, user_password(settings, user), settings.mongo.database)
+    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=settings.mongo.server_selection_timeout_ms,
+                               tz_aware=True)[settings.mongo.database]
+
+
+def registry(db, identifiers: bool) -> pd.DataFrame:
+    """patient_id, ward (and name, mrn when ``identifiers``) of every registered patient."""
+    fields = {"ward": 1, **({"name": 1, "mrn": 1} if identifiers else {})}
+    rows = [{"patient_id": d["_id"], **{k: d.get(k) for k in fields}} for d in db.patients.find({}, fields)]
+    return pd.DataFrame(rows, columns=["patient_id", *fields])
+
+
+def acknowledgements(db, alert_ids: list[str] | None = None) -> pd.DataFrame:
+    q = {"_id": {"$in": list(alert_ids)}} if alert_ids is not None else {}
+    rows = [{"alert_id": d["_id"], "ack_user": d.get("user"), "ack_note": d.get("note"),
+             "ack_time": d.get("acknowledged_time")} for d in db.alert_acks.find(q)]
+    return pd.DataFrame(rows, columns=["alert_id", "ack_user", "ack_note", "ack_time"])
+
+
+def progress(db, hours: float = 1.0, limit: int = 5000) -> pd.DataFrame:
+    """The running queries' progress events of the last ``hours`` (see pipeline.monitor)."""
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    cur = db.pipeline_progress.find({"timestamp": {"$gte": since}}, {"_id": 0}).sort("timestamp", -1).limit(limit)
+    return pd.DataFrame(list(cur))
+
+
+# -- MLflow --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChampionInfo:
+    name: str
+    version: str | None
+    run_id: str | None = None
+    created: datetime | None = None
+    metrics: pd.DataFrame | None = None
+    reliability_png: bytes | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+def champion(settings: Settings) -> ChampionInfo:
+    """The champion risk model: version, its held-out metric table and calibration plot."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.exceptions import MlflowException
+
+    from vitalwatch.models.registry import client
+
+    name = settings.models.risk_model_name
+    c = client(settings)
+    try:
+        mv = c.get_model_version_by_alias(name, settings.models.champion_alias)
+    except MlflowException:
+        return ChampionInfo(name, None)
+    metrics, png = None, None
+    with tempfile.TemporaryDirectory() as tmp:
+        for artifact in ("evaluation/metrics.csv", "evaluation/reliability.png"):
+            try:
+                p = Path(c.download_artifacts(mv.run_id, artifact, tmp))
+            except (MlflowException, OSError):
+                continue
+            if p.suffix == ".csv":
+                metrics = pd.read_csv(p)
+            else:
+                png = p.read_bytes()
+    created = datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC) if mv.creation_timestamp else None
+    return ChampionInfo(name, str(mv.version), mv.run_id, created, metrics, png, dict(mv.tags))

@@ -1,0 +1,87 @@
+"""Serving the Streamlit app: the command line, a background server for `vitalwatch run` and
+the tests, and the local demo user."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from vitalwatch.config import Settings, project_root
+
+
+def app_path() -> Path:
+    return project_root() / "dashboards" / "app.py"
+
+
+def command(settings: Settings, port: int | None = None) -> list[str]:
+    d = settings.dashboard
+    return [sys.executable, "-m", "streamlit", "run", str(app_path()),
+            "--server.address", d.host, "--server.port", str(d.port if port is None else port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
+
+
+def url(settings: Settings, port: int | None = None) -> str:
+    return f"http://{settings.dashboard.host}:{settings.dashboard.port if port is None else port}"
+
+
+def start(settings: Settings, port: int | None = None, env: dict[str, str] | None = None,
+          log: Path | None = None, timeout_s: float = 60) -> subprocess.Popen:
+    """Start the app in the background and wait until it answers its health check."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
+    proc = subprocess.Popen(command(settings, port), env={**os.environ, **(env or {})}, stdout=out,
+                            stderr=subprocess.STDOUT, cwd=project_root(), start_new_session=True)
+    health = f"{url(settings, port)}/_stcore/health"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the dashboard exited with {proc.returncode}" + (f"; see {log}" if log else ""))
+        try:
+            if requests.get(health, timeout=2).ok:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    stop(proc)
+    raise TimeoutError(f"the dashboard did not answer {health} within {timeout_s:.0f} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def ensure_demo_user(settings: Settings, admin_db) -> tuple[str, str] | None:
+    """Local profile only: when nobody can log in yet, create ``dashboard.local_demo_user``
+    (clinician) with a generated password, kept 0600 beside the local MongoDB secrets.
+    Returns (username, password) when it was created now or already exists with that file."""
+    import secrets
+
+    from vitalwatch.dashboard import auth
+
+    name = settings.dashboard.local_demo_user
+    if settings.profile != "local" or not name:
+        return None
+    f = settings.path(settings.infra.work_dir) / "dashboard" / f"{name}.secret"
+    if admin_db[auth.USERS].count_documents({}, limit=1) and not f.exists():
+        return None  # real users exist: no demo account next to them
+    if f.exists() and admin_db[auth.USERS].count_documents({"_id": name}, limit=1):
+        return name, f.read_text().strip()
+    pw = secrets.token_urlsafe(12)
+    auth.create_user(admin_db, settings, name, pw, "clinician", "Demo clinician", replace=True)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.touch(mode=0o600)
+    f.write_text(pw)
+    return name, pw

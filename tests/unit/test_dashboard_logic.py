@@ -1,0 +1,152 @@
+"""The dashboard's rules without a browser or a server: ward ordering and filters, the alert
+inbox's states, trends, pipeline health from real progress events, passwords, sessions, roles."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from vitalwatch.config import Settings
+from vitalwatch.dashboard import auth, views
+from vitalwatch.pipeline.monitor import ProgressRecorder, progress_record
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def _status(rows):
+    df = pd.DataFrame(rows, columns=["patient_id", "level", "risk_1h", "risk_6h", "minutes_ago", "state"])
+    df["effective_time"] = [NOW - timedelta(minutes=m) for m in df.pop("minutes_ago")]
+    return df
+
+
+REGISTRY = pd.DataFrame({"patient_id": ["a", "b", "c", "d", "e"], "ward": ["w1", "w1", "w2", "w2", "w1"],
+                         "name": list("ABCDE")})
+
+
+def test_ward_overview_orders_by_level_then_risk_and_filters() -> None:
+    st = _status([("a", "MEDIUM", 0.1, 0.25, 5, "active"), ("b", "CRITICAL", 0.2, 0.30, 1, "active"),
+                  ("c", "HIGH", 0.3, 0.45, 10, "active"), ("d", "CRITICAL", 0.5, 0.90, 3, "active"),
+                  ("e", "LOW", 0.0, 0.01, 2, "discharged"), ("x", "HIGH", 0.3, 0.41, 20, "active")])
+    out = views.ward_overview(st, REGISTRY, now=NOW)
+    # crisis-now CRITICAL (b) has a low model risk but stays among the CRITICAL ones; discharged e hidden
+    assert out["patient_id"].tolist() == ["d", "b", "c", "x", "a"]
+    assert out.loc[out["patient_id"] == "x", "ward"].item() == "unassigned"  # not in the registry
+    assert out.loc[out["patient_id"] == "c", "minutes_since"].item() == 10.0
+    assert views.ward_overview(st, REGISTRY, now=NOW, wards=["w2"])["patient_id"].tolist() == ["d", "c"]
+    assert views.ward_overview(st, REGISTRY, now=NOW, levels=["CRITICAL"])["patient_id"].tolist() == ["d", "b"]
+    assert "e" in set(views.ward_overview(st, REGISTRY, now=NOW, include_discharged=True)["patient_id"])
+    assert views.level_counts(out) == {"CRITICAL": 2, "HIGH": 2, "MEDIUM": 1, "LOW": 0}
+    assert list(views.deidentify(out).columns) == [c for c in out.columns if c != "name"]
+
+
+def test_alert_inbox_states_filters_and_resolutions() -> None:
+    t = [NOW - timedelta(minutes=m) for m in (30, 20, 10, 5)]
+    alerts = pd.DataFrame({"alert_id": ["a1", "a2", "a3", "a4"], "kind": ["raised", "escalated", "resolved", "raised"],
+                           "level": ["MEDIUM", "CRITICAL", "LOW", "HIGH"], "ward": ["w1", "w1", "w1", "w2"],
+                           "raised_time": t})
+    acks = pd.DataFrame({"alert_id": ["a2"], "ack_user": ["rn"], "ack_note": ["ok"], "ack_time": [NOW]})
+    assert views.alert_inbox(alerts, acks, state="open")["alert_id"].tolist() == ["a4", "a1"]  # newest first
+    done = views.alert_inbox(alerts, acks, state="acknowledged")
+    assert done["alert_id"].tolist() == ["a2"] and done["ack_user"].item() == "rn"
+    assert views.alert_inbox(alerts, acks, state="all", kinds_resolved=True)["alert_id"].tolist() == ["a4", "a3", "a2", "a1"]
+    assert views.alert_inbox(alerts, acks, state="all", wards=["w2"])["alert_id"].tolist() == ["a4"]
+    assert views.alert_inbox(alerts, acks, state="all", levels=["CRITICAL"])["alert_id"].tolist() == ["a2"]
+    with pytest.raises(ValueError):
+        views.alert_inbox(alerts, acks, state="closed")
+
+
+def test_vital_trends_use_the_feature_names_and_risk_history_keeps_versions() -> None:
+    t0, t1 = NOW, NOW + timedelta(minutes=15)
+    vit = pd.DataFrame({"effective_time": [t0, t0, t0, t1, t1], "vital": ["systolic_bp", "diastolic_bp", "body_temperature",
+                                                                          "systolic_bp", "diastolic_bp"],
+                        "value": [182.0, 121.0, 37.2, 150.0, 95.0]})
+    wide = views.vital_trends(vit)
+    expected = pd.DataFrame({"effective_time": [t0, t1], "systolic": [182.0, 150.0], "diastolic": [121.0, 95.0],
+                             "temperature": [37.2, None]})
+    assert_frame_equal(wide.rename_axis(columns=None), expected, check_dtype=False)
+    scores = pd.DataFrame({"effective_time": [t0, t1], "model_name": ["m", "m"], "model_version": ["3", "4"],
+                           "level": ["LOW", "HIGH"], "risk_1h": [0.1, 0.3], "risk_6h": [0.2, 0.5]})
+    hist = views.risk_history(scores, [1, 6, 24])
+    assert hist[["horizon", "risk", "model_version"]].values.tolist() == [["1h", 0.1, "3"], ["6h", 0.2, "3"],
+                                                                          ["1h", 0.3, "4"], ["6h", 0.5, "4"]]
+    mv = views.model_versions(scores)
+    assert mv["model_version"].tolist() == ["3", "4"] and mv["readings"].tolist() == [1, 1]
+
+
+def test_observation_counts_per_patient() -> None:
+    vals = pd.DataFrame({"patient_id": ["p1", "p1", "p1", "p2"], "observation_id": ["o1", "o1", "o2", "o3"],
+                         "vital": ["systolic_bp", "diastolic_bp", "heart_rate", "spo2"],
+                         "effective_time": [NOW, NOW, NOW + timedelta(minutes=5), NOW]})
+    out = views.count_observations(vals)
+    assert out["patient_id"].tolist() == ["p1", "p2"] and out["observations"].tolist() == [2, 1]
+    assert out.loc[0, "n_systolic_bp"] == 1 and out.loc[0, "n_spo2"] == 0 and out.loc[1, "n_spo2"] == 1
+    assert out.loc[0, "last"] == NOW + timedelta(minutes=5)
+
+
+def test_progress_record_from_a_real_query_and_the_recorder_never_blocks(spark) -> None:
+    q = (spark.readStream.format("rate").option("rowsPerSecond", 50).load()
+         .groupBy().count().writeStream.format("noop").outputMode("complete").queryName("rate_probe")
+         .trigger(processingTime="500 milliseconds").start())
+    try:
+        import time
+
+        deadline = time.monotonic() + 60
+        while not [p for p in q.recentProgress if p.get("numInputRows")] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        p = next(p for p in reversed(q.recentProgress) if p.get("numInputRows"))
+    finally:
+        q.stop()
+    rec = progress_record(json.loads(json.dumps(p)))
+    assert rec["query"] == "rate_probe" and rec["batch_id"] == p["batchId"] and rec["num_input_rows"] > 0
+    assert rec["state_rows"] == 1 and rec["kafka_lag"] is None and rec["timestamp"].tzinfo is not None
+    kafka = {**p, "sources": [{"description": "KafkaV2[Subscribe[t]]", "metrics": {"maxOffsetsBehindLatest": "12"}},
+                              {"description": "KafkaV2[Subscribe[u]]", "metrics": {"maxOffsetsBehindLatest": "3"}}]}
+    assert progress_record(kafka)["kafka_lag"] == 12
+
+    def down(_docs):
+        raise ConnectionError("mongod unreachable")
+
+    r = ProgressRecorder(down, flush_s=3600)
+
+    class Event:
+        class progress:
+            json = json.dumps(p)
+
+    r.onQueryProgress(Event())
+    r.flush()
+    assert r.dropped == 1 and r.written == 0  # lost to monitoring, never raised into the query
+    got: list = []
+    r.write = got.extend
+    r.onQueryProgress(Event())
+    r.close()
+    assert r.written == 1 and got[0]["query"] == "rate_probe"
+
+
+def test_passwords_sessions_and_roles() -> None:
+    s = Settings()
+    h = auth.hash_password("correct horse 1", 4)
+    assert h.startswith("$2") and "correct" not in h
+    assert auth.check_password("correct horse 1", h) and not auth.check_password("correct horse 2", h)
+    assert not auth.check_password("x", "not-a-hash")
+    for user, pw, role, why in (("Bad Name", "long-enough-pw", "nurse", "username"),
+                                ("ok", "short", "nurse", "at least"),
+                                ("ok", "long-enough-pw", "surgeon", "unknown role"),
+                                ("longusername", "longusername", "nurse", "must not be the username"),
+                                ("ok", "x" * 80, "nurse", "72 bytes")):
+        with pytest.raises(auth.AuthError, match=why):
+            auth.validate_new(s, user, pw, role)
+    cfg = s.dashboard
+    sess = auth.start_session(auth.User("u", "nurse", "U"), now=NOW)
+    assert sess.expired(cfg, NOW + timedelta(minutes=cfg.idle_timeout_minutes - 1)) is None
+    assert "inactivity" in sess.expired(cfg, NOW + timedelta(minutes=cfg.idle_timeout_minutes))
+    sess.touch(NOW + timedelta(minutes=cfg.session_ttl_minutes - 1))
+    assert "expired" in sess.expired(cfg, NOW + timedelta(minutes=cfg.session_ttl_minutes))
+    assert auth.allowed(s, "nurse", "acknowledge") and not auth.allowed(s, "analyst", "acknowledge")
+    assert not auth.allowed(s, "nurse", "model") and auth.allowed(s, "clinician", "model")
+    assert auth.allowed(s, "admin", "users") and not auth.allowed(s, "clinician", "users")
+    assert not auth.allowed(s, "nobody", "ward")
+    assert auth.shows_identifiers(s, "clinician") and not auth.shows_identifiers(s, "analyst")
