@@ -272,10 +272,12 @@ def run(
     duration: Annotated[float, typer.Option(help="wall seconds to run once the pipeline is up (0: until the simulation ends)")] = 0,
     malformed: Annotated[float, typer.Option(help="fraction of malformed messages to inject")] = 0.02,
     crisis_prone: Annotated[float, typer.Option(help="share of crisis-prone simulated patients")] = 0.3,
+    dashboard: Annotated[bool, typer.Option(help="serve the clinicians' dashboard while it runs")] = True,
 ) -> None:
     """The local main command: infra up, MongoDB roles and registry, a champion model (trained
     on the ICU data if the registry has none), the simulator with its gateway's edge alerts,
-    bronze → silver → gold with every sink, then a summary with the alert latency seen."""
+    bronze → silver → gold with every sink, the dashboard, then a summary with the alert
+    latency seen (in a terminal the dashboard stays up until Ctrl-C)."""
     import json
     import threading
     from datetime import UTC, datetime
@@ -304,6 +306,7 @@ def run(
         console.log("no champion crisis-risk model in the registry: training one on the ICU data (about 2 min)")
         train(source="icu", patients=None, sequences=None, num_workers=None, device=None, trees=None,
               random_forest=False)
+    board = _start_dashboard(s) if dashboard else None
     with console.status("starting Spark (connectors resolve from Maven Central on first use)"):
         spark = build_session(s, app_name="vitalwatch-local")
     # Simulated time runs ahead of the clock (x speedup). A second run starting "now" would send
@@ -368,14 +371,45 @@ def run(
         stop.set()
         if producer.ident is not None:
             producer.join(timeout=30)
-    if "started" not in clock:
-        console.print("[red]the pipeline stopped before every query had started[/red]")
-        raise typer.Exit(1)
-    if "error" in result:
-        console.print(f"[red]simulator failed:[/red] {result['error']}")
-        raise typer.Exit(1)
-    show(sample=8)
-    _gold_summary(spark, s, ep, since=clock["started"])
+    try:
+        if "started" not in clock:
+            console.print("[red]the pipeline stopped before every query had started[/red]")
+            raise typer.Exit(1)
+        if "error" in result:
+            console.print(f"[red]simulator failed:[/red] {result['error']}")
+            raise typer.Exit(1)
+        show(sample=8)
+        _gold_summary(spark, s, ep, since=clock["started"])
+        if board is not None and sys.stdin.isatty():
+            console.log("the dashboard stays up (the pipeline has stopped); Ctrl-C ends it")
+            board.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if board is not None:
+            from vitalwatch.dashboard.serve import stop as stop_dashboard
+
+            stop_dashboard(board)
+
+
+def _start_dashboard(s):
+    """The dashboard in the background, with the local demo user when nobody can log in yet."""
+    import pymongo
+
+    from vitalwatch.dashboard.serve import ensure_demo_user, start, url
+
+    admin = pymongo.MongoClient(_admin_mongo_uri(s), serverSelectionTimeoutMS=5000)[s.mongo.database]
+    demo = ensure_demo_user(s, admin)
+    log = s.path(s.infra.work_dir) / "dashboard" / "streamlit.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = start(s, log=log)
+    except (RuntimeError, TimeoutError) as e:  # the pipeline runs without it
+        console.print(f"[yellow]dashboard not started:[/yellow] {e}")
+        return None
+    who = f"; sign in as {demo[0]} / {demo[1]}" if demo else "; sign in with a `vitalwatch users create` account"
+    console.log(f"dashboard: {url(s)}{who} (log: {log})")
+    return proc
 
 
 def _gold_summary(spark, s, ep, since) -> None:

@@ -84,6 +84,29 @@ def test_analyst_reads_without_direct_identifiers_and_writes_nothing(sec) -> Non
     assert refused(lambda: db.risk_scores.insert_one({"_id": "o9"}))
 
 
+def test_dashboard_reads_its_pages_and_users_and_acknowledges_only(sec) -> None:
+    _s, as_user = sec
+    db = as_user("vitalwatch_dashboard")
+    assert db.patients.find_one({"_id": "p1"})["ward"] == "ward-A"
+    assert db.alerts.find_one({"_id": "a1"})["level"] == "CRITICAL"
+    db.dashboard_users.find_one({})  # reads the app's users (hashes) to sign them in
+    db.pipeline_progress.find_one({})
+    assert mongo.acknowledge(db, "a1", "rn-app-user", "from the dashboard") in (True, False)
+    assert refused(lambda: db.dashboard_users.insert_one({"_id": "intruder", "role": "admin"}))
+    assert refused(lambda: db.alerts.update_one({"_id": "a1"}, {"$set": {"level": "LOW"}}))
+    assert refused(lambda: db.alert_acks.delete_many({}))
+    assert refused(lambda: db.pipeline_progress.insert_one({"query": "x"}))
+
+
+def test_pipeline_progress_is_capped_and_written_by_the_pipeline(sec) -> None:
+    s, as_user = sec
+    db = as_user("vitalwatch_pipeline")
+    db.pipeline_progress.insert_one({"query": "gold", "batch_id": 1})
+    opts = as_user("vitalwatch_dbadmin").pipeline_progress.options()
+    assert opts["capped"] and opts["size"] == s.dashboard.progress_collection_mb * 1024 * 1024
+    assert refused(lambda: db.dashboard_users.find_one({}))  # the pipeline never sees the app's users
+
+
 def test_admin_owns_the_database(sec) -> None:
     _s, as_user = sec
     db = as_user("vitalwatch_dbadmin")

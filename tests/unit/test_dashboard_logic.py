@@ -40,6 +40,8 @@ def test_ward_overview_orders_by_level_then_risk_and_filters() -> None:
     assert views.ward_overview(st, REGISTRY, now=NOW, levels=["CRITICAL"])["patient_id"].tolist() == ["d", "b"]
     assert "e" in set(views.ward_overview(st, REGISTRY, now=NOW, include_discharged=True)["patient_id"])
     assert views.level_counts(out) == {"CRITICAL": 2, "HIGH": 2, "MEDIUM": 1, "LOW": 0}
+    ahead = _status([("f", "LOW", 0.0, 0.0, -5, "active")])  # a device clock ahead of ours
+    assert views.ward_overview(ahead, REGISTRY, now=NOW)["minutes_since"].item() == 0
     assert list(views.deidentify(out).columns) == [c for c in out.columns if c != "name"]
 
 

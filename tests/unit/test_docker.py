@@ -20,7 +20,8 @@ from vitalwatch.infra.artifacts import compose_command
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 STACK = {"kafka", "mongo", "elasticsearch", "kibana", "mlflow", "spark-master", "spark-worker",
-         "search-init", "kibana-init", "trainer", "pipeline"}
+         "search-init", "kibana-init", "trainer", "pipeline", "dashboard"}
+DOCKERFILES = {"vitalwatch/spark-jobs": "Dockerfile.spark", "vitalwatch/dashboard": "Dockerfile.dashboard"}
 IMAGE_HOME = "/opt/vitalwatch"
 
 
@@ -65,10 +66,10 @@ def test_compose_refuses_a_stack_without_its_passwords(tmp_path: Path) -> None:
     assert out.returncode != 0 and "set it in docker/.env" in out.stderr
 
 
-def _dockerfile_copies() -> dict[str, Path]:
-    """Path in the image → path in the repository, from Dockerfile.spark's COPY lines."""
+def _dockerfile_copies(dockerfile: str = "Dockerfile.spark") -> dict[str, Path]:
+    """Path in the image → path in the repository, from the Dockerfile's COPY lines."""
     out = {}
-    for src, dest in re.findall(r"^COPY (\S+) (\S+)$", (DOCKER / "Dockerfile.spark").read_text(), re.M):
+    for src, dest in re.findall(r"^COPY (\S+) (\S+)$", (DOCKER / dockerfile).read_text(), re.M):
         target = dest if dest.startswith("/") else f"{IMAGE_HOME}/{dest.removeprefix('./')}"
         if target.endswith("/") or dest == ".":
             target = target.rstrip("/") + "/" + (Path(src).name if not (ROOT / src).is_dir() else "")
@@ -76,8 +77,8 @@ def _dockerfile_copies() -> dict[str, Path]:
     return out
 
 
-def _in_image(path: str) -> bool:
-    for target, src in _dockerfile_copies().items():
+def _in_image(path: str, dockerfile: str = "Dockerfile.spark") -> bool:
+    for target, src in _dockerfile_copies(dockerfile).items():
         if path == target:
             return src.exists()
         if path.startswith(target + "/") and src.is_dir():
@@ -92,6 +93,32 @@ def test_dockerfile_copies_exist_and_its_entry_point_is_copied() -> None:
     assert entry[0] == "/usr/bin/tini" and _in_image(entry[-1])
 
 
+def test_dashboard_image_serves_the_app_it_copies(stack: dict) -> None:
+    from typer.testing import CliRunner
+
+    from vitalwatch.cli import app
+    from vitalwatch.dashboard.serve import app_path
+
+    text = (DOCKER / "Dockerfile.dashboard").read_text()
+    copies = _dockerfile_copies("Dockerfile.dashboard")
+    assert all(src.exists() for src in copies.values()), copies
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", text, re.M)[1])
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M)[1])
+    assert entry == ["/usr/bin/tini", "--", "vitalwatch"] and "vitalwatch" in _console_scripts()
+    assert CliRunner().invoke(app, [*cmd, "--help"]).exit_code == 0
+    # the app and every page it registers are in the image
+    rel = app_path().relative_to(ROOT).as_posix()
+    assert _in_image(f"{IMAGE_HOME}/{rel}", "Dockerfile.dashboard")
+    for page in re.findall(r'st\.Page\("([^"]+)"', app_path().read_text()):
+        assert _in_image(f"{IMAGE_HOME}/dashboards/{page}", "Dockerfile.dashboard"), page
+    assert "_stcore/health" in text and "8501" in text
+    svc = stack["services"]["dashboard"]
+    assert svc["build"]["dockerfile"] == "docker/Dockerfile.dashboard"
+    assert any(v["target"] == "/data" and v.get("read_only") for v in svc["volumes"])
+    assert svc["environment"]["VITALWATCH_MONGO_DASHBOARD_PASSWORD"] == \
+        stack["services"]["mongo"]["environment"]["VITALWATCH_MONGO_DASHBOARD_PASSWORD"]
+
+
 def _console_scripts() -> set[str]:
     from importlib.metadata import entry_points
 
@@ -104,7 +131,8 @@ def test_every_jobs_image_service_runs_something_that_exists(stack: dict) -> Non
 
     from vitalwatch.cli import app
 
-    jobs = {n: s for n, s in stack["services"].items() if s.get("build")}
+    jobs = {n: s for n, s in stack["services"].items()
+            if s.get("build") and s["build"]["dockerfile"].endswith("Dockerfile.spark")}
     assert {"mlflow", "spark-master", "spark-worker", "pipeline", "trainer", "kibana-init"} <= set(jobs)
     scripts = _console_scripts()
     spark_core = next((Path(__import__("pyspark").__file__).parent / "jars").glob("spark-core_*.jar"))

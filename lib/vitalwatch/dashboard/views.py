@@ -35,7 +35,8 @@ def ward_overview(status: pd.DataFrame, registry: pd.DataFrame, *, now: datetime
         df = df[df["ward"].isin(wards)]
     if levels:
         df = df[df["level"].isin(levels)]
-    df = df.assign(minutes_since=((_now(now) - df["effective_time"]).dt.total_seconds() / 60).round(1),
+    # a device clock ahead of ours (or the simulator's) would give negative ages: shown as 0
+    df = df.assign(minutes_since=((_now(now) - df["effective_time"]).dt.total_seconds() / 60).clip(lower=0).round(1),
                    _rank=df["level"].map(LEVEL_RANK).fillna(-1))
     risk = [c for c in ("risk_6h", "risk_1h") if c in df]
     df = df.sort_values(["_rank", *risk, "effective_time", "patient_id"],
