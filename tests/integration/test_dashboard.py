@@ -166,6 +166,38 @@ def test_roles_decide_the_pages_and_the_model_page_reads_mlflow(app_env) -> None
     assert at.dataframe and at.image, "metric table and calibration plot"
 
 
+def test_admin_sees_the_users_page_without_hashes(app_env) -> None:
+    at = _login(_app(), "ad-di")
+    at.switch_page("views/users.py").run()
+    assert not at.exception, at.exception
+    users = at.dataframe[0].value
+    users = users.data if hasattr(users, "data") else users
+    assert set(PASSWORDS) <= set(users["_id"]) and "password_hash" not in users.columns
+    at = _login(_app(), "cli-ada")
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("views/users.py")
+
+
+def test_patients_observations_prints_counts_per_patient(app_env) -> None:
+    import subprocess
+
+    s, w, _admin, env = app_env
+    out = subprocess.run([str(ROOT / ".venv" / "bin" / "vitalwatch"), "patients", "observations", "--patient",
+                          w.featured[0], "--patient", w.featured[1]], env={**os.environ, **env},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    from vitalwatch.dashboard.data import observation_counts
+
+    counts, _q = observation_counts(s, w.featured[:2])
+    assert set(counts["patient_id"]) == set(w.featured[:2]) and (counts["observations"] > 10).all()
+    for r in counts.itertuples():
+        assert r.patient_id in out.stdout and str(r.observations) in out.stdout
+    assert "2 patients" in out.stdout and "silver/quarantine" in out.stdout + out.stderr
+    missing = subprocess.run([str(ROOT / ".venv" / "bin" / "vitalwatch"), "patients", "observations", "--patient",
+                              "no-such-patient"], env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "no observation" in missing.stdout + missing.stderr
+
+
 def test_pipeline_health_shows_recorded_progress(app_env) -> None:
     _s, _w, admin, _env = app_env
     from vitalwatch.pipeline.monitor import progress_record
