@@ -7,12 +7,15 @@
 Measurements:
 - parse: the silver parser vs Pathling's encoder vs fhir.resources on the same messages;
 - scoring: the streaming scorer and engine vs native xgboost ``inplace_predict``;
-- memory: the scoring state and process memory per number of patients.
+- memory: the scoring state and process memory per number of patients;
+- e2e: readings/s through bronze → silver → gold and every sink on the real local servers
+  (started if they are not), event → alert latency at fixed offered loads, and the maximum.
 The figures are for the machine it runs on (printed with them); nothing is asserted."""
 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +25,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-MEASUREMENTS = ("parse", "scoring", "memory")
-console = Console()
+MEASUREMENTS = ("parse", "scoring", "memory", "e2e")
+console = Console() if sys.stdout.isatty() else Console(width=170)  # a log keeps the tables whole
 
 
 def main(
@@ -39,7 +42,8 @@ def main(
     b = s.benchmark
     if smoke:
         b = b.model_copy(update={"parse_patients": 5, "parse_hours": 2, "score_vectors": 2000, "repeat": 1,
-                                 "memory_patients": [200], "memory_readings": 31, "memory_state_buckets": 16})
+                                 "memory_patients": [200], "memory_readings": 31, "memory_state_buckets": 16,
+                                 "e2e_loads": [100], "e2e_seconds": 10, "e2e_readings_per_patient": 50})
     todo = only or list(MEASUREMENTS)
     unknown = set(todo) - set(MEASUREMENTS)
     if unknown:
@@ -55,6 +59,8 @@ def main(
         result["scoring"] = _scoring(s, b)
     if "memory" in todo:
         result["memory"] = _memory(s, b, master)
+    if "e2e" in todo:
+        result["e2e"] = _e2e(s, b, master)
     path = out or s.path(b.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
@@ -145,6 +151,46 @@ def _memory(s, b, master: str) -> list[dict]:
                   f"{r['python_workers_rss_peak'] / mib:,.0f} MiB")
     console.print(t)
     return runs
+
+
+
+def _e2e(s, b, master: str) -> dict:
+    from vitalwatch.bench.endtoend import run_load
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.infra.manager import InfraManager
+    from vitalwatch.spark import build_session
+
+    work = s.path(b.out).parent / "e2e"
+    runs = []
+    with console.status("end-to-end") as st:
+        if not all((s.kafka.bootstrap_servers, s.mongo.uri, s.elasticsearch.nodes)):
+            InfraManager(s).up(progress=st.update)  # the local servers (idempotent)
+        ep = resolve(s, ("kafka", "mongo", "elasticsearch"))
+        spark = build_session(s, app_name="vitalwatch-benchmark-e2e", master=master)
+        for rate in b.e2e_loads:
+            readings = int(rate * b.e2e_seconds) if rate else b.e2e_max_readings
+            patients = max(20, readings // b.e2e_readings_per_patient)
+            r = run_load(spark, s, ep, rate, readings, patients, work, b.e2e_drain_limit_s, progress=st.update)
+            runs.append(r)
+            console.log(f"offered {rate or 'max'}: sent {r.sent_per_s:,.0f}/s, drained "
+                        f"{'never' if r.drained_seconds is None else f'{r.drained_seconds:.0f} s'} after, "
+                        f"latency {r.latency_s}")
+        spark.stop()
+    t = Table(title="end to end: bronze → silver → gold → Delta, MongoDB, Elasticsearch, alerts topic")
+    for c in ("offered/s", "readings", "sent/s", "drained after", "completed/s", "sustained", "BP scored",
+              "Delta/Mongo/ES", "alerts", "p50 s", "p95 s", "p99 s"):
+        t.add_column(c, justify="right")
+    for r in runs:
+        lat = r.latency_s
+        t.add_row("max" if not r.offered_per_s else f"{r.offered_per_s:,.0f}", f"{r.readings:,}",
+                  f"{r.sent_per_s:,.0f}", "—" if r.drained_seconds is None else f"{r.drained_seconds:.0f} s",
+                  "—" if r.completed_per_s is None else f"{r.completed_per_s:,.0f}", "yes" if r.sustained else "no",
+                  f"{r.bp_readings_scored:,}", "/".join(f"{v:,}" for v in r.stores.values()), f"{r.alerts}",
+                  *(f"{lat[k]:.1f}" if k in lat else "—" for k in ("p50", "p95", "p99")))
+    console.print(t)
+    console.print("  a reading = one FHIR Observation message; latency = alert's Kafka time − its reading's; "
+                  "drained = every query read nothing for a whole trigger")
+    return {"runs": [r.as_dict() for r in runs]}
 
 
 if __name__ == "__main__":

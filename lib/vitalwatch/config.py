@@ -268,6 +268,11 @@ class BenchmarkConfig(BaseModel):
     memory_readings: int = Field(31, ge=1)     # ... with this many readings each (30 kept)
     memory_state_buckets: int = Field(64, ge=1)  # ... keyed as a ward deployment keys it (base.yaml's gold)
     repeat: int = Field(3, ge=1)               # timed runs; the best counts
+    e2e_loads: list[float] = [100, 1000, 5000, 0]  # end-to-end: offered readings/s (0 = as fast as possible) ...
+    e2e_seconds: float = Field(60, gt=0)       # ... each for this long ...
+    e2e_max_readings: int = Field(200_000, ge=1)  # ... and the unpaced run (the maximum sustained) sends this many
+    e2e_drain_limit_s: float = Field(300, gt=0)  # a load not drained this long after its last reading: not sustained
+    e2e_readings_per_patient: int = Field(150, ge=1)  # patients = readings / this (MongoDB keeps 50 scores each)
     out: str = ".work/benchmark/latest.json"
 
 

@@ -12,16 +12,23 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT
+from tests.conftest import ARTIFACTS, ROOT, TEST_STAGE_TRIGGERS
 from vitalwatch.config import Settings
 
 pytestmark = pytest.mark.integration
 
 
-def test_the_smoke_benchmark_compares_every_engine_on_the_same_input(trained: Settings, tmp_path) -> None:
+def test_the_smoke_benchmark_compares_every_engine_on_the_same_input(trained: Settings, endpoints, tmp_path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "VITALWATCH__MODELS__MLFLOW_DIR": trained.models.mlflow_dir,
-           "VITALWATCH__SPARK__SHUFFLE_PARTITIONS": "2"}
+           "VITALWATCH__SPARK__SHUFFLE_PARTITIONS": "2",
+           # end to end on this session's servers, with the tests' short triggers (the local
+           # profile's 60 s lake triggers are for the main command's alert latency on 2 cores)
+           "VITALWATCH__KAFKA__BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
+           "VITALWATCH__MONGO__URI": endpoints.mongo_uri, "VITALWATCH__ELASTICSEARCH__NODES": endpoints.es_nodes,
+           "VITALWATCH__INFRA__WORK_DIR": trained.infra.work_dir,
+           "VITALWATCH__STREAMING__STAGE_TRIGGERS": json.dumps(TEST_STAGE_TRIGGERS),
+           "VITALWATCH__BENCHMARK__OUT": str(tmp_path / "latest.json")}
     # as README runs it: through spark-submit.sh, so the library is the shipped zip and Pathling's
     # subprocess must leave this Spark's environment behind
     proc = subprocess.run([str(ROOT / "spark-submit.sh"), "--master", "local[2]", "jobs/benchmark.py", "--smoke",
@@ -57,3 +64,11 @@ def test_the_smoke_benchmark_compares_every_engine_on_the_same_input(trained: Se
     assert mem["state_rows"] == mem["buckets_used"]  # one state row per bucket that holds patients
     assert mem["checkpoint_state_bytes"] > 0 and mem["jvm_rss_peak"] >= mem["jvm_rss_before"] > 0
     assert mem["python_workers_rss_peak"] > 0  # the state function ran in Python workers
+
+    (e2e,) = res["e2e"]["runs"]  # 100 readings/s for 10 s through every stage and sink
+    assert e2e["offered_per_s"] == 100 and e2e["readings"] == 1000
+    assert e2e["sustained"] and e2e["drained_seconds"] is not None
+    stores = e2e["stores"]
+    assert stores["delta"] == stores["mongo"] == stores["elasticsearch"] == e2e["bp_readings_scored"] > 0
+    assert e2e["alerts"] > 0 and 0 < e2e["latency_s"]["p50"] <= e2e["latency_s"]["p99"]
+    assert "end to end" in proc.stdout
