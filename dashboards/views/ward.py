@@ -38,15 +38,18 @@ def overview() -> None:
     for col, (lv, n) in zip(cols[1:], counts.items(), strict=True):
         col.metric(lv.title(), n)
     risks = [c for c in df.columns if c.startswith("risk_")]
-    show = ["patient_id", *(["name"] if ids else []), "ward", "level", *risks, "systolic", "diastolic",
+    df = df.assign(mark=df["level"].map(views.LEVEL_MARKS).fillna(""))
+    show = ["mark", "patient_id", *(["name"] if ids else []), "ward", "level", *risks, "systolic", "diastolic",
             "heart_rate", "respiratory_rate", "spo2", "temperature", "news2", "minutes_since", "model_version"]
     show = [c for c in show if c in df.columns]
     cfg = {c: st.column_config.ProgressColumn(c.replace("risk_", "risk "), min_value=0.0, max_value=1.0, format="%.2f")
            for c in risks}
     cfg["minutes_since"] = st.column_config.NumberColumn("min since reading", format="%.0f")
+    cfg["mark"] = st.column_config.TextColumn("", width="small")
     cfg["news2"] = st.column_config.NumberColumn("NEWS2", format="%.0f")
     view = df[show].reset_index(drop=True)
-    styled = view.style.map(_colour, subset=["level"]) if len(view) <= 5000 else view
+    # cell styling is per cell in Python: for big wards the coloured mark column carries the level
+    styled = view.style.map(_colour, subset=["level"]) if len(view) <= 2000 else view
     event = st.dataframe(styled, hide_index=True, column_config=cfg, key="ward_table", on_select="rerun",
                          selection_mode="single-row", height=min(38 + 35 * max(len(view), 1), 700))
     rows = event.selection.rows if event is not None else []

@@ -13,6 +13,7 @@ from vitalwatch.config import ClinicalConfig
 LEVELS = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 LEVEL_RANK = {lv: i for i, lv in enumerate(reversed(LEVELS))}  # LOW 0 … CRITICAL 3
 LEVEL_COLOURS = {"CRITICAL": "#d62728", "HIGH": "#ff7f0e", "MEDIUM": "#e5c100", "LOW": "#2ca02c"}
+LEVEL_MARKS = {"CRITICAL": "🔴", "HIGH": "🟠", "MEDIUM": "🟡", "LOW": "🟢"}  # colour at any table size
 ALERT_STATES = ("open", "acknowledged", "all")
 VITAL_LABELS = {"systolic": "Systolic (mmHg)", "diastolic": "Diastolic (mmHg)", "heart_rate": "Heart rate (/min)",
                 "respiratory_rate": "Respiratory rate (/min)", "spo2": "SpO₂ (%)", "temperature": "Temperature (°C)"}
