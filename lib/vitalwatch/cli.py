@@ -286,6 +286,7 @@ def run(
     from vitalwatch.infra.manager import InfraManager
     from vitalwatch.models.registry import champion_version
     from vitalwatch.pipeline.runner import DEFAULT_STAGES, run_continuous
+    from vitalwatch.pipeline.triggers import slowest_trigger_s
     from vitalwatch.producers.kafka_out import send
     from vitalwatch.producers.simulator import SimulationPlan, gateway_alert
     from vitalwatch.producers.simulator import simulate as sim
@@ -346,7 +347,7 @@ def run(
                         f"`vitalwatch alerts watch`; Ctrl-C stops")
 
     quiet_since: list[float] = []
-    slowest = max([_seconds(x) for x in (s.streaming.trigger_interval, *s.streaming.stage_triggers.values())])
+    slowest = slowest_trigger_s(s)
 
     def finished() -> bool:
         """The duration passed, or the simulator is done and every query has read nothing for
@@ -418,7 +419,7 @@ def _gold_summary(spark, s, ep, since) -> None:
     import pymongo
     from pyspark.sql import functions as F
 
-    from vitalwatch.alerts.feed import follow
+    from vitalwatch.alerts.feed import alert_latencies, percentiles
     from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES
     from vitalwatch.pipeline.lake import read_table
     from vitalwatch.sinks.search import base_url, index_name
@@ -446,21 +447,11 @@ def _gold_summary(spark, s, ep, since) -> None:
     for r in alerts.groupBy("level").count().orderBy("level").collect():
         t.add_row(r["level"], str(r["count"]))
     out.print(t)
-    lat = sorted((e["_kafka_timestamp_ms"] - _ms(e.get("source_kafka_time"))) / 1000
-                 for e in follow(ep.kafka_bootstrap, s.kafka.topics.alerts, from_beginning=True, idle_timeout_s=5)
-                 if e.get("source") == "server" and e.get("source_kafka_time")
-                 and e["_kafka_timestamp_ms"] >= since.timestamp() * 1000)
-    if lat:
-        q = {p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] for p in (50, 95, 99)}
+    q = percentiles(alert_latencies(ep.kafka_bootstrap, s.kafka.topics.alerts, since.timestamp() * 1000))
+    if q:
         console.log(f"event → alert on {s.kafka.topics.alerts} (reading's Kafka time → alert's Kafka time), "
-                    f"{len(lat)} alerts: p50 {q[50]:.1f}s, p95 {q[95]:.1f}s, p99 {q[99]:.1f}s, max {lat[-1]:.1f}s")
-
-
-def _ms(ts: str | None) -> float:
-    from datetime import UTC, datetime
-
-    t = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1000
+                    f"{q['n']:.0f} alerts: p50 {q['p50']:.1f}s, p95 {q['p95']:.1f}s, p99 {q['p99']:.1f}s, "
+                    f"max {q['max']:.1f}s")
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -837,12 +828,6 @@ def _simulation_start(spark, s):
         return now
     after = datetime.fromtimestamp(int(newest), UTC) + timedelta(minutes=1)
     return max(now, after)
-
-
-def _seconds(interval: str) -> float:
-    """A Spark interval string ("500 milliseconds", "15 seconds", "1 minute") in seconds."""
-    n, unit = interval.split()[:2]
-    return float(n) * {"milli": 0.001, "secon": 1, "minut": 60, "hour": 3600}[unit[:5].rstrip("s")]
 
 
 def _drained(spark) -> bool:

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import ROOT
 from vitalwatch.cli import app
+from vitalwatch.config import Settings
 from vitalwatch.fhir.parse import REASONS
 from vitalwatch.packages import load_packages
 
@@ -33,3 +34,16 @@ def test_readme_documents_every_quarantine_reason_and_the_pins() -> None:
     for coord in load_packages().packages:
         _, artifact, version = coord.split(":")
         assert artifact in readme and version in readme, coord
+
+
+def test_latency_percentiles_and_trigger_intervals() -> None:
+    """What `vitalwatch run` and the end-to-end benchmark summarise with."""
+    from vitalwatch.alerts.feed import percentiles
+    from vitalwatch.pipeline.triggers import interval_seconds, slowest_trigger_s
+
+    q = percentiles([float(x) for x in range(100, 0, -1)])  # 1..100, unsorted
+    assert (q["p50"], q["p95"], q["p99"], q["max"], q["n"]) == (50.0, 95.0, 99.0, 100.0, 100.0)
+    assert percentiles([]) == {} and percentiles([3.0])["p99"] == 3.0
+    assert [interval_seconds(x) for x in ("500 milliseconds", "15 seconds", "1 minute", "2 hours")] == [0.5, 15, 60, 7200]
+    assert slowest_trigger_s(Settings()) == max(interval_seconds(x) for x in (
+        Settings().streaming.trigger_interval, *Settings().streaming.stage_triggers.values()))

@@ -87,3 +87,30 @@ def describe(ev: dict[str, Any]) -> str:
     return (f"{ev.get('level', '?'):8} {ev.get('kind', ''):9} {ev.get('patient_id')} ward={ev.get('ward', '-')} "
             f"{bp} {risk_s} reasons={','.join(ev.get('reasons') or [])} → {who} [{ev.get('source')}] "
             f"{ev.get('effective_time')}")
+
+
+def _kafka_ms(ts: str) -> float:
+    from datetime import UTC, datetime
+
+    t = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1000
+
+
+def alert_latencies(bootstrap: str, topic: str, since_ms: float = 0) -> list[float]:
+    """Seconds from each server alert's reading (its Kafka time, ``source_kafka_time``) to the
+    alert on ``topic`` (the alert's Kafka time), for alerts published since ``since_ms``; sorted."""
+    return sorted((e["_kafka_timestamp_ms"] - _kafka_ms(e["source_kafka_time"])) / 1000
+                  for e in follow(bootstrap, topic, from_beginning=True, idle_timeout_s=5)
+                  if e.get("source") == "server" and e.get("source_kafka_time")
+                  and e["_kafka_timestamp_ms"] >= since_ms)
+
+
+def percentiles(xs: list[float]) -> dict[str, float]:
+    """Nearest-rank p50/p95/p99, max and count of ``xs`` (empty: {})."""
+    import math
+
+    if not xs:
+        return {}
+    xs = sorted(xs)
+    pick = {p: xs[min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1)] for p in (50, 95, 99)}
+    return {"p50": pick[50], "p95": pick[95], "p99": pick[99], "max": xs[-1], "n": float(len(xs))}

@@ -66,27 +66,15 @@ def fresh(settings: Settings, work: Path, tag: str) -> Settings:
     })
 
 
-def _percentiles(xs: list[float]) -> dict[str, float]:
-    if not xs:
-        return {}
-    xs = sorted(xs)
-    pick = {p: xs[min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1)] for p in (50, 95, 99)}
-    return {"p50": pick[50], "p95": pick[95], "p99": pick[99], "max": xs[-1], "n": float(len(xs))}
-
-
-def _seconds(interval: str) -> float:
-    n, unit = interval.split()[:2]
-    return float(n) * {"milli": 0.001, "secon": 1, "minut": 60, "hour": 3600}[unit[:5].rstrip("s")]
-
-
 def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: int, patients: int,
              work: Path, drain_limit_s: float, progress=None) -> LoadRun:
     import pymongo
 
-    from vitalwatch.alerts.feed import follow
+    from vitalwatch.alerts.feed import alert_latencies, percentiles
     from vitalwatch.infra.kafka import ensure_topics
     from vitalwatch.pipeline import STAGES
     from vitalwatch.pipeline.runner import run_continuous
+    from vitalwatch.pipeline.triggers import slowest_trigger_s
     from vitalwatch.producers.kafka_out import send
     from vitalwatch.producers.simulator import SimulationPlan, registry_entries, simulate
     from vitalwatch.sinks import mongo
@@ -127,7 +115,7 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
     t0 = time.monotonic()
     report = send(islice(simulate(plan), readings), ep.kafka_bootstrap, s.kafka.topics.observations, rate=rate)
     t_sent = time.monotonic()
-    slowest = max(_seconds(x) for x in (s.streaming.trigger_interval, *s.streaming.stage_triggers.values()))
+    slowest = slowest_trigger_s(s)
     quiet_since = None
     drained_at = None
     while time.monotonic() - t_sent < drain_limit_s and not failure:
@@ -148,14 +136,12 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
         raise RuntimeError(f"the pipeline failed under load: {failure[0]}")
     say(f"{tag}: counting what reached the stores")
     stores, bp = _stored(s, ep)
-    lat = [(e["_kafka_timestamp_ms"] - _ms(e["source_kafka_time"])) / 1000
-           for e in follow(ep.kafka_bootstrap, s.kafka.topics.alerts, from_beginning=True, idle_timeout_s=5)
-           if e.get("source") == "server" and e.get("source_kafka_time")]
+    lat = alert_latencies(ep.kafka_bootstrap, s.kafka.topics.alerts)
     drained = None if drained_at is None else max(0.0, drained_at - t_sent)
     agree = len(set(stores.values())) == 1 and bp == stores.get("delta")
     return LoadRun(rate, report.sent, t_sent - t0, report.sent / max(t_sent - t0, 1e-9), drained,
                    None if drained_at is None else report.sent / (drained_at - t0),
-                   drained is not None and agree, bp, stores, len(lat), _percentiles(lat), rates)
+                   drained is not None and agree, bp, stores, len(lat), percentiles(lat), rates)
 
 
 def _stage_rates(spark) -> dict[str, float]:
@@ -168,11 +154,6 @@ def _stage_rates(spark) -> dict[str, float]:
         if rows and ms:
             out[q.name] = rows / (ms / 1000)
     return out
-
-
-def _ms(ts: str) -> float:
-    t = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1000
 
 
 def _stored(s: Settings, ep: Endpoints) -> tuple[dict[str, int], int]:

@@ -17,6 +17,18 @@ POOL_PROPERTY = "spark.scheduler.pool"
 DEFAULT_POOL = "lake"
 
 
+def interval_seconds(interval: str) -> float:
+    """A Spark interval string ("500 milliseconds", "15 seconds", "1 minute") in seconds."""
+    n, unit = interval.split()[:2]
+    return float(n) * {"milli": 0.001, "secon": 1, "minut": 60, "hour": 3600}[unit[:5].rstrip("s")]
+
+
+def slowest_trigger_s(settings: Settings) -> float:
+    """The longest trigger interval of any stage: how long a caught-up pipeline can stay quiet."""
+    s = settings.streaming
+    return max(interval_seconds(x) for x in (s.trigger_interval, *s.stage_triggers.values()))
+
+
 def apply_trigger(writer: DataStreamWriter, settings: Settings, available_now: bool,
                   stage: str | None = None) -> DataStreamWriter:
     """``available_now``: process what is there and stop (catch-up, tests); else run forever
