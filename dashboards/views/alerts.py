@@ -45,7 +45,8 @@ st.subheader("Acknowledge")
 if not can_ack:
     st.info(f"Your role ({sess.user.role}) can read alerts but not acknowledge them.")
 else:
-    open_alerts = views.alert_inbox(ui.gold(s).alerts(), data.acknowledgements(ui.db(s)), state="open",
+    al = ui.gold(s).alerts()
+    open_alerts = views.alert_inbox(al, data.acknowledgements(ui.db(s), al["alert_id"].tolist()), state="open",
                                     levels=st.session_state.get("inbox_levels") or None,
                                     wards=st.session_state.get("inbox_wards") or None)
     if open_alerts.empty:
