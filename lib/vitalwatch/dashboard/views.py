@@ -32,10 +32,7 @@ def ward_overview(status: pd.DataFrame, registry: pd.DataFrame, *, now: datetime
     df["ward"] = df["ward"].fillna("unassigned")
     if not include_discharged and "state" in df:
         df = df[df["state"] != "discharged"]
-    if wards:
-        df = df[df["ward"].isin(wards)]
-    if levels:
-        df = df[df["level"].isin(levels)]
+    df = _filtered(df, wards, levels)
     # a device clock ahead of ours (or the simulator's) would give negative ages: shown as 0
     df = df.assign(minutes_since=((_now(now) - df["effective_time"]).dt.total_seconds() / 60).clip(lower=0).round(1),
                    _rank=df["level"].map(LEVEL_RANK).fillna(-1))
@@ -43,6 +40,15 @@ def ward_overview(status: pd.DataFrame, registry: pd.DataFrame, *, now: datetime
     df = df.sort_values(["_rank", *risk, "effective_time", "patient_id"],
                         ascending=[False] * (1 + len(risk)) + [False, True], na_position="last")
     return df.drop(columns="_rank").reset_index(drop=True)
+
+
+def _filtered(df: pd.DataFrame, wards: list[str] | None, levels: list[str] | None) -> pd.DataFrame:
+    """The rows in ``wards`` and at ``levels`` (None or empty: all), as the pages' filters say."""
+    if wards:
+        df = df[df["ward"].isin(wards)]
+    if levels:
+        df = df[df["level"].isin(levels)]
+    return df
 
 
 def level_counts(overview: pd.DataFrame) -> dict[str, int]:
@@ -61,10 +67,7 @@ def alert_inbox(alerts: pd.DataFrame, acks: pd.DataFrame, *, levels: list[str] |
     df = alerts.merge(acks, on="alert_id", how="left")
     if not kinds_resolved and "kind" in df:
         df = df[df["kind"] != "resolved"]
-    if levels:
-        df = df[df["level"].isin(levels)]
-    if wards:
-        df = df[df["ward"].isin(wards)]
+    df = _filtered(df, wards, levels)
     acked = df["ack_time"].notna()
     df = df[~acked] if state == "open" else df[acked] if state == "acknowledged" else df
     return df.sort_values(["raised_time", "alert_id"], ascending=[False, True]).reset_index(drop=True)
