@@ -9,7 +9,9 @@ Measurements:
 - scoring: the streaming scorer and engine vs native xgboost ``inplace_predict``;
 - memory: the scoring state and process memory per number of patients;
 - e2e: readings/s through bronze → silver → gold and every sink on the real local servers
-  (started if they are not), event → alert latency at fixed offered loads, and the maximum.
+  (started if they are not), event → alert latency at fixed offered loads, and the maximum;
+- soak: one load (5,000/s) held for minutes, with the scoring query's backlog sampled throughout:
+  sustained, not just absorbed as a burst.
 The figures are for the machine it runs on (printed with them); nothing is asserted."""
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-MEASUREMENTS = ("parse", "scoring", "memory", "e2e")
+MEASUREMENTS = ("parse", "scoring", "memory", "e2e", "soak")
 console = Console() if sys.stdout.isatty() else Console(width=170)  # a log keeps the tables whole
 
 
@@ -44,7 +46,7 @@ def main(
         b = b.model_copy(update={"parse_patients": 5, "parse_hours": 2, "score_vectors": 2000, "repeat": 1,
                                  "memory_patients": [200], "memory_readings": 31, "memory_state_buckets": 16,
                                  "e2e_loads": [100], "e2e_seconds": 10, "e2e_readings_per_patient": 50})
-    todo = only or list(MEASUREMENTS)
+    todo = only or [m for m in MEASUREMENTS if not (smoke and m == "soak")]  # the smoke's e2e runs its code
     unknown = set(todo) - set(MEASUREMENTS)
     if unknown:
         raise typer.BadParameter(f"unknown measurement(s): {', '.join(sorted(unknown))}")
@@ -60,7 +62,12 @@ def main(
     if "memory" in todo:
         result["memory"] = _memory(s, b, master)
     if "e2e" in todo:
-        result["e2e"] = _e2e(s, b, master)
+        loads = [(rate, int(rate * b.e2e_seconds) if rate else b.e2e_max_readings) for rate in b.e2e_loads]
+        result["e2e"] = _e2e(s, b, master, loads, "end to end: bronze → silver → gold → Delta, MongoDB, "
+                             "Elasticsearch, alerts topic")
+    if "soak" in todo:
+        result["soak"] = _e2e(s, b, master, [(b.soak_rate, int(b.soak_rate * b.soak_seconds))],
+                              f"soak: {b.soak_rate:,.0f} readings/s held for {b.soak_seconds:,.0f} s")
     path = out or s.path(b.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
@@ -154,7 +161,8 @@ def _memory(s, b, master: str) -> list[dict]:
 
 
 
-def _e2e(s, b, master: str) -> dict:
+def _e2e(s, b, master: str, loads: list[tuple[float, int]], title: str) -> dict:
+    """Each (offered rate, readings) on fresh topics, lake, database and index (``run_load``)."""
     from vitalwatch.bench.endtoend import run_load
     from vitalwatch.infra.endpoints import resolve
     from vitalwatch.infra.manager import InfraManager
@@ -162,34 +170,48 @@ def _e2e(s, b, master: str) -> dict:
 
     work = s.path(b.out).parent / "e2e"
     runs = []
-    with console.status("end-to-end") as st:
+    with console.status(title.split(":")[0]) as st:
         if not all((s.kafka.bootstrap_servers, s.mongo.uri, s.elasticsearch.nodes)):
             InfraManager(s).up(progress=st.update)  # the local servers (idempotent)
         ep = resolve(s, ("kafka", "mongo", "elasticsearch"))
         spark = build_session(s, app_name="vitalwatch-benchmark-e2e", master=master)
-        for rate in b.e2e_loads:
-            readings = int(rate * b.e2e_seconds) if rate else b.e2e_max_readings
-            patients = max(20, readings // b.e2e_readings_per_patient)
-            r = run_load(spark, s, ep, rate, readings, patients, work, b.e2e_drain_limit_s, progress=st.update)
+        for rate, readings in loads:
+            patients = min(b.e2e_max_patients, max(20, readings // b.e2e_readings_per_patient))
+            r = run_load(spark, s, ep, rate, readings, patients, work, b.e2e_drain_limit_s, progress=st.update,
+                         sample_s=b.e2e_sample_s)
             runs.append(r)
             console.log(f"offered {rate or 'max'}: sent {r.sent_per_s:,.0f}/s, drained "
                         f"{'never' if r.drained_seconds is None else f'{r.drained_seconds:.0f} s'} after, "
-                        f"latency {r.latency_s}")
+                        f"scoring backlog end/max {r.gold_backlog_end}/{r.gold_backlog_max}, latency {r.latency_s}")
         spark.stop()
-    t = Table(title="end to end: bronze → silver → gold → Delta, MongoDB, Elasticsearch, alerts topic")
-    for c in ("offered/s", "readings", "sent/s", "drained after", "completed/s", "sustained", "BP scored",
-              "Delta/Mongo/ES", "alerts", "p50 s", "p95 s", "p99 s"):
+    t = Table(title=title)
+    for c in ("offered/s", "readings", "patients", "sent/s", "drained after", "sustained", "BP scored",
+              "Delta/Mongo/ES", "scoring backlog end / max", "alerts", "p50 s", "p95 s", "p99 s", "2nd half p99 s"):
         t.add_column(c, justify="right")
     for r in runs:
-        lat = r.latency_s
-        t.add_row("max" if not r.offered_per_s else f"{r.offered_per_s:,.0f}", f"{r.readings:,}",
+        lat, late = r.latency_s, r.latency_second_half_s
+        t.add_row("max" if not r.offered_per_s else f"{r.offered_per_s:,.0f}", f"{r.readings:,}", f"{r.patients:,}",
                   f"{r.sent_per_s:,.0f}", "—" if r.drained_seconds is None else f"{r.drained_seconds:.0f} s",
-                  "—" if r.completed_per_s is None else f"{r.completed_per_s:,.0f}", "yes" if r.sustained else "no",
-                  f"{r.bp_readings_scored:,}", "/".join(f"{v:,}" for v in r.stores.values()), f"{r.alerts}",
-                  *(f"{lat[k]:.1f}" if k in lat else "—" for k in ("p50", "p95", "p99")))
+                  "yes" if r.sustained else "no", f"{r.bp_readings_scored:,}",
+                  "/".join(f"{v:,}" for v in r.stores.values()),
+                  f"{r.gold_backlog_end if r.gold_backlog_end is not None else '—'} / "
+                  f"{r.gold_backlog_max if r.gold_backlog_max is not None else '—'}", f"{r.alerts}",
+                  *(f"{lat[k]:.1f}" if k in lat else "—" for k in ("p50", "p95", "p99")),
+                  f"{late['p99']:.1f}" if "p99" in late else "—")
     console.print(t)
+    busy = Table(title="share of wall time each query spent in batches while the load was sent")
+    busy.add_column("offered/s", justify="right")
+    names = sorted({q for r in runs for q in r.busy})
+    for q in names:
+        busy.add_column(q, justify="right")
+    for r in runs:
+        busy.add_row("max" if not r.offered_per_s else f"{r.offered_per_s:,.0f}",
+                     *(f"{r.busy[q]:.0%}" if q in r.busy else "—" for q in names))
+    console.print(busy)
     console.print("  a reading = one FHIR Observation message; latency = alert's Kafka time − its reading's; "
-                  "drained = every query read nothing for a whole trigger")
+                  "drained = every query read nothing for a whole trigger; backlog = readings on the "
+                  "observations topic the scoring query has not read; MongoDB keeps each patient's latest "
+                  f"{s.gold.mongo_latest_scores} scores")
     return {"runs": [r.as_dict() for r in runs]}
 
 

@@ -272,7 +272,11 @@ class BenchmarkConfig(BaseModel):
     e2e_seconds: float = Field(60, gt=0)       # ... each for this long ...
     e2e_max_readings: int = Field(200_000, ge=1)  # ... and the unpaced run (the maximum sustained) sends this many
     e2e_drain_limit_s: float = Field(300, gt=0)  # a load not drained this long after its last reading: not sustained
-    e2e_readings_per_patient: int = Field(150, ge=1)  # patients = readings / this (MongoDB keeps 50 scores each)
+    e2e_readings_per_patient: int = Field(150, ge=1)  # patients = readings / this ...
+    e2e_max_patients: int = Field(2000, ge=1)  # ... at most (a long load sends each patient more readings)
+    e2e_sample_s: float = Field(5, gt=0)       # backlog and batch-time samples while a load is sent
+    soak_rate: float = Field(5000, gt=0)       # soak: one load held for minutes, whose backlogs show
+    soak_seconds: float = Field(300, gt=0)     # ... whether the rate is sustained, not just absorbed
     out: str = ".work/benchmark/latest.json"
 
 

@@ -71,4 +71,14 @@ def test_the_smoke_benchmark_compares_every_engine_on_the_same_input(trained: Se
     stores = e2e["stores"]
     assert stores["delta"] == stores["mongo"] == stores["elasticsearch"] == e2e["bp_readings_scored"] > 0
     assert e2e["alerts"] > 0 and 0 < e2e["latency_s"]["p50"] <= e2e["latency_s"]["p99"]
-    assert "end to end" in proc.stdout
+    assert e2e["patients"] == 20  # 1,000 readings at 50 a patient
+    # the timeline sampled while sending: readings sent grow to the total, and the scoring query's
+    # backlog was read from Kafka (it cannot exceed what was sent)
+    line = e2e["timeline"]
+    assert len(line) >= 2 and [p["sent"] for p in line] == sorted(p["sent"] for p in line)
+    assert line[-1]["sent"] == e2e["readings"] and set(line[-1]["queries"]) >= {"gold_risk_scores", "bronze_observations",
+                                                                        "silver_vital_signs"}
+    assert 0 <= e2e["gold_backlog_end"] <= e2e["gold_backlog_max"] <= e2e["readings"]
+    assert line[-1]["queries"]["silver_vital_signs"]["backlog"] is None  # a Delta source has no Kafka backlog
+    assert 0 < e2e["busy"]["gold_risk_scores"] <= 1.5  # batch time ÷ wall time (a batch may start before the send)
+    assert "end to end" in proc.stdout and "soak" not in res  # the smoke leaves the minutes-long soak out

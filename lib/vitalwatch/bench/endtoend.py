@@ -11,7 +11,12 @@ warmed up. Measured:
   ``drain_limit_s`` after the last reading was sent, and the scores in Delta, MongoDB and
   Elasticsearch agree;
 - the **completed rate**: readings ÷ (first send → everything drained). With ``rate`` 0 the
-  producer sends as fast as it can, and that rate is the maximum the pipeline sustains."""
+  producer sends as fast as it can, and that rate is the maximum the pipeline sustains;
+- a **timeline** sampled every ``sample_s``: readings sent, and per query its Kafka backlog (the
+  topic's end offsets minus the offsets its last batch reached) and its share of wall time spent
+  in batches. A load held for minutes is sustained only if the backlogs stay flat: the scoring
+  query's backlog at the end of the send and its largest are reported, with the latency of the
+  alerts of the second half of the send beside the whole run's."""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from typing import Any
 
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints
+from vitalwatch.pipeline.gold import QUERY as SCORING_QUERY
 
 READINGS_PER_STEP = 4.25  # per patient and cadence: BP, HR, SpO2, RR, and temperature one time in four
 
@@ -45,6 +51,12 @@ class LoadRun:
     alerts: int
     latency_s: dict[str, float] = field(default_factory=dict)
     stage_rows_per_s: dict[str, float] = field(default_factory=dict)
+    patients: int = 0
+    latency_second_half_s: dict[str, float] = field(default_factory=dict)
+    gold_backlog_end: int | None = None  # the scoring query's unread readings when the last was sent
+    gold_backlog_max: int | None = None  # ... and the most while sending
+    busy: dict[str, float] = field(default_factory=dict)  # per query: batch time ÷ wall time while sending
+    timeline: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,7 +79,7 @@ def fresh(settings: Settings, work: Path, tag: str) -> Settings:
 
 
 def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: int, patients: int,
-             work: Path, drain_limit_s: float, progress=None) -> LoadRun:
+             work: Path, drain_limit_s: float, progress=None, sample_s: float = 5.0) -> LoadRun:
     import pymongo
 
     from vitalwatch.alerts.feed import alert_latencies, percentiles
@@ -112,9 +124,20 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
             raise RuntimeError(f"the pipeline did not start: {failure[0] if failure else 'timeout'}")
         time.sleep(1)
     say(f"{tag}: sending {readings:,} readings at {rate:,.0f}/s" if rate else f"{tag}: sending {readings:,} readings as fast as possible")
+    sent = [0]
+    sampler = Sampler(spark, ep.kafka_bootstrap, lambda: sent[0])
+    sending = threading.Event()
+    sampling = threading.Thread(target=sampler.every, args=(sample_s, sending.is_set), daemon=True)
     t0 = time.monotonic()
-    report = send(islice(simulate(plan), readings), ep.kafka_bootstrap, s.kafka.topics.observations, rate=rate)
+    t0_ms = time.time() * 1000
+    sending.set()
+    sampling.start()
+    report = send(islice(simulate(plan), readings), ep.kafka_bootstrap, s.kafka.topics.observations, rate=rate,
+                  on_sent=lambda _m: sent.__setitem__(0, sent[0] + 1))
     t_sent = time.monotonic()
+    half_ms = t0_ms + (t_sent - t0) * 500
+    sending.clear()
+    sampling.join(timeout=60)
     slowest = slowest_trigger_s(s)
     quiet_since = None
     drained_at = None
@@ -135,13 +158,82 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
     if failure:
         raise RuntimeError(f"the pipeline failed under load: {failure[0]}")
     say(f"{tag}: counting what reached the stores")
-    stores, bp = _stored(s, ep)
+    stores, bp, mongo_expected = _stored(s, ep)
     lat = alert_latencies(ep.kafka_bootstrap, s.kafka.topics.alerts)
+    late = alert_latencies(ep.kafka_bootstrap, s.kafka.topics.alerts, since_ms=half_ms)
     drained = None if drained_at is None else max(0.0, drained_at - t_sent)
-    agree = len(set(stores.values())) == 1 and bp == stores.get("delta")
+    agree = stores.get("delta") == stores.get("elasticsearch") == bp and stores.get("mongo") == mongo_expected
+    gold = [p["queries"].get(SCORING_QUERY, {}).get("backlog") for p in sampler.timeline]
+    gold = [g for g in gold if g is not None]
     return LoadRun(rate, report.sent, t_sent - t0, report.sent / max(t_sent - t0, 1e-9), drained,
                    None if drained_at is None else report.sent / (drained_at - t0),
-                   drained is not None and agree, bp, stores, len(lat), percentiles(lat), rates)
+                   drained is not None and agree, bp, stores, len(lat), percentiles(lat), rates,
+                   patients=patients, latency_second_half_s=percentiles(late),
+                   gold_backlog_end=gold[-1] if gold else None, gold_backlog_max=max(gold) if gold else None,
+                   busy=sampler.busy(t_sent - t0), timeline=sampler.timeline)
+
+
+class Sampler:
+    """While a load is sent: readings sent, and per query its Kafka backlog and batch time, every
+    few seconds. Batch time is summed over every batch that ended while sending (read from
+    ``recentProgress``, which holds the last 100, so none is missed between samples)."""
+
+    def __init__(self, spark, bootstrap: str, sent) -> None:
+        from confluent_kafka import Consumer
+
+        self.spark, self.sent = spark, sent
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"vitalwatch-bench-{uuid.uuid4().hex[:8]}",
+                                  "enable.auto.commit": False})
+        self.timeline: list[dict[str, Any]] = []
+        # query → last batch id counted: the batches before the load (start-up, warm-up) are not
+        self._seen = {q.name: (q.lastProgress or {}).get("batchId", -1) for q in spark.streams.active}
+        self._batch_ms: dict[str, float] = {}
+        self._t0 = time.monotonic()
+
+    def every(self, period_s: float, while_true) -> None:
+        try:
+            while while_true():
+                self.sample()
+                time.sleep(period_s)
+            self.sample()
+        finally:
+            self.consumer.close()
+
+    def sample(self) -> None:
+        queries: dict[str, dict[str, Any]] = {}
+        for q in self.spark.streams.active:
+            last = q.lastProgress or {}
+            for p in q.recentProgress:
+                if p["batchId"] > self._seen.get(q.name, -1):
+                    self._seen[q.name] = p["batchId"]
+                    self._batch_ms[q.name] = self._batch_ms.get(q.name, 0.0) + (
+                        p.get("batchDuration") or p["durationMs"].get("triggerExecution", 0))
+            queries[q.name] = {"batch": last.get("batchId"), "rows": last.get("numInputRows"),
+                               "batch_ms": last.get("batchDuration"), "backlog": self._backlog(last)}
+        self.timeline.append({"t": round(time.monotonic() - self._t0, 1), "sent": self.sent(), "queries": queries})
+
+    def busy(self, seconds: float) -> dict[str, float]:
+        return {q: round(ms / 1000 / max(seconds, 1e-9), 3) for q, ms in self._batch_ms.items()}
+
+    def _backlog(self, progress: dict[str, Any]) -> int | None:
+        """Readings on the query's Kafka topics past the offsets its last batch reached (None: not
+        a Kafka source)."""
+        import json
+
+        from confluent_kafka import TopicPartition
+
+        total, kafka = 0, False
+        for src in progress.get("sources", []):
+            if not str(src.get("description", "")).startswith("KafkaV2"):
+                continue
+            end = src.get("endOffset")
+            end = json.loads(end) if isinstance(end, str) else end
+            for topic, parts in (end or {}).items():
+                for part, offset in parts.items():
+                    _low, high = self.consumer.get_watermark_offsets(TopicPartition(topic, int(part)), timeout=5)
+                    total += max(0, high - int(offset))
+                    kafka = True
+        return total if kafka else None
 
 
 def _stage_rates(spark) -> dict[str, float]:
@@ -156,8 +248,12 @@ def _stage_rates(spark) -> dict[str, float]:
     return out
 
 
-def _stored(s: Settings, ep: Endpoints) -> tuple[dict[str, int], int]:
-    """Scored readings in each store, and blood-pressure readings in silver (each is scored once)."""
+def _stored(s: Settings, ep: Endpoints) -> tuple[dict[str, int], int, int]:
+    """Scored readings in each store; blood-pressure readings in silver (each is scored once, and
+    Delta and Elasticsearch keep all); and how many MongoDB should hold, which keeps each patient's
+    latest ``gold.mongo_latest_scores``."""
+    from collections import Counter
+
     import pymongo
     import requests
     from deltalake import DeltaTable
@@ -168,13 +264,17 @@ def _stored(s: Settings, ep: Endpoints) -> tuple[dict[str, int], int]:
 
     scores = DeltaTable(s.table_path(*GOLD_SCORES)).to_pyarrow_table(columns=["observation_id"])
     delta = scores.num_rows - scores.column("observation_id").null_count
-    silver = DeltaTable(s.table_path(*SILVER_VITALS)).to_pyarrow_table(columns=["vital", "observation_id"])
-    bp = len({o for v, o in zip(silver.column("vital").to_pylist(), silver.column("observation_id").to_pylist(),
-                                strict=True) if v == "systolic_bp"})
+    silver = DeltaTable(s.table_path(*SILVER_VITALS)).to_pyarrow_table(columns=["vital", "observation_id",
+                                                                                "patient_id"])
+    bp_obs = {(o, p) for v, o, p in zip(silver.column("vital").to_pylist(), silver.column("observation_id").to_pylist(),
+                                        silver.column("patient_id").to_pylist(), strict=True) if v == "systolic_bp"}
+    bp = len(bp_obs)
+    per_patient = Counter(p for _o, p in bp_obs)
+    mongo_expected = sum(min(n, s.gold.mongo_latest_scores) for n in per_patient.values())
     db = pymongo.MongoClient(ep.mongo_uri)[s.mongo.database]
     mongo_n = db.risk_scores.count_documents({"observation_id": {"$ne": None}})
     base = base_url(ep.es_nodes or "")
     requests.post(f"{base}/{index_name(s, 'risk')}/_refresh", timeout=30)
     es = requests.get(f"{base}/{index_name(s, 'risk')}/_count", timeout=30,
                       json={"query": {"exists": {"field": "observation_id"}}}).json().get("count", 0)
-    return {"delta": int(delta), "mongo": int(mongo_n), "elasticsearch": int(es)}, bp
+    return {"delta": int(delta), "mongo": int(mongo_n), "elasticsearch": int(es)}, bp, mongo_expected

@@ -69,6 +69,7 @@ GOLD_SCORES = ("gold", "risk_scores")
 GOLD_ALERTS = ("gold", "alerts")
 GOLD_STATUS = ("gold", "patient_status")
 JSON_TIMESTAMP = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"  # the gold tables' topics keep microseconds
+QUERY = "gold_risk_scores"  # the scoring query's name (its checkpoint adds gold.source)
 ALERT_PATH_SINKS = ("kafka", "webhook", "mongo")  # mongo: the registry, for routing
 
 # State per bucket of patients (``gold.state_buckets``): the retained silver rows of all its
@@ -427,7 +428,7 @@ def checkpoint_name(settings: Settings, query_name: str) -> str:
 
 
 def start_gold(spark: SparkSession, settings: Settings, *, available_now: bool = False,
-               query_name: str = "gold_risk_scores", model: ModelRef | None = None,
+               query_name: str = QUERY, model: ModelRef | None = None,
                sinks=None, endpoints: Endpoints | None = None) -> StreamingQuery:
     from vitalwatch.sinks import Sinks
 
