@@ -67,7 +67,8 @@ def main(
                              "Elasticsearch, alerts topic")
     if "soak" in todo:
         result["soak"] = _e2e(s, b, master, [(b.soak_rate, int(b.soak_rate * b.soak_seconds))],
-                              f"soak: {b.soak_rate:,.0f} readings/s held for {b.soak_seconds:,.0f} s")
+                              f"soak: {b.soak_rate:,.0f} readings/s held for {b.soak_seconds:,.0f} s",
+                              growth_limit=b.soak_backlog_growth)
     path = out or s.path(b.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
@@ -161,7 +162,8 @@ def _memory(s, b, master: str) -> list[dict]:
 
 
 
-def _e2e(s, b, master: str, loads: list[tuple[float, int]], title: str) -> dict:
+def _e2e(s, b, master: str, loads: list[tuple[float, int]], title: str,
+         growth_limit: float | None = None) -> dict:
     """Each (offered rate, readings) on fresh topics, lake, database and index (``run_load``)."""
     from vitalwatch.bench.endtoend import run_load
     from vitalwatch.infra.endpoints import resolve
@@ -178,15 +180,16 @@ def _e2e(s, b, master: str, loads: list[tuple[float, int]], title: str) -> dict:
         for rate, readings in loads:
             patients = min(b.e2e_max_patients, max(20, readings // b.e2e_readings_per_patient))
             r = run_load(spark, s, ep, rate, readings, patients, work, b.e2e_drain_limit_s, progress=st.update,
-                         sample_s=b.e2e_sample_s)
+                         sample_s=b.e2e_sample_s, growth_limit=growth_limit)
             runs.append(r)
             console.log(f"offered {rate or 'max'}: sent {r.sent_per_s:,.0f}/s, drained "
                         f"{'never' if r.drained_seconds is None else f'{r.drained_seconds:.0f} s'} after, "
-                        f"scoring backlog end/max {r.gold_backlog_end}/{r.gold_backlog_max}, latency {r.latency_s}")
+                        f"scoring backlog end/max {r.gold_backlog_end}/{r.gold_backlog_max} "
+                        f"(growth {r.gold_backlog_growth}), latency {r.latency_s}")
         spark.stop()
     t = Table(title=title)
     for c in ("offered/s", "readings", "patients", "sent/s", "drained after", "sustained", "BP scored",
-              "Delta/Mongo/ES", "scoring backlog end / max", "alerts", "p50 s", "p95 s", "p99 s", "2nd half p99 s"):
+              "Delta/Mongo/ES", "scoring backlog end / max (growth)", "alerts", "p50 s", "p95 s", "p99 s", "2nd half p99 s"):
         t.add_column(c, justify="right")
     for r in runs:
         lat, late = r.latency_s, r.latency_second_half_s
@@ -195,7 +198,8 @@ def _e2e(s, b, master: str, loads: list[tuple[float, int]], title: str) -> dict:
                   "yes" if r.sustained else "no", f"{r.bp_readings_scored:,}",
                   "/".join(f"{v:,}" for v in r.stores.values()),
                   f"{r.gold_backlog_end if r.gold_backlog_end is not None else '—'} / "
-                  f"{r.gold_backlog_max if r.gold_backlog_max is not None else '—'}", f"{r.alerts}",
+                  f"{r.gold_backlog_max if r.gold_backlog_max is not None else '—'}"
+                  f"{'' if r.gold_backlog_growth is None else f' (×{r.gold_backlog_growth:.2f})'}", f"{r.alerts}",
                   *(f"{lat[k]:.1f}" if k in lat else "—" for k in ("p50", "p95", "p99")),
                   f"{late['p99']:.1f}" if "p99" in late else "—")
     console.print(t)
@@ -210,7 +214,8 @@ def _e2e(s, b, master: str, loads: list[tuple[float, int]], title: str) -> dict:
     console.print(busy)
     console.print("  a reading = one FHIR Observation message; latency = alert's Kafka time − its reading's; "
                   "drained = every query read nothing for a whole trigger; backlog = readings on the "
-                  "observations topic the scoring query has not read; MongoDB keeps each patient's latest "
+                  "observations topic the scoring query has not read, growth = its peak over the send's last third ÷ "
+                  "the middle third's; MongoDB keeps each patient's latest "
                   f"{s.gold.mongo_latest_scores} scores")
     return {"runs": [r.as_dict() for r in runs]}
 

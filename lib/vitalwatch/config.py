@@ -277,6 +277,7 @@ class BenchmarkConfig(BaseModel):
     e2e_sample_s: float = Field(5, gt=0)       # backlog and batch-time samples while a load is sent
     soak_rate: float = Field(5000, gt=0)       # soak: one load held for minutes, whose backlogs show
     soak_seconds: float = Field(300, gt=0)     # ... whether the rate is sustained, not just absorbed
+    soak_backlog_growth: float = Field(1.25, gt=0)  # ... sustained only if the scoring backlog grows no more
     out: str = ".work/benchmark/latest.json"
 
 

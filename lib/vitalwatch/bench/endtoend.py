@@ -55,6 +55,7 @@ class LoadRun:
     latency_second_half_s: dict[str, float] = field(default_factory=dict)
     gold_backlog_end: int | None = None  # the scoring query's unread readings when the last was sent
     gold_backlog_max: int | None = None  # ... and the most while sending
+    gold_backlog_growth: float | None = None  # peak over the send's last third ÷ middle third
     busy: dict[str, float] = field(default_factory=dict)  # per query: batch time ÷ wall time while sending
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
@@ -79,7 +80,12 @@ def fresh(settings: Settings, work: Path, tag: str) -> Settings:
 
 
 def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: int, patients: int,
-             work: Path, drain_limit_s: float, progress=None, sample_s: float = 5.0) -> LoadRun:
+             work: Path, drain_limit_s: float, progress=None, sample_s: float = 5.0,
+             growth_limit: float | None = None) -> LoadRun:
+    """Send ``readings`` at ``rate`` through all the pipeline's queries on fresh names and measure
+    them. Sustained: every query drained within ``drain_limit_s`` and the stores agree; with
+    ``growth_limit`` (the soak) also the scoring query's backlog stopped growing
+    (``backlog_growth``), so a rate merely absorbed by a backlog does not count."""
     import pymongo
 
     from vitalwatch.alerts.feed import alert_latencies, percentiles
@@ -163,20 +169,50 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
     late = alert_latencies(ep.kafka_bootstrap, s.kafka.topics.alerts, since_ms=half_ms)
     drained = None if drained_at is None else max(0.0, drained_at - t_sent)
     agree = stores.get("delta") == stores.get("elasticsearch") == bp and stores.get("mongo") == mongo_expected
-    gold = [p["queries"].get(SCORING_QUERY, {}).get("backlog") for p in sampler.timeline]
-    gold = [g for g in gold if g is not None]
+    samples = [(p["t"], p["queries"].get(SCORING_QUERY, {}).get("backlog")) for p in sampler.timeline]
+    samples = [(t, b) for t, b in samples if b is not None]
+    gold = [b for _t, b in samples]
+    growth = backlog_growth(samples, t_sent - t0)
     return LoadRun(rate, report.sent, t_sent - t0, report.sent / max(t_sent - t0, 1e-9), drained,
                    None if drained_at is None else report.sent / (drained_at - t0),
-                   drained is not None and agree, bp, stores, len(lat), percentiles(lat), rates,
+                   is_sustained(drained, agree, growth, growth_limit), bp, stores, len(lat), percentiles(lat), rates,
                    patients=patients, latency_second_half_s=percentiles(late),
                    gold_backlog_end=gold[-1] if gold else None, gold_backlog_max=max(gold) if gold else None,
+                   gold_backlog_growth=None if growth is None else round(growth, 2),
                    busy=sampler.busy(t_sent - t0), timeline=sampler.timeline)
+
+
+def backlog_growth(samples: list[tuple[float, int]], send_s: float) -> float | None:
+    """The scoring backlog's peak over the send's last third ÷ its peak over the middle third.
+
+    A micro-batch query's backlog is a saw tooth (it grows while a batch runs, drops when the
+    next one reads it), so peaks are compared, not single samples. About 1 when the query keeps
+    up (however far behind it settled), well above 1 when the rate is only absorbed; None when
+    either third has no sample."""
+    middle = [b for t, b in samples if send_s / 3 <= t < 2 * send_s / 3]
+    last = [b for t, b in samples if t >= 2 * send_s / 3]
+    if not middle or not last:
+        return None
+    return max(last) / max(max(middle), 1)
+
+
+def is_sustained(drained_s: float | None, stores_agree: bool, growth: float | None,
+                 growth_limit: float | None) -> bool:
+    """Drained, complete and, with a growth limit (the soak), a scoring backlog that stopped
+    growing (an unknown growth does not pass)."""
+    if drained_s is None or not stores_agree:
+        return False
+    if growth_limit is None:
+        return True
+    return growth is not None and growth <= growth_limit
 
 
 class Sampler:
     """While a load is sent: readings sent, and per query its Kafka backlog and batch time, every
-    few seconds. Batch time is summed over every batch that ended while sending (read from
-    ``recentProgress``, which holds the last 100, so none is missed between samples)."""
+    few seconds. Batch time is summed over every trigger that ended while sending (read from
+    ``recentProgress``, which holds the last 100, so none is missed between samples). Triggers are
+    told apart by their start time, not their batch id: an idle trigger reports the id of the
+    batch that has not run yet, which the next real batch then carries."""
 
     def __init__(self, spark, bootstrap: str, sent) -> None:
         from confluent_kafka import Consumer
@@ -185,8 +221,9 @@ class Sampler:
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"vitalwatch-bench-{uuid.uuid4().hex[:8]}",
                                   "enable.auto.commit": False})
         self.timeline: list[dict[str, Any]] = []
-        # query → last batch id counted: the batches before the load (start-up, warm-up) are not
-        self._seen = {q.name: (q.lastProgress or {}).get("batchId", -1) for q in spark.streams.active}
+        # query → start time of the last trigger counted: those before the load (start-up,
+        # warm-up) are not; ISO-8601 UTC strings of one format compare as times
+        self._seen = {q.name: (q.lastProgress or {}).get("timestamp", "") for q in spark.streams.active}
         self._batch_ms: dict[str, float] = {}
         self._t0 = time.monotonic()
 
@@ -204,12 +241,11 @@ class Sampler:
         for q in self.spark.streams.active:
             last = q.lastProgress or {}
             for p in q.recentProgress:
-                if p["batchId"] > self._seen.get(q.name, -1):
-                    self._seen[q.name] = p["batchId"]
-                    self._batch_ms[q.name] = self._batch_ms.get(q.name, 0.0) + (
-                        p.get("batchDuration") or p["durationMs"].get("triggerExecution", 0))
+                if p["timestamp"] > self._seen.get(q.name, ""):
+                    self._seen[q.name] = p["timestamp"]
+                    self._batch_ms[q.name] = self._batch_ms.get(q.name, 0.0) + _batch_ms(p)
             queries[q.name] = {"batch": last.get("batchId"), "rows": last.get("numInputRows"),
-                               "batch_ms": last.get("batchDuration"), "backlog": self._backlog(last)}
+                               "batch_ms": _batch_ms(last) if last else None, "backlog": self._backlog(last)}
         self.timeline.append({"t": round(time.monotonic() - self._t0, 1), "sent": self.sent(), "queries": queries})
 
     def busy(self, seconds: float) -> dict[str, float]:
@@ -236,13 +272,18 @@ class Sampler:
         return total if kafka else None
 
 
+def _batch_ms(progress: dict[str, Any]) -> float:
+    """A trigger's wall time (PySpark's progress JSON has ``durationMs``, not ``batchDuration``)."""
+    return float(progress.get("durationMs", {}).get("triggerExecution", 0))
+
+
 def _stage_rates(spark) -> dict[str, float]:
     """Per query: rows processed per second of batch time over its recent batches."""
     out = {}
     for q in spark.streams.active:
         ps = [p for p in q.recentProgress if p.get("numInputRows")]
         rows = sum(p["numInputRows"] for p in ps)
-        ms = sum(p.get("batchDuration") or p["durationMs"].get("triggerExecution", 0) for p in ps)
+        ms = sum(_batch_ms(p) for p in ps)
         if rows and ms:
             out[q.name] = rows / (ms / 1000)
     return out
