@@ -11,12 +11,12 @@ warmed up. Measured:
   ``drain_limit_s`` after the last reading was sent, and the scores in Delta, MongoDB and
   Elasticsearch agree;
 - the **completed rate**: readings ÷ (first send → everything drained). With ``rate`` 0 the
-  producer sends as fast as it can, and that rate is the maximum the pipeline sustains;
+  producer sends as fast as it can: a burst the pipeline absorbed, not a rate it sustains;
 - a **timeline** sampled every ``sample_s``: readings sent, and per query its Kafka backlog (the
   topic's end offsets minus the offsets its last batch reached) and its share of wall time spent
-  in batches. A load held for minutes is sustained only if the backlogs stay flat: the scoring
-  query's backlog at the end of the send and its largest are reported, with the latency of the
-  alerts of the second half of the send beside the whole run's."""
+  in triggers. For a load held for minutes (``growth_limit``, the soak) sustained also needs the
+  scoring backlog to have stopped growing (``backlog_growth``); its end, peak and growth are
+  reported, with the latency of the second half of the send's alerts beside the whole run's."""
 
 from __future__ import annotations
 
