@@ -30,13 +30,13 @@ def main(patients: int = 500, hours: float = 24.0, repeat: int = 3, master: str 
     console = Console()
     spark = build_session(settings, app_name="vitalwatch-benchmark-parse", master=master)
     cfg = settings.simulator.model_copy(update={"patients": patients})
-    t = datetime(2026, 1, 1)
+    t = datetime.now(UTC).replace(tzinfo=None)  # arrival (LogAppendTime): after every simulated reading
     with console.status("generating messages"):
         msgs = list(simulate(SimulationPlan(datetime(2026, 1, 1, tzinfo=UTC), hours, cfg)))
     tmp = Path(tempfile.mkdtemp(prefix="vw-bench-"))
     try:
         bronze_path = str(tmp / "bronze")
-        rows = [(m.key.encode(), m.value, "bench", 0, i, t, 0, t, t.date()) for i, m in enumerate(msgs)]
+        rows = [(m.key.encode(), m.value, "bench", 0, i, t, 1, t, t.date()) for i, m in enumerate(msgs)]
         spark.createDataFrame(rows, KAFKA_BRONZE_SCHEMA).repartition(8).write.format("delta").save(bronze_path)
         bronze = spark.read.format("delta").load(bronze_path).cache()
         n_msgs = bronze.count()

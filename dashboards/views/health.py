@@ -26,6 +26,16 @@ def health() -> None:
         "batch_duration_ms": st.column_config.NumberColumn("batch ms", format="%d"),
         "kafka_lag": st.column_config.NumberColumn("Kafka lag (offsets)", format="%d"),
         "seconds_since": st.column_config.NumberColumn("last report (s ago)", format="%d")})
+    try:
+        by_reason, by_type = data.input_outcomes(s)
+    except Exception as e:  # a lake without the silver tables yet: say so, keep the page
+        st.warning(f"silver input outcomes unavailable: {type(e).__name__}")
+    else:
+        left, right = st.columns(2)
+        left.caption("silver/quarantine: rows by reason")
+        left.dataframe(by_reason, hide_index=True)
+        right.caption("Bundle resources that are not vital signs (counted, not quarantined)")
+        right.dataframe(by_type, hide_index=True)
     for metric, title in (("processed_rows_per_s", "processed rows/s"), ("batch_duration_ms", "batch duration (ms)"),
                           ("kafka_lag", "Kafka lag (offsets)"), ("state_rows", "rows in state")):
         d = prog[["timestamp", "query", metric]].dropna() if metric in prog else None

@@ -139,10 +139,11 @@ def simulate(
     duplicates: Annotated[float | None, typer.Option(help="fraction of messages sent twice")] = None,
     late: Annotated[float | None, typer.Option(help="fraction delivered late/out of order")] = None,
     malformed: Annotated[float | None, typer.Option(help="fraction of readings followed by a malformed message")] = None,
-    start: Annotated[str | None, typer.Option(help="simulated start time (ISO 8601, default: now)")] = None,
+    start: Annotated[str | None, typer.Option(help="simulated start time (ISO 8601, default: the HOURS ending now; "
+                                                 "readings later than their sending are quarantined)")] = None,
 ) -> None:
     """Simulate bedside monitors: FHIR R4 vitals for N patients into the observations topic."""
-    from datetime import UTC, datetime
+    from datetime import datetime
 
     from vitalwatch.infra.endpoints import resolve
     from vitalwatch.producers.simulator import SimulationPlan
@@ -153,8 +154,7 @@ def simulate(
                                 late_fraction=late, malformed_fraction=malformed,
                                 speedup=speedup, rate=rate).items() if v is not None}
     cfg = s.simulator.model_copy(update=upd)
-    t0 = datetime.fromisoformat(start) if start else datetime.now(UTC).replace(microsecond=0)
-    plan = SimulationPlan(t0, hours, cfg)
+    plan = SimulationPlan(datetime.fromisoformat(start), hours, cfg) if start else SimulationPlan.until_now(hours, cfg)
     ep = resolve(s, ("kafka",))
     _send_with_progress(sim(plan), None, s.kafka.topics.observations, ep.kafka_bootstrap,
                         cfg.speedup, cfg.rate, f"simulating {cfg.patients} patients, {hours} h")
@@ -217,10 +217,10 @@ def pipeline(
 
 def _ensure_topics(s, ep) -> None:
     """The configured topics exist (the broker does not auto-create; idempotent)."""
-    from vitalwatch.infra.kafka import ensure_topics
+    from vitalwatch.infra.kafka import ensure_topics, topic_configs
 
     ensure_topics(ep.kafka_bootstrap, list(s.kafka.topics.model_dump().values()), s.kafka.partitions,
-                  s.kafka.replication_factor)
+                  s.kafka.replication_factor, topic_configs(s))
 
 
 def _log_progress(queries) -> None:
@@ -234,7 +234,8 @@ def _log_progress(queries) -> None:
 
 @app.command()
 def show(sample: Annotated[int, typer.Option(help="latest silver rows to print")] = 8) -> None:
-    """Counts of bronze, silver and quarantine, quarantine reasons, and the latest values."""
+    """Counts of bronze, silver and quarantine, quarantine reasons, a Bundle's non-vital
+    resources by type, and the latest values."""
     from vitalwatch.pipeline.report import lake_summary
     from vitalwatch.spark import build_session
 
@@ -255,6 +256,10 @@ def show(sample: Annotated[int, typer.Option(help="latest silver rows to print")
     out.print(t)
     t = Table("quarantine reason", "rows")
     for k, v in summ["by_reason"].items():
+        t.add_row(k, str(v))
+    out.print(t)
+    t = Table("resource type", "resources", title="Bundle resources that are not vital signs (counted, not quarantined)")
+    for k, v in summ["ignored_by_type"].items():
         t.add_row(k, str(v))
     out.print(t)
     t = Table("patient", "effective (UTC)", "vital", "value", "unit", "device", title="latest values to arrive")
@@ -288,7 +293,7 @@ def run(
     from vitalwatch.pipeline.runner import DEFAULT_STAGES, run_continuous
     from vitalwatch.pipeline.triggers import slowest_trigger_s
     from vitalwatch.producers.kafka_out import send
-    from vitalwatch.producers.simulator import SimulationPlan, gateway_alert
+    from vitalwatch.producers.simulator import gateway_alert
     from vitalwatch.producers.simulator import simulate as sim
     from vitalwatch.spark import build_session
 
@@ -310,10 +315,10 @@ def run(
     board = _start_dashboard(s) if dashboard else None
     with console.status("starting Spark (connectors resolve from Maven Central on first use)"):
         spark = build_session(s, app_name="vitalwatch-local")
-    # Simulated time runs ahead of the clock (x speedup). A second run starting "now" would send
-    # the same patients readings older than the ones the first run left in the scoring state,
-    # all of them late; so it starts after the newest reading in the lake instead.
-    plan = SimulationPlan(_simulation_start(spark, s), hours, cfg)
+    plan = _simulation_plan(spark, s, hours, cfg)
+    if plan.cfg.patient_prefix != cfg.patient_prefix:
+        cfg = plan.cfg
+        _register_simulated(s.model_copy(update={"simulator": cfg}), None, None)
     stop = threading.Event()
     done = threading.Event()
     result: dict[str, object] = {}
@@ -811,23 +816,30 @@ def kibana_import(
         raise typer.Exit(1)
 
 
-def _simulation_start(spark, s):
-    """Now, or just after the newest effective time in silver if that is later."""
-    from datetime import UTC, datetime, timedelta
+def _simulation_plan(spark, s, hours: float, cfg):
+    """The ``hours`` ending now (no reading dated after it is sent, at any speed-up). If the lake
+    already holds readings of these patients in that window (an earlier run), their later
+    readings would all be late for the scoring state; the simulated ward then admits a new
+    cohort of patients instead (ids ``r<MMDDHHMM>-p00000``…)."""
+    from datetime import UTC, datetime
 
     from pyspark.sql import functions as F
 
     from vitalwatch.pipeline.lake import SILVER_VITALS, read_table
+    from vitalwatch.producers.simulator import SimulationPlan
 
-    now = datetime.now(UTC).replace(microsecond=0)
+    plan = SimulationPlan.until_now(hours, cfg)
     try:
-        newest = read_table(spark, s, SILVER_VITALS).agg(F.max("effective_time").cast("long")).first()[0]
+        newest = (read_table(spark, s, SILVER_VITALS).where(F.col("patient_id").startswith(cfg.patient_prefix))
+                  .agg(F.max("effective_time").cast("long")).first()[0])
     except Exception:
-        return now
-    if newest is None:
-        return now
-    after = datetime.fromtimestamp(int(newest), UTC) + timedelta(minutes=1)
-    return max(now, after)
+        return plan
+    if newest is None or datetime.fromtimestamp(int(newest), UTC) < plan.start:
+        return plan
+    cohort = f"r{datetime.now(UTC):%m%d%H%M}-{cfg.patient_prefix}"
+    console.log(f"the lake has readings of patients {cfg.patient_prefix}… in the last {hours:g} h: "
+                f"simulating a new cohort {cohort}…")
+    return SimulationPlan(plan.start, hours, cfg.model_copy(update={"patient_prefix": cohort}))
 
 
 def _drained(spark) -> bool:

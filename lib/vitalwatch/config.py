@@ -9,12 +9,13 @@ Environment variables use the prefix ``VITALWATCH__`` and ``__`` between levels,
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "VITALWATCH__"
@@ -86,6 +87,9 @@ class KafkaConfig(BaseModel):
     starting_offsets: str = "earliest"
     max_offsets_per_trigger: int = Field(200_000, ge=1)
     fail_on_data_loss: bool = True
+    # The input topic's record cap, above fhir.max_message_bytes: a larger message still reaches
+    # bronze and is quarantined with its reason instead of being refused at the producer.
+    observations_max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
 
 
 class MongoSecurityConfig(BaseModel):
@@ -117,6 +121,7 @@ class SparkConfig(BaseModel):
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "2g"
     ivy_dir: str | None = None
+    jvm_dir: str | None = None  # vitalwatch's own compiled Spark classes (vitalwatch.jvm); None: <cache_dir>/jvm
     # Python workers' daemon (vitalwatch.infra.pydaemon: why there); null: PySpark's own.
     python_daemon_module: str | None = "vitalwatch.infra.pydaemon"
     extra_conf: dict[str, str] = {}
@@ -133,9 +138,36 @@ class StreamingConfig(BaseModel):
     record_progress: bool = True  # queries' progress to MongoDB pipeline_progress (the dashboard's health page)
 
 
+# pandas/numpy nanosecond timestamps (the scoring engine's) hold 1677-09-21 .. 2262-04-11.
+_EARLIEST_REPRESENTABLE = datetime(1678, 1, 1, tzinfo=UTC)
+
+
 class FhirConfig(BaseModel):
+    """The silver input rules (README, "Silver rules"): what a message must be to be accepted."""
+
     accepted_statuses: list[str]
     bundle_types: list[str]
+    # Effective times are accepted within [min_effective_time, arrival + max_clock_skew]; arrival
+    # is the broker's LogAppendTime (the pipeline's clock, not the device's).
+    min_effective_time: datetime = datetime(1900, 1, 1, tzinfo=UTC)
+    max_clock_skew: timedelta = timedelta(minutes=10)
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)   # a Kafka value larger: message_too_large
+    max_bundle_entries: int = Field(2000, ge=1)                 # a Bundle with more entries: bundle_too_large
+    max_json_depth: int = Field(64, ge=8)                       # deeper JSON nesting: json_too_deep
+    max_identifier_length: int = Field(128, ge=1, le=1024)      # identifier values / fallback ids, characters
+
+    @field_validator("min_effective_time")
+    @classmethod
+    def _representable(cls, v: datetime) -> datetime:
+        v = v if v.tzinfo else v.replace(tzinfo=UTC)
+        if v < _EARLIEST_REPRESENTABLE:
+            raise ValueError(f"min_effective_time {v:%Y-%m-%d} is before {_EARLIEST_REPRESENTABLE:%Y-%m-%d}, "
+                             "the earliest time the scoring engine can hold")
+        return v.astimezone(UTC)
+
+    @property
+    def max_clock_skew_ms(self) -> int:
+        return int(self.max_clock_skew.total_seconds() * 1000)
 
 
 class KafkaServerConfig(BaseModel):
@@ -174,6 +206,7 @@ class InfraConfig(BaseModel):
 
 class SimulatorConfig(BaseModel):
     patients: int = Field(50, ge=1)
+    patient_prefix: str = Field("p", pattern=r"^[A-Za-z0-9\-.]{1,40}$")  # ids <prefix>00000…
     seed: int = 7
     cadence_minutes: float = Field(15, gt=0)
     speedup: float = Field(60.0, gt=0)

@@ -18,10 +18,13 @@ if TYPE_CHECKING:
 
 def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, str]:
     """The Spark configuration vitalwatch needs, as a dict (also rendered by spark-submit.sh)."""
+    from vitalwatch.jvm import jar_path
+
     pk = load_packages()
     ivy = settings.spark.ivy_dir or str(settings.path(settings.infra.cache_dir) / "ivy")
     conf = {
         "spark.app.name": app_name or settings.spark.app_name,
+        "spark.jars": str(jar_path(settings)),  # vitalwatch's own classes (vitalwatch.jvm)
         "spark.jars.packages": pk.packages_csv,
         "spark.jars.excludes": pk.excludes_csv,
         "spark.jars.ivy": ivy,
@@ -75,6 +78,9 @@ def build_session(settings: Settings, app_name: str | None = None,
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("VITALWATCH_SPARK_LOG_LEVEL", "WARN"))
+    from vitalwatch.jvm import register
+
+    register(spark)
     return spark
 
 
@@ -88,7 +94,8 @@ def submit_args(settings: Settings) -> list[str]:
     """spark-submit arguments for the same configuration (used by spark-submit.sh): packages
     and static settings must be known before the JVM starts."""
     conf = session_conf(settings)
-    args = ["--packages", conf.pop("spark.jars.packages"), "--exclude-packages", conf.pop("spark.jars.excludes")]
+    args = ["--jars", conf.pop("spark.jars"), "--packages", conf.pop("spark.jars.packages"),
+            "--exclude-packages", conf.pop("spark.jars.excludes")]
     conf.pop("spark.app.name")
     for k, v in conf.items():
         args += ["--conf", f"{k}={v}"]

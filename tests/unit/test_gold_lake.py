@@ -36,7 +36,7 @@ def test_rows_survive_the_topic_and_keys_are_stable(spark, base_settings) -> Non
     rec = lake_records(risk, alerts, base_settings).cache()
     t = base_settings.kafka.topics
     keys = {(r["topic"], r["key"]) for r in rec.collect()}
-    assert keys == {(t.gold_scores, "p1:o1"), (t.gold_scores, "p2:discharged:1772360130123456"),
+    assert keys == {(t.gold_scores, '["p1","o1"]'), (t.gold_scores, '["p2","discharged","1772360130123456"]'),
                     (t.gold_alerts, "a1")}
     assert lake_records(risk, alerts, base_settings).select("key").collect() == rec.select("key").collect()
 

@@ -15,6 +15,7 @@ from vitalwatch.fhir.parse import (
     ParseRules,
     accepted,
     dedupe_key,
+    ignored,
     parse_observations,
     rejected,
 )
@@ -75,7 +76,7 @@ def test_unit_conversions(spark: SparkSession, rules: ParseRules) -> None:
     assertDataFrameEqual(got, expected, rtol=1e-9)
 
 
-def test_bundle_entries_are_parsed_and_a_foreign_entry_quarantined(spark: SparkSession, rules: ParseRules) -> None:
+def test_bundle_entries_are_parsed_and_a_non_vital_entry_counted(spark: SparkSession, rules: ParseRules) -> None:
     b = {"resourceType": "Bundle", "type": "batch", "entry": [
         {"fullUrl": "urn:uuid:a", "resource": obs("8867-4", 88.0, "/min", oid="hr1")},
         {"fullUrl": "urn:uuid:b", "resource": {"resourceType": "Patient", "id": "p1"}},
@@ -85,9 +86,10 @@ def test_bundle_entries_are_parsed_and_a_foreign_entry_quarantined(spark: SparkS
     assertDataFrameEqual(accepted(p).select("observation_id", "vital", "value"),
                          spark.createDataFrame([("hr1", "heart_rate", 88.0), ("sp1", "spo2", 93.0)],
                                                "observation_id string, vital string, value double"))
-    assertDataFrameEqual(rejected(p).select("reason", "entry_index", "detail"),
-                         spark.createDataFrame([("unsupported_resource_type", 1, "resourceType 'Patient'")],
-                                               "reason string, entry_index int, detail string"))
+    assert rejected(p).count() == 0, "a Bundle's other resources are not errors"
+    assertDataFrameEqual(ignored(p).select("reason", "entry_index", "resource_type"),
+                         spark.createDataFrame([("non_vital_resource", 1, "Patient")],
+                                               "reason string, entry_index int, resource_type string"))
 
 
 REJECTION_CASES: list[tuple[object, str]] = [
@@ -95,7 +97,7 @@ REJECTION_CASES: list[tuple[object, str]] = [
     ("", "empty_message"),
     (None, "empty_message"),
     ('{"id": "x"}', "not_a_fhir_resource"),
-    ({"resourceType": "Bundle", "type": "searchset", "entry": []}, "unsupported_bundle_type"),
+    ({"resourceType": "Bundle", "type": "document", "entry": []}, "unsupported_bundle_type"),
     ({"resourceType": "Bundle", "type": "batch", "entry": []}, "empty_bundle"),
     (obs("8867-4", 70.0, "/min", status="entered-in-error"), "status_not_accepted"),
     ({k: v for k, v in obs("8867-4", 70.0, "/min").items() if k != "subject"}, "missing_subject"),

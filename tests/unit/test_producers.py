@@ -28,8 +28,11 @@ def plan(settings: Settings, **upd: object) -> SimulationPlan:
 
 
 def to_bronze(spark: SparkSession, msgs: list) -> object:
-    t = datetime(2026, 2, 1)
-    rows = [(m.key.encode(), m.value, "t", 0, i, t, 0, t, t.date()) for i, m in enumerate(msgs)]
+    """Bronze rows as the broker stamps them: LogAppendTime = when the simulator sends each."""
+    rows = []
+    for i, m in enumerate(msgs):
+        t = m.sim_time.astimezone(UTC).replace(tzinfo=None)
+        rows.append((m.key.encode(), m.value, "t", 0, i, t, 1, t, t.date()))
     return spark.createDataFrame(rows, KAFKA_BRONZE_SCHEMA)
 
 

@@ -1,6 +1,7 @@
 """The scoring engine the streaming job runs per patient: incremental = batch, late and
 duplicate readings, bounded state. A real (small) XGBoost scorer trained here on the
-simulator's physiology — the engine is pure, so no registry or Spark is needed."""
+simulator's physiology (tests/unit/conftest.py) — the engine is pure, so no registry or Spark
+is needed."""
 
 from __future__ import annotations
 
@@ -9,24 +10,12 @@ import pandas as pd
 import pytest
 
 from vitalwatch.config import Settings
-from vitalwatch.features.vector import BP_VITALS, feature_matrix, readings, training_examples
+from vitalwatch.features.vector import BP_VITALS, feature_matrix, readings
 from vitalwatch.models.datasets import synthetic_pandas
-from vitalwatch.models.scorer import RiskScorer
 from vitalwatch.scoring.engine import ModelRef, advance, empty_rows, score_batch
 
 S = Settings()
 CLIN = S.clinical
-
-
-@pytest.fixture(scope="module")
-def model() -> ModelRef:
-    import xgboost as xgb
-
-    ex = training_examples(synthetic_pandas(S.models.synthetic, 80), CLIN)
-    x = np.stack(ex["features"].to_numpy())
-    boosters = {h: xgb.train({"max_depth": 3, "eta": 0.3, "objective": "binary:logistic", "nthread": 1},
-                             xgb.DMatrix(x, ex[f"label_{h}h"], missing=np.nan), 15) for h in CLIN.horizons_hours}
-    return ModelRef("test-model", "7", RiskScorer(CLIN.horizons_hours, [], boosters, {}))
 
 
 @pytest.fixture(scope="module")

@@ -76,24 +76,48 @@ def test_available_now_waits_only_for_the_stages_a_stage_reads() -> None:
     assert lake_fed["gold"] == ("silver",)
 
 
-def test_a_scoring_checkpoint_is_resumed_only_with_its_own_state_buckets(spark: SparkSession, tmp_path) -> None:
+def test_a_scoring_checkpoint_is_resumed_only_with_its_own_state_layout(spark: SparkSession, tmp_path) -> None:
+    import json
+
     import pytest
 
-    from vitalwatch.pipeline.gold import LAYOUT_FILE, check_state_layout
+    from vitalwatch.pipeline.checkpoints import LAYOUT_FILE
+    from vitalwatch.pipeline.gold import STATE_VERSION, check_state_layout
 
     s8 = with_updates(Settings(), gold={"state_buckets": 8})
     s16 = with_updates(Settings(), gold={"state_buckets": 16})
     chk = tmp_path / "gold"
     check_state_layout(spark, str(chk), s8)  # a new checkpoint records its layout
-    assert (chk / LAYOUT_FILE).read_text() == '{"state_buckets": 8}'
+    layout = {"state_buckets": 8, "state_version": STATE_VERSION}
+    assert json.loads((chk / LAYOUT_FILE).read_text()) == layout
     check_state_layout(spark, str(chk), s8)  # a restart with the same count resumes
     with pytest.raises(ValueError, match=r"state_buckets.: 8.*state_buckets.: 16"):
         check_state_layout(spark, str(chk), s16)
-    assert (chk / LAYOUT_FILE).read_text() == '{"state_buckets": 8}', "a refused start changes nothing"
+    assert json.loads((chk / LAYOUT_FILE).read_text()) == layout, "a refused start changes nothing"
 
-    legacy = tmp_path / "legacy"  # written before the record existed: 64 buckets
+    old = tmp_path / "v1"  # written by the state version before int64 times and versioned rows
+    old.mkdir()
+    (old / LAYOUT_FILE).write_text('{"state_buckets": 8}')
+    with pytest.raises(ValueError, match="new checkpoint"):
+        check_state_layout(spark, str(old), s8)
+
+    legacy = tmp_path / "legacy"  # written before the record existed: 64 buckets, version 1
     (legacy / "offsets").mkdir(parents=True)
     with pytest.raises(ValueError, match="64"):
-        check_state_layout(spark, str(legacy), s8)
-    check_state_layout(spark, str(legacy), with_updates(Settings(), gold={"state_buckets": 64}))
-    assert (legacy / LAYOUT_FILE).exists()
+        check_state_layout(spark, str(legacy), with_updates(Settings(), gold={"state_buckets": 64}))
+    assert not (legacy / LAYOUT_FILE).exists()
+
+
+def test_a_silver_checkpoint_from_before_first_wins_is_refused(spark: SparkSession, tmp_path) -> None:
+    import pytest
+
+    from vitalwatch.pipeline.checkpoints import LAYOUT_FILE, check_layout
+    from vitalwatch.pipeline.silver import DEDUPE_LAYOUT
+
+    legacy = tmp_path / "silver"
+    (legacy / "offsets").mkdir(parents=True)
+    with pytest.raises(ValueError, match="first_wins"):
+        check_layout(spark, str(legacy), DEDUPE_LAYOUT, {}, "start anew")
+    fresh = tmp_path / "fresh"
+    check_layout(spark, str(fresh), DEDUPE_LAYOUT, {}, "start anew")
+    assert (fresh / LAYOUT_FILE).exists()

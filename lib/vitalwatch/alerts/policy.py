@@ -15,9 +15,10 @@ Per patient, over readings in time order, an **alert event** is raised when the 
 - falls back to LOW from MEDIUM or above (``resolved``, level LOW).
 A fall between alert levels (e.g. CRITICAL → HIGH) changes the patient's level without an event.
 
-**Late readings** (older than the patient's newest evaluated reading) never move the
-patient's level; a late reading that is itself a crisis still raises a CRITICAL alert marked
-``late`` unless a CRITICAL alert was raised within the suppression window around it.
+**Late readings** (older than the patient's newest evaluated reading, or marked
+``out_of_order`` by the engine: too late for the history, or a time that cannot be trusted)
+never move the patient's level; a late reading that is itself a crisis still raises a CRITICAL
+alert marked ``late`` unless a CRITICAL alert was raised within the suppression window around it.
 
 Times are the readings' effective times, so a replay gives the same events, and
 ``alert_id`` is a UUID-5 of (patient, observation, level): deterministic, and the same id a
@@ -65,6 +66,7 @@ class Assessment:
     crisis_now: bool = False
     news2: float = math.nan          # aggregate; NaN when not computable
     news2_red_flag: bool = False
+    out_of_order: bool = False       # too late for the history, or its time untrusted: handled as late
 
 
 def level_of(a: Assessment, clinical: ClinicalConfig, cfg: AlertsConfig) -> tuple[str, list[str]]:
@@ -142,7 +144,7 @@ def decide(state: AlertState, a: Assessment, clinical: ClinicalConfig, cfg: Aler
         return AlertEvent(alert_id(a.patient_id, a.observation_id, lvl), kind, lvl, prev, a.patient_id,
                           a.observation_id, t, tuple(reasons), late)
 
-    if state.eval_ms != NO_TIME and t < state.eval_ms:  # late: never moves the level
+    if a.out_of_order or (state.eval_ms != NO_TIME and t < state.eval_ms):  # late: never moves the level
         ev = None
         if a.crisis_now and not _within(t, state.last_alert_ms[RANK["CRITICAL"]], window):
             ev = event("raised", "CRITICAL", state.level, late=True)

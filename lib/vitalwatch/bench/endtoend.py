@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -89,7 +88,7 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
     import pymongo
 
     from vitalwatch.alerts.feed import alert_latencies, percentiles
-    from vitalwatch.infra.kafka import ensure_topics
+    from vitalwatch.infra.kafka import ensure_topics, topic_configs
     from vitalwatch.pipeline import STAGES
     from vitalwatch.pipeline.runner import run_continuous
     from vitalwatch.pipeline.triggers import slowest_trigger_s
@@ -101,13 +100,13 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
     tag = f"{int(rate) if rate else 'max'}-{uuid.uuid4().hex[:6]}"
     s = fresh(settings, work, tag)
     ensure_topics(ep.kafka_bootstrap, list(s.kafka.topics.model_dump().values()), s.kafka.partitions,
-                  s.kafka.replication_factor)
+                  s.kafka.replication_factor, topic_configs(s))
     mongo.init(s, ep.mongo_uri or "")
     steps = math.ceil(readings / (patients * READINGS_PER_STEP)) + 1
     cfg = s.simulator.model_copy(update={"patients": patients, "profile_mix": {"crisis_prone": 0.3,
                                                                                 "hypertensive": 0.35,
                                                                                 "normotensive": 0.35}})
-    plan = SimulationPlan(datetime.now(UTC), steps * cfg.cadence_minutes / 60, cfg)
+    plan = SimulationPlan.until_now(steps * cfg.cadence_minutes / 60, cfg)  # none dated after it is sent
     admin = pymongo.MongoClient(ep.mongo_uri)[s.mongo.database]
     mongo.register_patients(admin, registry_entries(plan))
 

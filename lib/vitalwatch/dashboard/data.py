@@ -111,7 +111,8 @@ class Gold:
 
         filters = [("patient_id", "=", patient_id), ("effective_date", ">=", since.date())]
         df = _read(DeltaTable(self.path(GOLD_SCORES)), SCORE_COLUMNS + _risk_columns(self.s), filters)
-        df = df[df["observation_id"].notna() & (df["effective_time"] >= _utc(since))]
+        df = df[df["observation_id"].notna() & (df["effective_time"] >= _utc(since))
+                & (df["score_status"] != "untimely")]  # its own time is not to be trusted: not on a trend
         return df.sort_values("effective_time").reset_index(drop=True)
 
     def vitals(self, patient_id: str, since: datetime) -> pd.DataFrame:
@@ -137,6 +138,21 @@ def observation_counts(settings: Settings, patients: list[str] | None = None) ->
                    ["patient_id", "observation_id", "vital", "effective_time"], filters)
     quarantined = DeltaTable(settings.table_path(*SILVER_QUARANTINE)).to_pyarrow_dataset().count_rows()
     return count_observations(values), int(quarantined)
+
+
+def input_outcomes(settings: Settings, cache: TableCache | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the silver stage did not accept: quarantined rows by reason, and a Bundle's
+    resources that are not vital signs (counted, not quarantined) by resource type."""
+    from vitalwatch.pipeline.lake import SILVER_IGNORED, SILVER_QUARANTINE
+
+    cache = cache or TableCache(settings.dashboard.cache_seconds)
+    q = cache.get(settings.table_path(*SILVER_QUARANTINE), ["reason"])
+    ign = cache.get(settings.table_path(*SILVER_IGNORED), ["resource_type", "resources"])
+    by_reason = (q.groupby("reason").size().rename("rows").reset_index().sort_values("rows", ascending=False)
+                 if len(q) else pd.DataFrame(columns=["reason", "rows"]))
+    by_type = (ign.groupby("resource_type")["resources"].sum().reset_index().sort_values("resources", ascending=False)
+               if len(ign) else pd.DataFrame(columns=["resource_type", "resources"]))
+    return by_reason.reset_index(drop=True), by_type.reset_index(drop=True)
 
 
 def _utc(t: datetime) -> pd.Timestamp:

@@ -110,7 +110,7 @@ def readings(rows: pd.DataFrame, cfg: ClinicalConfig) -> pd.DataFrame:
             ok = (j >= 0) & (pcode[o][jj] == r_p) & (r_t - t_ns[o][jj] <= tol)
             res[ok] = value[o][jj[ok]]
         out_cols[col] = res
-    prev_ok = np.r_[False, r_p[1:] == r_p[:-1]]
+    prev_ok = np.r_[False, r_p[1:] == r_p[:-1]] if len(r_p) else np.zeros(0, bool)
     gap = np.full(len(r_idx), np.nan)
     gap[prev_ok] = (np.diff(r_t)[prev_ok[1:]] / 10**9) / 60.0
     out_cols["minutes_since_previous"] = gap

@@ -24,6 +24,7 @@ class VitalDef(BaseModel):
     min: float
     max: float
     convert: dict[str, Conversion] = {}
+    source: str = ""  # where the code's meaning comes from (profile, LOINC part), for reviewers
 
 
 class BpPair(BaseModel):

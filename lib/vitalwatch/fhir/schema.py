@@ -48,7 +48,10 @@ OBSERVATION_FIELDS: tuple[StructField, ...] = (
     _f("resourceType", StringType()),
     _f("id", StringType()),
     _f("meta", META),
-    _f("identifier", ArrayType(IDENTIFIER)),
+    # Read as text (any JSON value), parsed with IDENTIFIERS only where an id is needed: a
+    # Bundle's or a QuestionnaireResponse's ``identifier`` is one object, an Observation's an
+    # array, and one schema that guessed wrong would reject the whole message.
+    _f("identifier", StringType()),
     _f("status", StringType()),
     _f("code", CODEABLE_CONCEPT),
     _f("subject", REFERENCE),
@@ -59,11 +62,18 @@ OBSERVATION_FIELDS: tuple[StructField, ...] = (
     *_VALUE_FIELDS,
     _f("component", ArrayType(COMPONENT)),
 )
+IDENTIFIERS = ArrayType(IDENTIFIER)
+
+# One resource (an Observation, or any other type read for its type, id and identifier), with
+# the corrupt-record column that says it did not fit these types.
+RESOURCE = StructType([*OBSERVATION_FIELDS, _f("_corrupt_record", StringType())])
 OBSERVATION = StructType(list(OBSERVATION_FIELDS))
 
-ENTRY = _s(_f("fullUrl", StringType()), _f("resource", OBSERVATION))
+# A Bundle entry's resource stays text here and is read with RESOURCE on its own, so one entry
+# of the wrong shape is that entry's rejection, not the whole Bundle's.
+ENTRY = _s(_f("fullUrl", StringType()), _f("resource", StringType()))
 
-# One schema reads both message shapes: an Observation, or a Bundle of them.
+# One schema reads both message shapes: an Observation, or a Bundle of resources.
 MESSAGE = StructType([
     *OBSERVATION_FIELDS,
     _f("type", StringType()),

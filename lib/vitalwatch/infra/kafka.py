@@ -67,6 +67,7 @@ class KafkaServer(LocalServer):
             "transaction.state.log.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
             "log.retention.hours=168",
+            "log.message.timestamp.type=LogAppendTime",  # the broker's clock, never a producer's
             "",
         ]))
         (self.dir / "log4j.properties").write_text(LOG4J)
@@ -100,7 +101,7 @@ class KafkaServer(LocalServer):
 
     def ensure_topics(self, bootstrap: str) -> None:
         ensure_topics(bootstrap, list(self.s.kafka.topics.model_dump().values()),
-                      self.s.kafka.partitions, self.s.kafka.replication_factor)
+                      self.s.kafka.partitions, self.s.kafka.replication_factor, topic_configs(self.s))
 
 
 def _random_cluster_id() -> str:
@@ -110,18 +111,53 @@ def _random_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def ensure_topics(bootstrap: str, names: list[str], partitions: int, replication: int) -> None:
-    """Create missing topics (idempotent)."""
+# Every topic stamps records with the broker's clock: the pipeline's time bounds and lateness
+# rest on arrival times no producer can set (PRODUCT §3).
+TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Per-topic settings beyond :data:`TOPIC_CONFIG`: the input topic takes values up to
+    ``kafka.observations_max_message_bytes``, so an oversized message reaches bronze and gets
+    its quarantine reason (``message_too_large``) instead of vanishing at the producer."""
+    return {settings.kafka.topics.observations: {"max.message.bytes": str(settings.kafka.observations_max_message_bytes)}}
+
+
+def ensure_topics(bootstrap: str, names: list[str], partitions: int, replication: int,
+                  configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create missing topics with :data:`TOPIC_CONFIG` (plus ``configs`` per topic), and set
+    those on existing ones that lack them (idempotent)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    configs = configs or {}
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
-    new = [NewTopic(t, partitions, replication) for t in names if t not in existing]
-    if not new:
-        return
-    for topic, fut in admin.create_topics(new, operation_timeout=30).items():
+    new = [NewTopic(t, partitions, replication, config={**TOPIC_CONFIG, **configs.get(t, {})})
+           for t in names if t not in existing]
+    for topic, fut in (admin.create_topics(new, operation_timeout=30).items() if new else []):
         try:
             fut.result(30)
         except Exception as e:
             if "TOPIC_ALREADY_EXISTS" not in str(e):
                 raise InfraError(f"creating topic {topic}: {e}") from e
+    _set_configs(admin, {t: {**TOPIC_CONFIG, **configs.get(t, {})} for t in names if t in existing})
+
+
+def _set_configs(admin, wanted: dict[str, dict[str, str]]) -> None:
+    """Topics created before these settings (or by someone else) get them."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    if not wanted:
+        return
+    described = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in wanted])
+    stale = []
+    for res, fut in described.items():
+        entries, want = fut.result(30), wanted[res.name]
+        if any(k not in entries or entries[k].value != v for k, v in want.items()):
+            stale.append(ConfigResource(ConfigResource.Type.TOPIC, res.name, incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in want.items()]))
+    for res, fut in (admin.incremental_alter_configs(stale).items() if stale else []):
+        try:
+            fut.result(30)
+        except Exception as e:
+            raise InfraError(f"setting {wanted[res.name]} on topic {res.name}: {e}") from e

@@ -58,11 +58,18 @@ from pyspark.sql.streaming.state import GroupStateTimeout
 from vitalwatch.alerts.policy import AlertState
 from vitalwatch.config import Settings
 from vitalwatch.features.build import restore_nan
-from vitalwatch.features.vector import BP_VITALS, OTHER_VITALS, ROW_COLUMNS
+from vitalwatch.features.vector import BP_VITALS, OTHER_VITALS
 from vitalwatch.infra.endpoints import Endpoints, resolve
+from vitalwatch.pipeline.checkpoints import check_layout
 from vitalwatch.pipeline.lake import SILVER_VITALS, ensure_lake, ensure_table
 from vitalwatch.pipeline.triggers import start_foreach_batch
-from vitalwatch.scoring.engine import SOURCE_COLUMNS, ModelRef, advance, empty_rows, output_columns
+from vitalwatch.scoring.engine import (
+    SOURCE_COLUMNS,
+    ModelRef,
+    advance_safely,
+    empty_rows,
+    output_columns,
+)
 
 log = logging.getLogger(__name__)
 GOLD_SCORES = ("gold", "risk_scores")
@@ -85,19 +92,31 @@ STATE_SCHEMA = T.StructType([
     T.StructField("a_eval_ms", T.ArrayType(T.LongType())),
     T.StructField("a_last_alert_ms", T.ArrayType(T.ArrayType(T.LongType()))),
     T.StructField("a_last_arrival_ms", T.ArrayType(T.LongType())),
+    T.StructField("versions", T.ArrayType(T.StringType())),
+    T.StructField("arrivals_ms", T.ArrayType(T.LongType())),
 ])
+# What the state function reads per row. Times cross into Python as int64 (microseconds), so no
+# time Spark accepts can break Arrow's conversion to pandas or the state.
+INPUT_COLUMNS = ["patient_id", "observation_id", "effective_us", "vital", "value", "version_id", "untimely"]
 
 
-def scores_schema(settings: Settings) -> T.StructType:
-    """What the state function emits, one row per new reading (or discharged patient)."""
+def engine_schema(settings: Settings) -> T.StructType:
+    """What the state function emits, one row per new reading (or discharged patient); its
+    effective time as int64 microseconds (:func:`scores_schema` has it as a timestamp)."""
     dbl, s, b = T.DoubleType(), T.StringType(), T.BooleanType()
-    types = {"patient_id": s, "observation_id": s, "effective_time": T.TimestampType(),
+    types = {"patient_id": s, "observation_id": s, "effective_us": T.LongType(),
              "features": T.ArrayType(dbl), "score_status": s, "level": s,
              "level_reasons": T.ArrayType(s), "crisis_now": b, "news2_red_flag": b, "model_name": s,
              "model_version": s, "alert_id": s, "alert_kind": s, "alert_level": s,
              "alert_previous_level": s, "alert_late": b, "kafka_timestamp": T.TimestampType(),
              "silver_time": T.TimestampType()}
     return T.StructType([T.StructField(c, types.get(c, dbl)) for c in output_columns(settings.clinical)])
+
+
+def scores_schema(settings: Settings) -> T.StructType:
+    """The scored rows as the alert path's batches hold them (``effective_time`` a timestamp)."""
+    return T.StructType([T.StructField("effective_time", T.TimestampType()) if f.name == "effective_us" else f
+                         for f in engine_schema(settings).fields])
 
 
 @dataclass
@@ -114,7 +133,8 @@ class BucketState:
             return cls(empty_rows(), {}, {})
         rows = pd.DataFrame({"patient_id": list(st[0]), "observation_id": list(st[1]),
                              "effective_time": pd.to_datetime(np.asarray(st[2], dtype=np.int64), unit="ms"),
-                             "vital": list(st[3]), "value": np.asarray(st[4], dtype=float)})
+                             "vital": list(st[3]), "value": np.asarray(st[4], dtype=float),
+                             "version_id": list(st[10]), "arrival_ms": np.asarray(st[11], dtype=np.int64)})
         alerts = {p: AlertState.from_tuple((lv, ev, la)) for p, lv, ev, la in zip(st[5], st[6], st[7], st[8], strict=True)}
         return cls(rows, alerts, dict(zip(st[5], (int(x) for x in st[9]), strict=True)))
 
@@ -125,7 +145,8 @@ class BucketState:
                 r["effective_time"].to_numpy("datetime64[ms]").astype(np.int64).tolist(),
                 r["vital"].tolist(), r["value"].astype(float).tolist(),
                 pids, [t[0] for t in tuples], [t[1] for t in tuples], [t[2] for t in tuples],
-                [self.arrival_ms[p] for p in pids])
+                [self.arrival_ms[p] for p in pids], r["version_id"].tolist(),
+                r["arrival_ms"].astype(np.int64).tolist())
 
     def discharge(self, before_ms: int) -> list[str]:
         """Drop the patients whose last arrival is before ``before_ms``; their ids."""
@@ -146,6 +167,7 @@ def state_function(model: ModelRef, settings: Settings):
     bucket touched instead of once per patient. Only the patients with new rows are advanced."""
     clinical, alerts_cfg, gold = settings.clinical, settings.alerts, settings.gold
     ttl_ms = int(gold.state_ttl_hours * 3_600_000)
+    skew_ms = settings.fhir.max_clock_skew_ms
     cols = output_columns(clinical)
 
     def discharged(expiry_ms: dict[str, int]) -> pd.DataFrame:
@@ -164,15 +186,15 @@ def state_function(model: ModelRef, settings: Settings):
             new = pd.concat(list(pdfs), ignore_index=True)
             touched = set(new["patient_id"])
             mine = st.rows["patient_id"].isin(touched).to_numpy()
-            res = advance(st.rows[mine], {p: st.alerts[p] for p in touched if p in st.alerts}, new, model,
-                          clinical, alerts_cfg, gold.late_tolerance_minutes)
+            res = advance_safely(st.rows[mine], {p: st.alerts[p] for p in touched if p in st.alerts}, new, model,
+                                 clinical, alerts_cfg, gold.late_tolerance_minutes, skew_ms)
             kept = [f for f in (st.rows[~mine], res.rows) if len(f)]
             st.rows = pd.concat(kept, ignore_index=True) if kept else empty_rows()
             st.alerts.update({p: res.alerts[p] for p in touched if p in res.alerts})
             arrival = new.groupby("patient_id")["silver_time"].max()
             st.arrival_ms.update({p: int(t.value // 1_000_000) for p, t in arrival.items()})
             gone = st.discharge(int(arrival.max().value // 1_000_000) - ttl_ms)
-            yield res.out
+            yield res.out[cols]
         if gone:
             yield discharged({p: last_ms[p] + ttl_ms for p in gone})
         if st.arrival_ms:
@@ -188,13 +210,13 @@ def gold_input(spark: SparkSession, settings: Settings, endpoints: Endpoints | N
     """Silver rows as a stream (``gold.source``, see module doc): the vitals the features use,
     with the reading's source times."""
     if settings.gold.source == "kafka":
-        from vitalwatch.fhir.parse import ParseRules, parse_observations
+        from vitalwatch.fhir.parse import ParseRules, alertable, parse_observations
         from vitalwatch.pipeline.bronze import kafka_stream, to_bronze
-        from vitalwatch.pipeline.silver import to_silver
 
         endpoints = endpoints or resolve(settings, ("kafka",))
         raw = to_bronze(kafka_stream(spark, settings, endpoints, settings.kafka.topics.observations))
-        silver = to_silver(parse_observations(raw, ParseRules.from_settings(settings)))
+        silver = alertable(parse_observations(raw, ParseRules.from_settings(settings))).withColumn(
+            "silver_time", F.current_timestamp())
     else:
         silver = (spark.readStream.format("delta")
                   .option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger)
@@ -203,20 +225,33 @@ def gold_input(spark: SparkSession, settings: Settings, endpoints: Endpoints | N
 
 
 def keyed_rows(silver: DataFrame, settings: Settings) -> DataFrame:
-    """Silver rows → what the state function reads: the vitals the features use, their state
-    bucket (``gold.state_buckets``) and the arrival-time watermark (module doc)."""
+    """Silver rows → what the state function reads (:data:`INPUT_COLUMNS`): the vitals the
+    features use, their state bucket (``gold.state_buckets``) and the arrival-time watermark
+    (module doc). ``untimely``: a value outside the time bounds (quarantined in silver), read
+    only so that a crisis in it still alerts."""
     bucket = F.pmod(F.xxhash64("patient_id"), F.lit(settings.gold.state_buckets)).cast("int")
+    flag = F.col("untimely") if "untimely" in silver.columns else F.lit(False)
     return (silver.where(F.col("vital").isin([*BP_VITALS, *OTHER_VITALS]))
-            .select(*ROW_COLUMNS, *SOURCE_COLUMNS, bucket.alias("bucket"))
+            .select("patient_id", "observation_id", F.unix_micros("effective_time").alias("effective_us"), "vital",
+                    "value", F.coalesce("version_id", F.lit("")).alias("version_id"), flag.alias("untimely"),
+                    *SOURCE_COLUMNS, bucket.alias("bucket"))
             .withWatermark("silver_time", settings.gold.watermark_delay))
 
 
 def score_stream(rows: DataFrame, model: ModelRef, settings: Settings) -> DataFrame:
     """Rows → scored readings (the stateful step). Missing vector slots arrive as null (Arrow);
     :func:`risk_rows` turns them back into NaN, the training vectors' missing value."""
-    return rows.groupBy("bucket").applyInPandasWithState(
-        state_function(model, settings), scores_schema(settings), STATE_SCHEMA, "append",
+    scored = rows.groupBy("bucket").applyInPandasWithState(
+        state_function(model, settings), engine_schema(settings), STATE_SCHEMA, "append",
         GroupStateTimeout.EventTimeTimeout)
+    return with_effective_time(scored)
+
+
+def with_effective_time(scored: DataFrame) -> DataFrame:
+    """``effective_us`` (as the engine emits it) → ``effective_time``, in its place."""
+    cols = [F.timestamp_micros("effective_us").alias("effective_time") if c == "effective_us" else F.col(c)
+            for c in scored.columns]
+    return scored.select(*cols)
 
 
 def load_model(settings: Settings) -> ModelRef:
@@ -239,6 +274,18 @@ def risk_rows(batch: DataFrame) -> DataFrame:
 def readings(risk: DataFrame) -> DataFrame:
     """``gold/risk_scores`` rows that are readings (not discharge markers)."""
     return risk.where(F.col("observation_id").isNotNull())
+
+
+# The times pandas can hold (its nanosecond timestamps): an untimely reading's claimed time may
+# lie outside (year 9999); where rows go through pandas on the driver it is then left out.
+PANDAS_TIME_RANGE = ("1677-09-22 00:00:00", "2262-04-11 00:00:00")
+
+
+def pandas_safe(df: DataFrame) -> DataFrame:
+    """``df`` with an ``effective_time`` pandas cannot hold set to null (the row is kept)."""
+    t = F.col("effective_time")
+    ok = t.between(F.lit(PANDAS_TIME_RANGE[0]).cast("timestamp"), F.lit(PANDAS_TIME_RANGE[1]).cast("timestamp"))
+    return df.withColumn("effective_time", F.when(ok, t))
 
 
 def alert_rows(batch: DataFrame) -> DataFrame:
@@ -283,13 +330,13 @@ STEP_TIMES: dict[str, float] = {}  # seconds per step of the last batch (profili
 def lake_records(risk: DataFrame, alerts: DataFrame | None, settings: Settings) -> DataFrame:
     """Kafka records (topic, key, value) for the gold tables, written there by ``gold_lake``.
 
-    Keys are stable across a replay: patient + observation for a reading, patient + expiry for
-    a discharge, ``alert_id`` for an alert. Timestamps keep their microseconds."""
+    Keys are stable across a replay (:func:`vitalwatch.pipeline.keys.score_key` for a score,
+    ``alert_id`` for an alert). Timestamps keep their microseconds."""
+    from vitalwatch.pipeline.keys import score_key
+
     t = settings.kafka.topics
     opts = {"timestampFormat": JSON_TIMESTAMP}
-    key = F.concat_ws(":", "patient_id", F.coalesce(
-        "observation_id", F.concat(F.lit("discharged:"), F.unix_micros("silver_time").cast("string"))))
-    out = risk.select(F.lit(t.gold_scores).alias("topic"), key.alias("key"),
+    out = risk.select(F.lit(t.gold_scores).alias("topic"), score_key().alias("key"),
                       F.to_json(F.struct(*risk.columns), opts).alias("value"))
     if alerts is not None:
         out = out.unionByName(alerts.select(F.lit(t.gold_alerts).alias("topic"), F.col("alert_id").alias("key"),
@@ -325,7 +372,7 @@ def write_batch(batch: DataFrame, batch_id: int, settings: Settings, sinks) -> N
             return
         spark = batch.sparkSession
         risk = risk_rows(batch)
-        raised = alert_rows(batch).toPandas()
+        raised = pandas_safe(alert_rows(batch)).toPandas()
         registry = sinks.care_teams(sorted(set(raised["patient_id"]))) if len(raised) else {}
         alerts = alert_events(spark, raised, settings, registry).persist()
         step("route")
@@ -382,44 +429,19 @@ def report_times(query: str, batch_id: int, times: dict[str, float]) -> None:
         print(line, flush=True)
 
 
-LAYOUT_FILE = "vitalwatch-state-layout.json"
+STATE_VERSION = 2  # 2: times as int64, rows keyed by patient with version and arrival (input-safety issue)
 LEGACY_LAYOUT = {"state_buckets": 64}  # checkpoints written before the record existed
 
 
 def check_state_layout(spark: SparkSession, checkpoint: str, settings: Settings) -> None:
-    """Refuse to resume a checkpoint whose state was keyed with another ``gold.state_buckets``.
+    """Refuse to resume a checkpoint whose scoring state has another layout.
 
-    Patients are hashed into buckets, so with another count each patient would be looked up in
-    the wrong bucket and scored without its history, silently. The count is recorded in the
-    checkpoint (through Hadoop's FileSystem, so any checkpoint location works) when the query
-    first starts; a checkpoint that has offsets but no record predates it and used 64."""
-    import json
-
-    want = {"state_buckets": settings.gold.state_buckets}
-    jvm = spark.sparkContext._jvm
-    root = jvm.org.apache.hadoop.fs.Path(checkpoint)
-    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    record = jvm.org.apache.hadoop.fs.Path(root, LAYOUT_FILE)
-    if fs.exists(record):
-        stream = fs.open(record)
-        try:
-            have = json.loads(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
-        finally:
-            stream.close()
-    elif fs.exists(jvm.org.apache.hadoop.fs.Path(root, "offsets")):
-        have = LEGACY_LAYOUT
-    else:
-        have = None
-    if have is not None and have != want:
-        raise ValueError(f"checkpoint {checkpoint} holds scoring state keyed by {have}, but the settings say "
-                         f"{want}: restarting would score patients without their history. Keep the setting, "
-                         f"or start a new checkpoint (lake.checkpoint_root) and rescore from the lake")
-    if not fs.exists(record):
-        out = fs.create(record, True)
-        try:
-            out.write(json.dumps(want).encode())
-        finally:
-            out.close()
+    Patients are hashed into ``gold.state_buckets`` buckets, so with another count each patient
+    would be looked up in the wrong bucket and scored without its history, silently; a state
+    written by another :data:`STATE_VERSION` cannot be read."""
+    check_layout(spark, checkpoint, {"state_buckets": settings.gold.state_buckets, "state_version": STATE_VERSION},
+                 LEGACY_LAYOUT, "restarting would score patients without their history. Keep the setting, or "
+                 "start a new checkpoint (lake.checkpoint_root) and rescore from the lake")
 
 
 def checkpoint_name(settings: Settings, query_name: str) -> str:

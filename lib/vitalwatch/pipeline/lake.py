@@ -23,6 +23,7 @@ from vitalwatch.config import Settings
 BRONZE = ("bronze", "observations_raw")
 SILVER_VITALS = ("silver", "vital_signs")
 SILVER_QUARANTINE = ("silver", "quarantine")
+SILVER_IGNORED = ("silver", "ignored_resources")  # counts of a Bundle's non-vital resources
 
 KAFKA_BRONZE_SCHEMA = StructType([
     StructField("key", BinaryType()),
@@ -36,7 +37,8 @@ KAFKA_BRONZE_SCHEMA = StructType([
     StructField("ingest_date", DateType()),
 ])
 
-PARTITIONS = {BRONZE: ["ingest_date"], SILVER_VITALS: ["effective_date"], SILVER_QUARANTINE: ["quarantine_date"]}
+PARTITIONS = {BRONZE: ["ingest_date"], SILVER_VITALS: ["effective_date"], SILVER_QUARANTINE: ["quarantine_date"],
+              SILVER_IGNORED: ["silver_date"]}
 
 
 def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_by: list[str]) -> None:
@@ -63,13 +65,15 @@ def _clear_uncommitted(path: str) -> None:
 
 def ensure_lake(spark: SparkSession, settings: Settings) -> None:
     """Create bronze and silver tables with the schemas their writers produce."""
-    from vitalwatch.pipeline.silver import quarantine_schema, silver_schema
+    from vitalwatch.pipeline.silver import ignored_schema, quarantine_schema, silver_schema
 
     ensure_table(spark, settings.table_path(*BRONZE), KAFKA_BRONZE_SCHEMA, PARTITIONS[BRONZE])
     ensure_table(spark, settings.table_path(*SILVER_VITALS), silver_schema(spark, settings),
                  PARTITIONS[SILVER_VITALS])
     ensure_table(spark, settings.table_path(*SILVER_QUARANTINE), quarantine_schema(spark, settings),
                  PARTITIONS[SILVER_QUARANTINE])
+    ensure_table(spark, settings.table_path(*SILVER_IGNORED), ignored_schema(spark, settings),
+                 PARTITIONS[SILVER_IGNORED])
 
 
 def read_table(spark: SparkSession, settings: Settings, table: tuple[str, str]) -> DataFrame:

@@ -75,9 +75,10 @@ class Patient:
         }
 
 
-def make_patients(n: int, seed: int, mix: dict[str, float], horizon_h: float, wards: int = 4) -> list[Patient]:
-    """``n`` patients with profiles drawn from ``mix``; crisis-prone ones get episodes spread
-    over ``horizon_h`` hours (about one a day, at least one)."""
+def make_patients(n: int, seed: int, mix: dict[str, float], horizon_h: float, wards: int = 4,
+                  prefix: str = "p") -> list[Patient]:
+    """``n`` patients (ids ``<prefix>00000``…) with profiles drawn from ``mix``; crisis-prone
+    ones get episodes spread over ``horizon_h`` hours (about one a day, at least one)."""
     master = random.Random(seed)
     names = [p for p in PROFILES if mix.get(p, 0) > 0]
     weights = [mix[p] for p in names]
@@ -91,7 +92,7 @@ def make_patients(n: int, seed: int, mix: dict[str, float], horizon_h: float, wa
             sbp, dbp = rng.uniform(140, 160), rng.uniform(88, 100)
         else:
             sbp, dbp = rng.uniform(150, 168), rng.uniform(92, 105)
-        p = Patient(f"p{i:05d}", profile, f"ward-{chr(ord('A') + i % wards)}", f"bp-cuff-{i:05d}",
+        p = Patient(f"{prefix}{i:05d}", profile, f"ward-{chr(ord('A') + i % wards)}", f"bp-cuff-{i:05d}",
                     sbp, dbp, rng.uniform(62, 88), rng)
         if profile == "crisis_prone":
             count = max(1, round(horizon_h / 24))

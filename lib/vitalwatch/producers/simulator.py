@@ -26,13 +26,24 @@ class SimulationPlan:
     hours: float
     cfg: SimulatorConfig
 
+    @classmethod
+    def until_now(cls, hours: float, cfg: SimulatorConfig, now: datetime | None = None) -> SimulationPlan:
+        """The ``hours`` ending now. Sent at any speed-up, no reading is then dated after the
+        moment it is sent: a device cannot measure the future, and the pipeline quarantines a
+        time later than its arrival plus ``fhir.max_clock_skew``."""
+        from datetime import UTC
+
+        end = (now or datetime.now(UTC)).replace(microsecond=0)
+        return cls(end - timedelta(hours=hours), hours, cfg)
+
     @property
     def steps(self) -> int:
         return max(1, int(self.hours * 60 / self.cfg.cadence_minutes))
 
 
 def patients_for(plan: SimulationPlan) -> list[Patient]:
-    return make_patients(plan.cfg.patients, plan.cfg.seed, plan.cfg.profile_mix, plan.hours)
+    return make_patients(plan.cfg.patients, plan.cfg.seed, plan.cfg.profile_mix, plan.hours,
+                         prefix=plan.cfg.patient_prefix)
 
 
 def _reading(p: Patient, t: datetime, k: int, t_h: float, as_bundle: bool) -> list[dict]:

@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints, resolve
+from vitalwatch.pipeline.keys import es_id, score_key
 from vitalwatch.sinks import mongo, search
 from vitalwatch.sinks.events import kafka_records, normal_assessments
 
@@ -118,7 +119,8 @@ class Sinks:
             self._write_mongo_scores(readings, status)
             on_step("mongo")
         if "elasticsearch" in self.enabled:
-            search.write(readings, self.settings, self.endpoints.es_nodes or "", "risk", "observation_id")
+            search.write(readings.withColumn("doc_id", es_id(score_key())), self.settings,
+                         self.endpoints.es_nodes or "", "risk", "doc_id")
             on_step("elasticsearch")
 
     def store_alerts(self, alerts: DataFrame) -> None:
@@ -140,7 +142,7 @@ class Sinks:
     def _write_mongo_scores(self, risk: DataFrame, status: DataFrame) -> None:
         s = self.settings
         db, uri = s.mongo.database, self.mongo_uri
-        scores = risk.select(F.col("observation_id").alias("_id"), *_MONGO_SCORE_COLUMNS,
+        scores = risk.select(score_key().alias("_id"), *_MONGO_SCORE_COLUMNS,
                              *[c for c in risk.columns if c.startswith("risk_")])
         scores.write.format("mongodb").options(**mongo.connector_options(uri, db, "risk_scores")).mode("append").save()
         (status.select(F.col("patient_id").alias("_id"), F.struct(*status.columns).alias("status"))

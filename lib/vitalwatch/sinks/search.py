@@ -10,7 +10,6 @@ from typing import Any
 
 import requests
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from vitalwatch.config import Settings, conf_dir
 from vitalwatch.infra.elasticsearch import spark_options
@@ -75,6 +74,7 @@ def write(df: DataFrame, settings: Settings, nodes: str, kind: str, id_column: s
 
 
 def vitals_documents(silver: DataFrame) -> DataFrame:
-    """Silver values → ``vitalwatch-vitals`` documents (id: observation, version, vital)."""
-    doc_id = F.concat_ws("|", "observation_id", F.coalesce("version_id", F.lit("")), "vital")
-    return silver.withColumn("doc_id", doc_id)
+    """Silver values → ``vitalwatch-vitals`` documents (id: patient, observation, version, vital)."""
+    from vitalwatch.pipeline.keys import es_id, vital_key
+
+    return silver.withColumn("doc_id", es_id(vital_key()))
