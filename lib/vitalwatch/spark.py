@@ -24,7 +24,6 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
     ivy = settings.spark.ivy_dir or str(settings.path(settings.infra.cache_dir) / "ivy")
     conf = {
         "spark.app.name": app_name or settings.spark.app_name,
-        "spark.jars": str(jar_path(settings)),  # vitalwatch's own classes (vitalwatch.jvm)
         "spark.jars.packages": pk.packages_csv,
         "spark.jars.excludes": pk.excludes_csv,
         "spark.jars.ivy": ivy,
@@ -54,6 +53,8 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
     }
+    if not os.environ.get("VITALWATCH_SPARK_SUBMIT"):  # under spark-submit the launcher shipped it (--jars)
+        conf["spark.jars"] = str(jar_path(settings))  # vitalwatch's own classes (vitalwatch.jvm)
     if settings.spark.python_daemon_module:
         conf["spark.python.daemon.module"] = settings.spark.python_daemon_module
     conf.update(settings.spark.extra_conf)
@@ -94,7 +95,10 @@ def submit_args(settings: Settings) -> list[str]:
     """spark-submit arguments for the same configuration (used by spark-submit.sh): packages
     and static settings must be known before the JVM starts."""
     conf = session_conf(settings)
-    args = ["--jars", conf.pop("spark.jars"), "--packages", conf.pop("spark.jars.packages"),
+    from vitalwatch.jvm import jar_path
+
+    conf.pop("spark.jars", None)
+    args = ["--jars", str(jar_path(settings)), "--packages", conf.pop("spark.jars.packages"),
             "--exclude-packages", conf.pop("spark.jars.excludes")]
     conf.pop("spark.app.name")
     for k, v in conf.items():

@@ -154,7 +154,9 @@ def check_every_sink_once(spark: SparkSession, s: Settings, endpoints: Endpoints
     assert {d["_id"] for d in db.alerts.find({}, {"_id": 1})} == want_alerts
     keep = s.gold.mongo_latest_scores
     latest = want.sort_values("effective_time").groupby("patient_id").tail(keep)
-    assert {d["_id"] for d in db.risk_scores.find({}, {"_id": 1})} == set(latest.observation_id)
+    # keyed by patient + observation (lib/vitalwatch/pipeline/keys.py): the same id of two patients is two readings
+    assert {d["_id"] for d in db.risk_scores.find({}, {"_id": 1})} == {
+        json.dumps([p, o], separators=(",", ":")) for p, o in zip(latest.patient_id, latest.observation_id, strict=True)}
     assert es_count(endpoints, index_name(s, "risk")) == len(want)
     assert es_ids(endpoints, index_name(s, "alerts")) == want_alerts
     feed = list(follow(endpoints.kafka_bootstrap, s.kafka.topics.alerts, from_beginning=True, idle_timeout_s=8))

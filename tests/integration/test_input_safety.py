@@ -180,3 +180,30 @@ def _wait_for_silver(spark: SparkSession, s: Settings, messages: int, failures: 
         last = now
         time.sleep(10)
     raise AssertionError(f"the lake did not catch up: {last} for {messages} messages ({failures})")
+
+
+def test_topics_stamp_records_with_the_broker_s_clock(endpoints: Endpoints) -> None:
+    """Every topic is created with LogAppendTime, and one created without it gets it: a producer
+    that sets a record's time (a device's wrong clock) cannot move the pipeline's arrival time."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    tag = uuid.uuid4().hex[:8]
+    fresh, old = f"test.stamp.new.{tag}", f"test.stamp.old.{tag}"
+    admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
+    for fut in admin.create_topics([NewTopic(old, 1, 1)]).values():  # as another tool would create it
+        fut.result(30)
+    ensure_topics(endpoints.kafka_bootstrap, [fresh, old], 1, 1)
+    for res, fut in admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in (fresh, old)]).items():
+        assert fut.result(30)["message.timestamp.type"].value == "LogAppendTime", res.name
+    p = Producer({"bootstrap.servers": endpoints.kafka_bootstrap})
+    p.produce(old, key=b"k", value=b"v", timestamp=946_684_800_000)  # 2000-01-01, claimed by the producer
+    assert p.flush(30) == 0
+    c = Consumer({"bootstrap.servers": endpoints.kafka_bootstrap, "group.id": f"stamp-{tag}", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(old, 0, 0)])
+    msg = c.poll(30)
+    c.close()
+    kind, ms = msg.timestamp()
+    from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME
+
+    assert kind == TIMESTAMP_LOG_APPEND_TIME and abs(ms / 1000 - time.time()) < 120

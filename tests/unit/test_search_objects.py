@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from tests.conftest import ROOT
 from vitalwatch.config import Settings
@@ -58,3 +59,37 @@ def test_pipeline_documents_fit_the_strict_mappings(spark: SparkSession) -> None
     # the writer sends only mapped columns; the ones the dashboards need must be among them
     assert {"observation_id", "risk_6h", "level", "systolic"} <= set(risk.columns) & fields[index_name(S, "risk")]
     assert set(alert_schema(S).fieldNames()) <= fields[index_name(S, "alerts")] | {"reasons"}
+
+
+def test_every_keyword_field_has_ignore_above() -> None:
+    """An identifier of any length (a device's 500-character id) is kept in the document but not
+    indexed, instead of failing the whole write (Lucene's 32 KB term limit)."""
+    def keywords(props: dict, prefix: str = "") -> dict[str, dict]:
+        out = {}
+        for k, v in props.items():
+            if v.get("type") == "keyword":
+                out[prefix + k] = v
+            out.update(keywords(v.get("properties", {}), f"{prefix}{k}."))
+        return out
+
+    for name, body in templates(S).items():
+        kw = keywords(body["template"]["mappings"]["properties"])
+        assert kw, name
+        assert all(v.get("ignore_above", 0) >= 128 for v in kw.values()), name
+
+
+def test_store_keys_include_the_patient_and_cannot_collide(spark: SparkSession) -> None:
+    """Two patients' equal observation ids are two readings; ``a:b`` + ``c`` is not ``a`` + ``b:c``;
+    an id too long for Elasticsearch becomes its digest."""
+    from vitalwatch.pipeline.keys import ES_MAX_ID_BYTES, es_id, score_key
+
+    rows = [("p1", "o1", "scored"), ("p2", "o1", "scored"), ("a:b", "c", "scored"), ("a", "b:c", "scored"),
+            ("p1", "o1", "untimely"), ("é" * 200, "o" * 128, "scored")]
+    df = spark.createDataFrame(rows, "patient_id string, observation_id string, score_status string").withColumns(
+        {"effective_time": F.lit("9999-12-31 00:00:00").cast("timestamp"), "silver_time": F.current_timestamp()})
+    got = [r.k for r in df.select(score_key().alias("k")).collect()]
+    assert len(set(got)) == len(rows)
+    assert got[0] == '["p1","o1"]'
+    ids = [r.i for r in df.select(es_id(score_key()).alias("i")).collect()]
+    assert all(len(i.encode()) <= ES_MAX_ID_BYTES for i in ids) and len(set(ids)) == len(rows)
+    assert len(ids[-1]) == 64  # sha-256 hex of the too-long key

@@ -21,6 +21,7 @@ from vitalwatch.pipeline.lake import (
     ensure_lake,
     read_table,
 )
+from vitalwatch.pipeline.report import lake_summary
 from vitalwatch.pipeline.silver import start_silver
 
 NOW = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
@@ -76,3 +77,6 @@ def test_first_wins_duplicates_conflicts_raw_once_and_ignored_counts(spark: Spar
     counts = {r.resource_type: r.resources for r in read_table(spark, s, SILVER_IGNORED).groupBy("resource_type")
               .agg(F.sum("resources").alias("resources")).collect()}
     assert counts == {"Patient": 1, "Encounter": 1}
+    summary = lake_summary(spark, s)  # what `vitalwatch show` prints
+    assert summary["ignored_by_type"] == counts
+    assert summary["by_reason"] == {"conflicting_duplicate": 2, "out_of_physiological_range": 2}

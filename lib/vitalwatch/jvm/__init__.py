@@ -14,11 +14,11 @@ import shutil
 import subprocess
 import tempfile
 import zipfile
+from importlib import resources
 from pathlib import Path
 
 from vitalwatch.config import Settings
 
-SOURCES = Path(__file__).parent / "java"
 JSON_CHECK_UDF = "vitalwatch_fhir_json_check"
 JSON_CHECK_CLASS = "vitalwatch.spark.FhirJsonCheck"
 
@@ -27,18 +27,30 @@ class JvmBuildError(RuntimeError):
     pass
 
 
-def _sources() -> list[Path]:
-    return sorted(SOURCES.rglob("*.java"))
+def _sources() -> dict[str, bytes]:
+    """The Java sources by relative path, read through the package's resources: they are files
+    in a checkout or a wheel, and entries of a zip where the library is shipped as one."""
+    out: dict[str, bytes] = {}
+
+    def walk(node, rel: str) -> None:
+        for child in node.iterdir():
+            if child.is_dir():
+                walk(child, f"{rel}{child.name}/")
+            elif child.name.endswith(".java"):
+                out[f"{rel}{child.name}"] = child.read_bytes()
+
+    walk(resources.files(__name__).joinpath("java"), "")
+    if not out:
+        raise JvmBuildError("vitalwatch's Java sources (vitalwatch/jvm/java) are missing from the package")
+    return dict(sorted(out.items()))
 
 
-def _digest() -> str:
-    h = hashlib.sha256()
-    for f in _sources():
-        h.update(f.relative_to(SOURCES).as_posix().encode())
-        h.update(f.read_bytes())
+def _digest(sources: dict[str, bytes]) -> str:
     import pyspark
 
-    h.update(pyspark.__version__.encode())
+    h = hashlib.sha256(pyspark.__version__.encode())
+    for rel, body in sources.items():
+        h.update(rel.encode() + b"\0" + body)
     return h.hexdigest()[:16]
 
 
@@ -49,7 +61,8 @@ def jar_dir(settings: Settings) -> Path:
 def jar_path(settings: Settings) -> Path:
     """The jar for the current sources, built if missing (atomically: a concurrent build or a
     killed one never leaves a half-written jar under the final name)."""
-    jar = jar_dir(settings) / f"vitalwatch-spark-{_digest()}.jar"
+    sources = _sources()
+    jar = jar_dir(settings) / f"vitalwatch-spark-{_digest(sources)}.jar"
     if jar.is_file():
         return jar
     javac = shutil.which("javac")
@@ -61,12 +74,17 @@ def jar_path(settings: Settings) -> Path:
     classpath = str(Path(pyspark.__file__).parent / "jars" / "*")
     jar.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=jar.parent) as tmp:
-        classes = Path(tmp) / "classes"
+        src, classes = Path(tmp) / "src", Path(tmp) / "classes"
+        files = []
+        for rel, body in sources.items():
+            f = src / rel
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(body)
+            files.append(str(f))
         out = subprocess.run([javac, "--release", "11", "-proc:none", "-nowarn", "-encoding", "UTF-8",
-                              "-d", str(classes), "-cp", classpath, *map(str, _sources())],
-                             capture_output=True, text=True)
+                              "-d", str(classes), "-cp", classpath, *files], capture_output=True, text=True)
         if out.returncode != 0:
-            raise JvmBuildError(f"compiling {SOURCES} failed:\n{out.stdout}{out.stderr}")
+            raise JvmBuildError(f"compiling vitalwatch's Java sources failed:\n{out.stdout}{out.stderr}")
         part = Path(tmp) / jar.name
         with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\nCreated-By: vitalwatch\r\n\r\n")

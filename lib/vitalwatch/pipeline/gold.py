@@ -231,9 +231,10 @@ def keyed_rows(silver: DataFrame, settings: Settings) -> DataFrame:
     only so that a crisis in it still alerts."""
     bucket = F.pmod(F.xxhash64("patient_id"), F.lit(settings.gold.state_buckets)).cast("int")
     flag = F.col("untimely") if "untimely" in silver.columns else F.lit(False)
+    version = F.col("version_id") if "version_id" in silver.columns else F.lit(None).cast("string")
     return (silver.where(F.col("vital").isin([*BP_VITALS, *OTHER_VITALS]))
             .select("patient_id", "observation_id", F.unix_micros("effective_time").alias("effective_us"), "vital",
-                    "value", F.coalesce("version_id", F.lit("")).alias("version_id"), flag.alias("untimely"),
+                    "value", F.coalesce(version, F.lit("")).alias("version_id"), flag.alias("untimely"),
                     *SOURCE_COLUMNS, bucket.alias("bucket"))
             .withWatermark("silver_time", settings.gold.watermark_delay))
 
