@@ -41,7 +41,7 @@ from pyspark.sql import functions as F
 
 from vitalwatch.config import Settings
 from vitalwatch.fhir.catalogue import Catalogue, load_catalogue
-from vitalwatch.fhir.schema import IDENTIFIERS, MESSAGE, OBSERVATION_FIELDS, RESOURCE
+from vitalwatch.fhir.schema import IDENTIFIERS, MESSAGE, MESSAGE_TYPED, OBSERVATION_FIELDS, RESOURCE
 from vitalwatch.jvm import JSON_CHECK_UDF
 
 LOINC = "http://loinc.org"
@@ -204,9 +204,18 @@ def _message(bronze: DataFrame, rules: ParseRules) -> DataFrame:
         .otherwise(F.call_udf(JSON_CHECK_UDF, F.col("raw_bytes"), F.lit(rules.max_json_depth),
                               F.lit(rules.max_bundle_entries)))))
     df = df.drop("raw_bytes")
+    # Read once with every entry typed (most messages); only a message that does not fit is read
+    # again with its entries as text, each entry then read on its own (see _resources).
+    opts = {"columnNameOfCorruptRecord": "_corrupt_record", "allowSingleQuotes": "false"}
     readable = F.col("json_check").isNull() | F.col("json_check").startswith("fhir_type_error@")
-    df = _with(df, msg=F.when(readable, F.from_json(
-        "raw", MESSAGE, {"columnNameOfCorruptRecord": "_corrupt_record", "allowSingleQuotes": "false"})))
+    df = _with(df, typed=F.when(readable & F.col("json_check").isNull(), F.from_json("raw", MESSAGE_TYPED, opts)))
+    fits = F.col("typed").isNotNull() & F.col("typed").getField("_corrupt_record").isNull()
+    df = _with(df, typed_ok=fits, text=F.when(readable & ~fits, F.from_json("raw", MESSAGE, opts)))
+    top = [f.name for f in MESSAGE.fields if f.name != "entry"]
+    df = _with(df, msg=F.when(F.col("typed_ok"), F.struct(*[F.col("typed").getField(f).alias(f) for f in top],
+                                                           F.size(F.col("typed").getField("entry")).alias("entries")))
+               .otherwise(F.struct(*[F.col("text").getField(f).alias(f) for f in top],
+                                   F.size(F.col("text").getField("entry")).alias("entries"))))
     m = F.col("msg")
     rt = m.getField("resourceType")
     df = _with(df, is_bundle=F.coalesce(rt == "Bundle", F.lit(False)), check=F.split(F.col("json_check"), "\t", 2))
@@ -217,12 +226,13 @@ def _message(bronze: DataFrame, rules: ParseRules) -> DataFrame:
                msg_check=F.when(~entry_errors, F.col("json_check")))
     df = _with(df, msg_reason=(
         F.when(F.col("msg_check").isNotNull(), check.getItem(0))
-        .when(m.isNull() | m.getField("_corrupt_record").isNotNull(), "fhir_type_error")
+        .when(~F.col("typed_ok") & (F.col("text").isNull() | F.col("text").getField("_corrupt_record").isNotNull()),
+              "fhir_type_error")
         .when(rt.isNull(), "not_a_fhir_resource")
         .when(~rt.isin("Observation", "Bundle"), "unsupported_resource_type")
         .when(is_bundle & ~F.coalesce(m.getField("type").isin(*rules.bundle_types), F.lit(False)),
               "unsupported_bundle_type")
-        .when(is_bundle & (F.coalesce(F.size(m.getField("entry")), F.lit(0)) <= 0), "empty_bundle")))
+        .when(is_bundle & (F.coalesce(m.getField("entries"), F.lit(0)) <= 0), "empty_bundle")))
     return _with(df, msg_detail=(
         F.when(F.length(check.getItem(1)) > 0, _shown(check.getItem(1), 300))
         .when(F.col("msg_reason") == "unsupported_resource_type", F.format_string("resourceType '%s'", _shown(rt)))
@@ -239,16 +249,25 @@ def _resources(df: DataFrame) -> DataFrame:
     raw message stays on the message's first row only."""
     m = F.col("msg")
     raw = F.col("raw")
-    single = F.struct(*[m.getField(f.name).alias(f.name) for f in OBSERVATION_FIELDS],
-                      F.lit(None).cast("string").alias("_corrupt_record"))
+    no_corrupt = F.lit(None).cast("string").alias("_corrupt_record")
+    single = F.struct(*[m.getField(f.name).alias(f.name) for f in OBSERVATION_FIELDS], no_corrupt)
     one = F.array(F.struct(F.lit(None).cast("int").alias("entry_index"),
                            F.lit(None).cast("string").alias("full_url"), single.alias("r"), raw.alias("raw")))
-    entries = F.transform(m.getField("entry"), lambda e, i: F.struct(
+
+    def typed_resource(r: Column) -> Column:
+        return F.when(r.isNotNull(), F.struct(*[r.getField(f.name).alias(f.name) for f in OBSERVATION_FIELDS],
+                                              no_corrupt))
+
+    typed_entries = F.transform(F.col("typed").getField("entry"), lambda e, i: F.struct(
+        i.alias("entry_index"), e.getField("fullUrl").alias("full_url"),
+        typed_resource(e.getField("resource")).alias("r"), F.when(i == 0, raw).alias("raw")))
+    text_entries = F.transform(F.col("text").getField("entry"), lambda e, i: F.struct(
         i.alias("entry_index"), e.getField("fullUrl").alias("full_url"),
         F.when(e.getField("resource").isNotNull(), F.from_json(
             e.getField("resource"), RESOURCE, {"columnNameOfCorruptRecord": "_corrupt_record",
                                                "allowSingleQuotes": "false"})).alias("r"),
         F.when(i == 0, raw).alias("raw")))
+    entries = F.when(F.col("typed_ok"), typed_entries).otherwise(text_entries)
     none = F.array(F.struct(F.lit(None).cast("int").alias("entry_index"),
                             F.lit(None).cast("string").alias("full_url"), F.lit(None).cast(RESOURCE).alias("r"),
                             raw.alias("raw")))
@@ -258,7 +277,7 @@ def _resources(df: DataFrame) -> DataFrame:
     df = _with(df, patients=F.transform(patient_entries, lambda e: F.struct(
         e.getField("full_url").alias("url"), e.getField("r").getField("id").alias("id"),
         F.from_json(e.getField("r").getField("identifier"), IDENTIFIERS).getItem(0)
-        .getField("value").alias("identifier")))).drop("msg", "raw")
+        .getField("value").alias("identifier")))).drop("msg", "raw", "typed", "text", "typed_ok")
     # The raw message rides inside the array (on entry 0 only): a column beside the explode would
     # be copied into every entry's row (a 2,000-entry Bundle of 1 MB: 2 GB). Outer: no filter
     # inferred from the generator, which would copy the whole ``res`` expression into the plan.
@@ -408,11 +427,13 @@ def _values(df: DataFrame, rules: ParseRules) -> DataFrame:
     df = _with(df, v2=F.transform("v1", lambda e: _extend(e, f1, conv=F.try_element_at(
         conversions, F.concat(e.getField("loinc"), F.lit("|"), e.getField("unit_in"))))),
         names=F.transform("v1", lambda e: e.getField("vdef").getField("name")))
+    df = _with(df, repeats=F.size(F.array_distinct("names")) < F.size("names"))  # rare: count only then
     f2 = (*f1, "conv")
     df = _with(df, v3=F.transform("v2", lambda e: _extend(e, f2, value=(
         e.getField("q").getField("value") * e.getField("conv").getField("factor")
         + e.getField("conv").getField("offset")),
-        same=F.size(F.filter("names", lambda x: x == e.getField("vdef").getField("name"))))))
+        same=F.when(F.col("repeats"), F.size(F.filter("names", lambda x: x == e.getField("vdef").getField("name"))))
+        .otherwise(F.lit(1)))))
     f3 = (*f2, "value", "same")
 
     def finite(x: Column) -> Column:
@@ -455,7 +476,7 @@ def _values(df: DataFrame, rules: ParseRules) -> DataFrame:
                         q.getField("value").alias("original_value"), e.getField("unit_in").alias("original_unit"),
                         reason.alias("reason"), detail.alias("detail"))
 
-    df = _with(df, enriched=F.transform("v4", enriched)).drop("v1", "v2", "v3", "v4", "names", "known")
+    df = _with(df, enriched=F.transform("v4", enriched)).drop("v1", "v2", "v3", "v4", "names", "repeats", "known")
     sys_name, dia_name = cat.vitals[cat.bp_pair.systolic].name, cat.vitals[cat.bp_pair.diastolic].name
 
     def ok_value(name: str) -> Column:
@@ -522,28 +543,33 @@ def _rows(df: DataFrame, rules: ParseRules) -> DataFrame:
     """One row per value of a resource that reached its values (accepted, or rejected only for
     its time), else one row for the resource. The raw message stays on one row of the message:
     its first resource's first rejected value, else that resource's first row."""
-    bp = F.col("implausible")
     cat = rules.catalogue
     cat_bp = (cat.vitals[cat.bp_pair.systolic].name, cat.vitals[cat.bp_pair.diastolic].name)
-
-    def mark_implausible(x: Column) -> Column:
-        hit = bp & x.getField("vital").isin(*cat_bp)
-        return (x.withField("reason", F.coalesce(x.getField("reason"), F.when(hit, F.lit("implausible_blood_pressure"))))
-                .withField("detail", F.coalesce(x.getField("detail"), F.when(hit, F.format_string(
-                    "diastolic %s >= systolic %s", F.col("dbp").cast("string"), F.col("sbp").cast("string"))))))
-
     why = F.col("res_reason")
     element = df.schema["enriched"].dataType.elementType
-    nothing = F.array(F.struct(*[F.lit(None).cast(f.dataType).alias(f.name) for f in element.fields]))
-    df = _with(df, values=F.when((why.isNull() | why.isin(*TIME_BOUND_REASONS)) & (F.col("n_known") > 0),
-                                 F.transform("enriched", mark_implausible)).otherwise(nothing)).drop("enriched")
+    nothing = F.array(F.struct(*[F.lit(None).cast(f.dataType).alias(f.name) for f in element.fields],
+                               F.col("raw").alias("raw")))
+
+    def implausible(x: Column) -> Column:
+        return F.col("implausible") & x.getField("vital").isin(*cat_bp) & x.getField("reason").isNull()
+
     # the raw message (inside the array, as in _resources) on the resource's first rejected
-    # value, else its first value
-    first_bad = F.array_position(F.transform("values", lambda x: x.getField("reason").isNotNull()), True)
+    # value, else its first value; one pass marks the implausible pair and places it
+    first_bad = F.array_position(F.transform("enriched", lambda x: x.getField("reason").isNotNull() | implausible(x)),
+                                 True)
     df = _with(df, raw_at=F.greatest(F.coalesce(first_bad, F.lit(0)) - 1, F.lit(0)))
-    df = df.withColumn("values", F.transform("values", lambda x, i: F.struct(
-        *[x.getField(f.name).alias(f.name) for f in element.fields],
-        F.when(i == F.col("raw_at"), F.col("raw")).alias("raw")))).drop("raw")
+    pair = F.format_string("diastolic %s >= systolic %s", F.col("dbp").cast("string"), F.col("sbp").cast("string"))
+
+    def final(x: Column, i: Column) -> Column:
+        bad = implausible(x)
+        fields = {f.name: x.getField(f.name) for f in element.fields}
+        fields["reason"] = F.when(bad, F.lit("implausible_blood_pressure")).otherwise(x.getField("reason"))
+        fields["detail"] = F.when(bad, pair).otherwise(x.getField("detail"))
+        return F.struct(*[c.alias(n) for n, c in fields.items()], F.when(i == F.col("raw_at"), F.col("raw")).alias("raw"))
+
+    values = F.when((why.isNull() | why.isin(*TIME_BOUND_REASONS)) & (F.col("n_known") > 0),
+                    F.transform("enriched", final)).otherwise(nothing)
+    df = _with(df, values=values).drop("enriched", "raw")
     df = df.select(*[c for c in df.columns if c != "values"], F.explode_outer("values").alias("v"))
     v = F.col("v")
     reason = F.coalesce(why, v.getField("reason"))

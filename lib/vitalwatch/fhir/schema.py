@@ -80,3 +80,11 @@ MESSAGE = StructType([
     _f("entry", ArrayType(ENTRY)),
     _f("_corrupt_record", StringType()),
 ])
+
+# The same with every entry's resource typed: one read for a message that fits it (most do).
+MESSAGE_TYPED = StructType([
+    *OBSERVATION_FIELDS,
+    _f("type", StringType()),
+    _f("entry", ArrayType(_s(_f("fullUrl", StringType()), _f("resource", OBSERVATION)))),
+    _f("_corrupt_record", StringType()),
+])
