@@ -11,7 +11,11 @@ Measurements:
 - e2e: readings/s through bronze → silver → gold and every sink on the real local servers
   (started if they are not), event → alert latency at fixed offered loads, and the maximum;
 - soak: one load (5,000/s) held for minutes, with the scoring query's backlog sampled throughout:
-  sustained, not just absorbed as a burst.
+  sustained, not just absorbed as a burst;
+- faults (only with ``--only faults``, about 15 minutes): the applications as separate processes
+  while Elasticsearch, mongod, the broker, the webhook receiver, the alert app and the lake app
+  fail in turn — event → alert p50/p99 before, during and after each, and the time each store
+  took to converge (:mod:`vitalwatch.bench.faults`).
 The figures are for the machine it runs on (printed with them); nothing is asserted."""
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-MEASUREMENTS = ("parse", "scoring", "memory", "e2e", "soak")
+MEASUREMENTS = ("parse", "scoring", "memory", "e2e", "soak", "faults")
 console = Console() if sys.stdout.isatty() else Console(width=170)  # a log keeps the tables whole
 
 
@@ -46,7 +50,7 @@ def main(
         b = b.model_copy(update={"parse_patients": 5, "parse_hours": 2, "score_vectors": 2000, "repeat": 1,
                                  "memory_patients": [200], "memory_readings": 31, "memory_state_buckets": 16,
                                  "e2e_loads": [100], "e2e_seconds": 10, "e2e_readings_per_patient": 50})
-    todo = only or [m for m in MEASUREMENTS if not (smoke and m == "soak")]  # the smoke's e2e runs its code
+    todo = only or [m for m in MEASUREMENTS if m != "faults" and not (smoke and m == "soak")]  # the smoke's e2e runs its code
     unknown = set(todo) - set(MEASUREMENTS)
     if unknown:
         raise typer.BadParameter(f"unknown measurement(s): {', '.join(sorted(unknown))}")
@@ -69,6 +73,8 @@ def main(
         result["soak"] = _e2e(s, b, master, [(b.soak_rate, int(b.soak_rate * b.soak_seconds))],
                               f"soak: {b.soak_rate:,.0f} readings/s held for {b.soak_seconds:,.0f} s",
                               growth_limit=b.soak_backlog_growth)
+    if "faults" in todo:
+        result["faults"] = _faults(s, b)
     path = out or s.path(b.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
@@ -160,6 +166,49 @@ def _memory(s, b, master: str) -> list[dict]:
     console.print(t)
     return runs
 
+
+
+def _faults(s, b) -> dict:
+    """The fault-injection run on a fresh lake under the benchmark's work directory."""
+    import os
+    import secrets
+    import shutil
+
+    import pymongo
+
+    from vitalwatch.bench.faults import Run, run_faults
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.infra.manager import InfraManager
+
+    work = s.path(b.out).parent / "faults"
+    shutil.rmtree(work, ignore_errors=True)
+    s = s.model_copy(update={"lake": s.lake.model_copy(update={"root": str(work / "lake"),
+                                                              "checkpoint_root": str(work / "chk")})})
+    InfraManager(s).up(progress=console.log)
+    ep = resolve(s, ("kafka", "mongo", "elasticsearch"))
+    secret = secrets.token_hex(24)
+    run = Run(s, ep, pymongo.MongoClient(ep.mongo_uri)[s.mongo.database], secret,
+              prefix=f"bf{datetime.now(UTC):%m%d%H%M}-", say=console.log)
+    hook = {"name": "faults", "url": run.receiver.url, "levels": ["CRITICAL", "HIGH"], "timeout_s": 3}
+    env = {**os.environ, "VITALWATCH__ALERTS__WEBHOOKS": json.dumps([hook]), "VITALWATCH_WEBHOOK_FAULTS_SECRET": secret}
+    out = run_faults(run, env)
+    t = Table(title="faults: event → alert on the alert topic (s), and seconds until each store held every "
+                    "alert raised before the fault ended")
+    for c in ("fault", "before p50/p99", "during p50/p99", "after p50/p99", "alerts during",
+              "Delta", "MongoDB", "Elasticsearch", "webhook"):
+        t.add_column(c, justify="left" if c == "fault" else "right")
+
+    def pq(q: dict) -> str:
+        return f"{q['p50']:.1f} / {q['p99']:.1f}" if q else "–"
+
+    for r in out["faults"]:
+        cv = r["converge_s"]
+        t.add_row(r["fault"], pq(r["before"]), pq(r["during"]), pq(r["after"]), str(r["alerts_during"]),
+                  *[("–" if st not in cv else "never" if cv[st] is None else f"{cv[st]:.0f}")
+                    for st in ("delta", "mongo", "elasticsearch", "webhook")])
+    console.print(t)
+    console.print(f"final: {json.dumps(out['final'], default=str)}")
+    return out
 
 
 def _e2e(s, b, master: str, loads: list[tuple[float, int]], title: str,

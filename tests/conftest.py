@@ -40,8 +40,8 @@ def work_dir() -> Iterator[Path]:
 # The lake and serving triggers the integration tests run with: conf/local.yaml's are slower,
 # tuned for the main command's latency on 2 cores; these keep the tests' waits short.
 TEST_STAGE_TRIGGERS = {"gold": "500 milliseconds", "bronze": "15 seconds", "silver": "15 seconds",
-                       "gold_lake": "10 seconds", "serve_scores": "15 seconds", "serve_alerts": "5 seconds",
-                       "es_vitals": "30 seconds"}
+                       "gold_lake": "10 seconds", "serve_scores": "15 seconds", "es_scores": "15 seconds",
+                       "serve_alerts": "5 seconds", "es_alerts": "5 seconds", "es_vitals": "30 seconds"}
 
 
 @pytest.fixture(scope="session")

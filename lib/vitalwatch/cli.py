@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vitalwatch.config import get_settings
-from vitalwatch.pipeline import STAGES
+from vitalwatch.pipeline import APPS, STAGES
 
 console = Console(stderr=True)
 app = typer.Typer(help="vitalwatch: real-time patient monitoring on Apache Spark.",
@@ -94,11 +94,23 @@ def infra_down(servers: Servers = None) -> None:
 
 @infra_app.command("status")
 def infra_status() -> None:
-    """Show each server: running, healthy, endpoint, what it is, its log. Exit 1 if any is down."""
+    """Show each server: running, healthy, endpoint, what it is, its log; then each pipeline
+    application's stages ("degraded: <stage> failing since …"). Exit 1 if any server is down."""
     from vitalwatch.infra.manager import InfraManager
 
-    if not _print_status(InfraManager(get_settings())):
+    s = get_settings()
+    ok = _print_status(InfraManager(s))
+    _print_app_health(s)
+    if not ok:
         raise typer.Exit(1)
+
+
+def _print_app_health(s) -> None:
+    from vitalwatch.pipeline.health import lines
+
+    for line in lines(s) or ["no pipeline application has run here"]:
+        colour = "yellow" if "degraded" in line or "not running" in line else "green"
+        Console().print(f"[{colour}]{line}[/{colour}]")
 
 
 def _print_status(mgr: object) -> bool:
@@ -191,28 +203,78 @@ def replay(
 # -- pipeline -------------------------------------------------------------------------------
 @app.command()
 def pipeline(
-    stages: Annotated[str, typer.Option(help="comma-separated, of: " + ",".join(STAGES))] = ",".join(STAGES),
+    app_name: Annotated[str | None, typer.Option("--app", help="one application: " + ", ".join(APPS))] = None,
+    stages: Annotated[str | None, typer.Option(help="comma-separated, of: " + ",".join(STAGES)
+                                               + " (default: the app's, else all)")] = None,
     available_now: Annotated[bool, typer.Option(help="process what is available, then stop")] = False,
-    duration: Annotated[float, typer.Option(help="stop after S seconds (0: until Ctrl-C)")] = 0,
+    duration: Annotated[float, typer.Option(help="stop after S seconds (0: until Ctrl-C or SIGTERM)")] = 0,
 ) -> None:
-    """Run the streaming stages in this process (local Spark); on a cluster use spark-submit.sh."""
+    """Run one application's streaming stages in this process (local Spark; on a cluster use
+    spark-submit.sh jobs/pipeline.py --app NAME). A failing stage is retried forever and
+    reported degraded; only a lost Spark context ends the process (exit 3)."""
+    import signal
+    import threading
+
     from vitalwatch.infra.endpoints import resolve
     from vitalwatch.pipeline.runner import run_available_now, run_continuous
+    from vitalwatch.pipeline.supervisor import SparkContextLost, backoff_s
     from vitalwatch.spark import build_session
 
     s = get_settings()
-    chosen = [x.strip() for x in stages.split(",") if x.strip()]
+    if app_name is not None and app_name not in APPS:
+        raise typer.BadParameter(f"unknown app {app_name!r}; apps: {', '.join(APPS)}", param_hint="--app")
+    chosen = ([x.strip() for x in stages.split(",") if x.strip()] if stages
+              else list(APPS[app_name]) if app_name else list(STAGES))
+    label = app_name or "pipeline"
     with console.status("starting Spark (connectors resolve from Maven Central on first use)"):
-        spark = build_session(s, app_name="vitalwatch-pipeline")
+        spark = build_session(s, app_name=f"vitalwatch-{label}")
     ep = resolve(s, ("kafka",))
-    _ensure_topics(s, ep)
+    _best_effort("Kafka topics", lambda: _ensure_topics(s, ep))
     if {"gold", "serve_scores", "serve_alerts"} & set(chosen) and "mongo" in s.gold.sinks:
-        _mongo_init(s)
+        _best_effort("MongoDB roles and users", lambda: _mongo_init(s))
     if available_now:
         console.log(run_available_now(spark, s, ep, chosen))
-    else:
-        run_continuous(spark, s, ep, chosen, duration_s=duration or None, on_tick=_log_progress,
-                       on_restart=lambda st, err: console.log(f"[yellow]{st} failed, restarting from its checkpoint:[/yellow] {err}"))
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    console.log(f"{label}: running {', '.join(chosen)}")
+    try:
+        run_continuous(spark, s, ep, chosen, app=label, duration_s=duration or None, on_tick=_log_progress,
+                       should_stop=stop.is_set,
+                       on_failure=lambda h: console.log(f"[yellow]{h.line()}[/yellow] (retry in "
+                                                        f"{backoff_s(s, h.failures):.0f} s)"))
+    except SparkContextLost as e:
+        console.print(f"[red]{label}: {e}; exiting so that it is started again[/red]")
+        raise typer.Exit(3) from e
+
+
+@app.command()
+def notify() -> None:
+    """Deliver webhooks for the alerts on the alert topic (the outbox notifier: its own process
+    and consumer group; signed, retried, each (alert, webhook) once — docs/notifications.md).
+    Runs until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    from vitalwatch.alerts.notifier import run_notifier
+    from vitalwatch.infra.endpoints import resolve
+
+    s = get_settings()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_notifier(s, resolve(s, ("kafka", "mongo")), should_stop=stop.is_set, log_line=console.log)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+def _best_effort(what: str, fn) -> None:
+    """A set-up step that must not stop an application when a server is down (the stages that
+    need it fail, are reported degraded and retried)."""
+    try:
+        fn()
+    except Exception as e:
+        console.log(f"[yellow]{what} not set up now ({str(e).splitlines()[0][:200]}); the stages retry[/yellow]")
 
 
 def _ensure_topics(s, ep) -> None:
@@ -234,8 +296,8 @@ def _log_progress(queries) -> None:
 
 @app.command()
 def show(sample: Annotated[int, typer.Option(help="latest silver rows to print")] = 8) -> None:
-    """Counts of bronze, silver and quarantine, quarantine reasons, a Bundle's non-vital
-    resources by type, and the latest values."""
+    """The applications' health, counts of bronze, silver and quarantine, quarantine reasons, a
+    Bundle's non-vital resources by type, dead letters per store, and the latest values."""
     from vitalwatch.pipeline.report import lake_summary
     from vitalwatch.spark import build_session
 
@@ -243,6 +305,7 @@ def show(sample: Annotated[int, typer.Option(help="latest silver rows to print")
     with console.status("reading the lake"):
         spark = build_session(s, app_name="vitalwatch-show")
         summ = lake_summary(spark, s, sample)
+    _print_app_health(s)
     out = Console()
     t = Table("table", "rows", title=f"lake at {s.path(s.lake.root)}")
     t.add_row("bronze/observations_raw (messages)", str(summ["bronze_messages"]))
@@ -260,6 +323,10 @@ def show(sample: Annotated[int, typer.Option(help="latest silver rows to print")
     out.print(t)
     t = Table("resource type", "resources", title="Bundle resources that are not vital signs (counted, not quarantined)")
     for k, v in summ["ignored_by_type"].items():
+        t.add_row(k, str(v))
+    out.print(t)
+    t = Table("sink", "rows", title=f"gold/dead_letter: rows a store refused for good ({summ['dead_letters']} in all)")
+    for k, v in summ["dead_letters_by_sink"].items():
         t.add_row(k, str(v))
     out.print(t)
     t = Table("patient", "effective (UTC)", "vital", "value", "unit", "device", title="latest values to arrive")
@@ -280,21 +347,14 @@ def run(
     dashboard: Annotated[bool, typer.Option(help="serve the clinicians' dashboard while it runs")] = True,
 ) -> None:
     """The local main command: infra up, MongoDB roles and registry, a champion model (trained
-    on the ICU data if the registry has none), the simulator with its gateway's edge alerts,
-    bronze → silver → gold with every sink, the dashboard, then a summary with the alert
-    latency seen (in a terminal the dashboard stays up until Ctrl-C)."""
-    import json
-    import threading
-    from datetime import UTC, datetime
-
+    on the ICU data if the registry has none), the applications as separate processes (the
+    alert path first; the lake and serving copies; the notifier), the simulator with its
+    gateway's edge alerts, the dashboard, then a summary with the alert latency seen (in a
+    terminal the dashboard stays up until Ctrl-C)."""
     from vitalwatch.infra.endpoints import resolve
     from vitalwatch.infra.manager import InfraManager
     from vitalwatch.models.registry import champion_version
-    from vitalwatch.pipeline.runner import DEFAULT_STAGES, run_continuous
-    from vitalwatch.pipeline.triggers import slowest_trigger_s
-    from vitalwatch.producers.kafka_out import send
-    from vitalwatch.producers.simulator import gateway_alert
-    from vitalwatch.producers.simulator import simulate as sim
+    from vitalwatch.pipeline.apps import AppProcesses
     from vitalwatch.spark import build_session
 
     s = get_settings()
@@ -307,21 +367,69 @@ def run(
     mix = {"crisis_prone": crisis_prone, "hypertensive": rest / 2, "normotensive": rest / 2}
     cfg = s.simulator.model_copy(update=dict(patients=patients, speedup=speedup, malformed_fraction=malformed,
                                              profile_mix=mix))
-    _register_simulated(s.model_copy(update={"simulator": cfg}), None, None)
     if champion_version(s, s.models.risk_model_name) is None:
         console.log("no champion crisis-risk model in the registry: training one on the ICU data (about 2 min)")
         train(source="icu", patients=None, sequences=None, num_workers=None, device=None, trees=None,
               random_forest=False)
     board = _start_dashboard(s) if dashboard else None
-    with console.status("starting Spark (connectors resolve from Maven Central on first use)"):
-        spark = build_session(s, app_name="vitalwatch-local")
+    with console.status("starting Spark for the simulation plan and the summary"):
+        spark = build_session(s, app_name="vitalwatch-local", master="local[1]")
     plan = _simulation_plan(spark, s, hours, cfg)
-    if plan.cfg.patient_prefix != cfg.patient_prefix:
-        cfg = plan.cfg
-        _register_simulated(s.model_copy(update={"simulator": cfg}), None, None)
-    stop = threading.Event()
-    done = threading.Event()
-    result: dict[str, object] = {}
+    _register_simulated(s.model_copy(update={"simulator": plan.cfg}), None, None)
+    procs = AppProcesses(s, [*APPS, "notifier"], say=console.log)
+    try:
+        started = _run_apps(s, ep, procs, plan, speedup, duration)
+    except KeyboardInterrupt:
+        console.log("stopping")
+        started = None
+    finally:
+        with console.status("stopping the applications"):
+            procs.stop()
+    try:
+        if started is None:
+            raise typer.Exit(1)
+        show(sample=8)
+        _gold_summary(spark, s, ep, since=started)
+        if board is not None and sys.stdin.isatty():
+            console.log("the dashboard stays up (the pipeline has stopped); Ctrl-C ends it")
+            board.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if board is not None:
+            from vitalwatch.dashboard.serve import stop as stop_dashboard
+
+            stop_dashboard(board)
+
+
+def _run_apps(s, ep, procs, plan, speedup: float, duration: float):
+    """Start the applications, the simulator once every stage has run its first trigger (so
+    the latency printed at the end is the running pipeline's, not its start-up's), and run
+    until the duration passes or everything sent has been processed. When the simulation
+    started (None if the applications never came up)."""
+    import json
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from vitalwatch.pipeline.health import lines, read_all
+    from vitalwatch.pipeline.triggers import slowest_trigger_s
+    from vitalwatch.producers.kafka_out import send
+    from vitalwatch.producers.simulator import gateway_alert
+    from vitalwatch.producers.simulator import simulate as sim
+
+    t0 = time.monotonic()
+    procs.start_all()
+    apps = set(APPS)
+
+    def stages() -> list[dict]:
+        return [st for d in read_all(s) if d["app"] in apps and d["running"] for st in d["stages"]]
+
+    if not procs.wait_for(lambda: {d["app"] for d in read_all(s) if d["running"]} >= apps
+                          and all(st["progressed"] for st in stages()), s.infra.start_timeout_s * 3):
+        console.print(f"[red]the applications did not all start; see their logs in {procs.dir}[/red]")
+        return None
+    stop, done, result = threading.Event(), threading.Event(), {}
 
     def edge(m):
         ev = gateway_alert(m, s.clinical)
@@ -336,66 +444,38 @@ def run(
         finally:
             done.set()
 
+    started = datetime.now(UTC)
     producer = threading.Thread(target=produce, name="simulator", daemon=True)
-    clock = {"t0": datetime.now(UTC)}
-
-    def on_tick(queries) -> None:
-        """Log progress; start the simulator once every query has run its first trigger, so
-        the latency printed at the end is the running pipeline's, not its start-up's."""
-        _log_progress(queries)
-        if producer.ident is None and len(queries) == len(DEFAULT_STAGES) and all(q.lastProgress for q in queries):
-            ready_s = (datetime.now(UTC) - clock["t0"]).total_seconds()
-            clock["started"] = datetime.now(UTC)
-            producer.start()
-            console.log(f"pipeline up in {ready_s:.0f} s ({len(queries)} queries); simulating {patients} patients "
-                        f"over {hours} simulated hours at x{speedup:g}; follow alerts with "
-                        f"`vitalwatch alerts watch`; Ctrl-C stops")
-
-    quiet_since: list[float] = []
-    slowest = slowest_trigger_s(s)
-
-    def finished() -> bool:
-        """The duration passed, or the simulator is done and every query has read nothing for
-        longer than the slowest trigger (so the serving copies have caught up too)."""
-        if "started" not in clock:
-            return False
-        elapsed = (datetime.now(UTC) - clock["started"]).total_seconds()
-        if duration and elapsed >= duration:
-            return True
-        if not (done.is_set() and _drained(spark)):
-            quiet_since.clear()
-            return False
-        quiet_since[:1] = quiet_since[:1] or [elapsed]
-        return elapsed - quiet_since[0] > slowest + 10
-
+    producer.start()
+    console.log(f"applications up in {time.monotonic() - t0:.0f} s; simulating {plan.cfg.patients} patients over "
+                f"{plan.hours:g} simulated hours at x{speedup:g}; follow alerts with `vitalwatch alerts watch`; "
+                f"Ctrl-C stops")
+    quiet_since, said, slowest = None, [], slowest_trigger_s(s)
     try:
-        run_continuous(spark, s, ep, DEFAULT_STAGES, duration_s=None, on_tick=on_tick, should_stop=finished,
-                       on_restart=lambda st, err: console.log(f"[yellow]{st} failed, restarting:[/yellow] {err}"))
-    except KeyboardInterrupt:
-        console.log("stopping")
+        while True:
+            time.sleep(5)
+            procs.check()
+            now_lines = lines(s)
+            if now_lines != said:  # one line per change
+                said = now_lines
+                for line in now_lines:
+                    console.log(line)
+            elapsed = (datetime.now(UTC) - started).total_seconds()
+            if duration and elapsed >= duration:
+                break
+            if done.is_set() and all(st.get("last_input_rows") == 0 for st in stages()):
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > slowest + 10:
+                    break
+            else:
+                quiet_since = None
     finally:
         stop.set()
-        if producer.ident is not None:
-            producer.join(timeout=30)
-    try:
-        if "started" not in clock:
-            console.print("[red]the pipeline stopped before every query had started[/red]")
-            raise typer.Exit(1)
-        if "error" in result:
-            console.print(f"[red]simulator failed:[/red] {result['error']}")
-            raise typer.Exit(1)
-        show(sample=8)
-        _gold_summary(spark, s, ep, since=clock["started"])
-        if board is not None and sys.stdin.isatty():
-            console.log("the dashboard stays up (the pipeline has stopped); Ctrl-C ends it")
-            board.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if board is not None:
-            from vitalwatch.dashboard.serve import stop as stop_dashboard
-
-            stop_dashboard(board)
+        producer.join(timeout=30)
+    if "error" in result:
+        console.print(f"[red]simulator failed:[/red] {result['error']}")
+        return None
+    return started
 
 
 def _start_dashboard(s):
@@ -788,13 +868,13 @@ def alerts_ack(
 
 @search_app.command("init")
 def search_init() -> None:
-    """Install the Elasticsearch index templates (conf/elasticsearch/) and create the indices."""
+    """Install the Elasticsearch index templates (conf/elasticsearch/) and create the indices
+    (idempotent, retried; `infra up` runs it too — the pipeline never does)."""
     from vitalwatch.infra.endpoints import resolve
-    from vitalwatch.sinks.search import apply_templates
+    from vitalwatch.infra.manager import search_init as init
 
     s = get_settings()
-    for name in apply_templates(s, resolve(s, ("elasticsearch",)).es_nodes or ""):
-        console.log(f"template and index {name}")
+    init(s, resolve(s, ("elasticsearch",)).es_nodes or "", console.log)
 
 
 @search_app.command("kibana-import")
@@ -840,12 +920,6 @@ def _simulation_plan(spark, s, hours: float, cfg):
     console.log(f"the lake has readings of patients {cfg.patient_prefix}… in the last {hours:g} h: "
                 f"simulating a new cohort {cohort}…")
     return SimulationPlan(plan.start, hours, cfg.model_copy(update={"patient_prefix": cohort}))
-
-
-def _drained(spark) -> bool:
-    """True when every active query's last batch read nothing (the producer's output is in)."""
-    qs = spark.streams.active
-    return bool(qs) and all((q.lastProgress or {}).get("numInputRows", 1) == 0 for q in qs)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "VITALWATCH__"
@@ -60,8 +60,14 @@ def load_yaml_layers(profile: str | None = None) -> dict[str, Any]:
         data = _deep_merge(data, yaml.safe_load(prof_file.read_text()) or {})
     elif profile != "local":
         raise FileNotFoundError(f"profile {profile!r} has no file {prof_file}")
+    overlay = os.environ.get(OVERLAY_ENV)
+    if overlay:  # a parent process's exact settings, for the applications it starts
+        data = _deep_merge(data, yaml.safe_load(Path(overlay).read_text()) or {})
     data["profile"] = profile
     return data
+
+
+OVERLAY_ENV = "VITALWATCH_CONFIG_OVERLAY"
 
 
 class LakeConfig(BaseModel):
@@ -131,8 +137,8 @@ class StreamingConfig(BaseModel):
     trigger_interval: str = "5 seconds"
     dedupe_watermark: str = "1 hour"
     max_files_per_trigger: int = Field(1000, ge=1)
-    max_restarts: int = Field(10, ge=0)
-    restart_backoff_s: float = Field(5, ge=0)
+    restart_backoff_s: float = Field(5, ge=0)       # a failed stage waits this long, doubled per failure in a row ...
+    restart_backoff_max_s: float = Field(60, gt=0)  # ... up to this; it is retried forever (never stops the app)
     stage_triggers: dict[str, str] = {}  # stage -> its own trigger interval (else trigger_interval)
     scheduler_pools: dict[str, str] = {"gold": "alerts"}  # stage -> FAIR pool (conf/fairscheduler.xml); others: "lake"
     record_progress: bool = True  # queries' progress to MongoDB pipeline_progress (the dashboard's health page)
@@ -284,9 +290,11 @@ class GoldConfig(BaseModel):
     late_tolerance_minutes: float = Field(360, ge=0)  # older than the newest reading by more: not scored
     mongo_latest_scores: int = Field(50, ge=1)  # risk_scores kept per patient in MongoDB
     model_alias: str | None = None             # None: models.champion_alias
-    sinks: list[str] = ["mongo", "elasticsearch", "kafka", "webhook"]
+    sinks: list[str] = ["mongo", "elasticsearch", "kafka"]  # webhooks: alerts.webhooks (the notifier)
     source: Literal["kafka", "silver"] = "kafka"  # kafka: the silver transform in-stream (seconds); silver: the table (replays)
     state_buckets: int = Field(64, ge=1)        # patients hashed into this many state keys (fixed per checkpoint)
+    dead_letter_payload_bytes: int = Field(65_536, ge=1024)  # gold/dead_letter keeps at most this much of a row
+    es_max_document_bytes: int = Field(10 * 1024 * 1024, ge=1024)  # larger: dead-lettered, never sent to Elasticsearch
 
 
 class BenchmarkConfig(BaseModel):
@@ -315,10 +323,79 @@ class BenchmarkConfig(BaseModel):
 
 
 class WebhookConfig(BaseModel):
+    """One webhook channel of the notifier (``vitalwatch notify``, lib/vitalwatch/alerts/).
+
+    Secure by default, checked here at load so a bad endpoint fails before anything is sent:
+    https only (plain http only to a loopback host), and every body is signed, so an endpoint
+    whose secret cannot be found is refused rather than sent unsigned alerts. The secret comes
+    from ``secret`` (never commit one), else the environment variable ``secret_env`` (default
+    ``VITALWATCH_WEBHOOK_<NAME>_SECRET``), else the file ``secret_file``."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")  # the channel id in MongoDB deliveries
     url: str
-    levels: list[str] = ["CRITICAL", "HIGH"]
-    timeout_s: float = Field(5, gt=0)
-    retries: int = Field(3, ge=0)
+    levels: list[Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]] = ["CRITICAL", "HIGH"]
+    timeout_s: float = Field(5, gt=0, le=120)   # connect and read timeout of one attempt
+    secret: SecretStr | None = None
+    secret_env: str | None = None
+    secret_file: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _safe_url(cls, v: str) -> str:
+        from vitalwatch.alerts.urls import require_safe_url
+
+        require_safe_url(v)
+        return v
+
+    @property
+    def default_secret_env(self) -> str:
+        return f"VITALWATCH_WEBHOOK_{self.name.upper().replace('-', '_')}_SECRET"
+
+    @model_validator(mode="after")
+    def _resolve_secret(self) -> WebhookConfig:
+        if self.secret is None:
+            env = self.secret_env or self.default_secret_env
+            if value := os.environ.get(env, "").strip():
+                self.secret = SecretStr(value)
+            elif self.secret_file:
+                f = Path(os.path.expanduser(self.secret_file))
+                f = f if f.is_absolute() else project_root() / f
+                if not f.is_file():
+                    raise ValueError(f"webhook {self.name!r}: secret_file {f} does not exist")
+                self.secret = SecretStr(f.read_text().strip())
+        if self.secret is None:
+            raise ValueError(f"webhook {self.name!r} has no signing secret: set ${self.secret_env or self.default_secret_env} "
+                             "(or secret_file); unsigned webhooks are refused")
+        if len(self.secret.get_secret_value()) < 16:
+            raise ValueError(f"webhook {self.name!r}: the signing secret must have at least 16 characters")
+        return self
+
+    def secret_bytes(self) -> bytes:
+        assert self.secret is not None  # resolved at load (see _resolve_secret)
+        return self.secret.get_secret_value().encode()
+
+
+class NotifierConfig(BaseModel):
+    """The notifier: a consumer of ``vitals.alerts`` delivering webhooks (README, Notifications)."""
+
+    consumer_group: str = "vitalwatch-notifier"  # its own Kafka consumer group
+    mongo_user: str = "vitalwatch_notifier"      # its own MongoDB account (mongo.security.users): deliveries only
+    workers_per_channel: int = Field(4, ge=1, le=64)  # concurrent attempts per webhook
+    backoff_base_s: float = Field(1, gt=0)       # retry n waits base × 2^(n-1) (jittered) ...
+    backoff_max_s: float = Field(60, gt=0)       # ... at most this
+    retry_after_max_s: float = Field(300, ge=0)  # a receiver's Retry-After is honoured up to this
+    max_attempts: int | None = Field(None, ge=1)  # give up after this many attempts (None: max_age_s decides)
+    max_age_s: float = Field(3600, gt=0)         # ... or once the alert is this old: failed, logged, kept in deliveries
+    lease_margin_s: float = Field(10, gt=0)      # an attempt holds its delivery for 2 × timeout_s + this
+    max_pending_events: int = Field(10_000, ge=1)  # consumption pauses while this many events are unfinished
+    commit_interval_s: float = Field(1, gt=0)    # Kafka offsets of finished events committed this often
+    signature_tolerance_s: float = Field(300, gt=0)  # receivers: refuse a timestamp older than this
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> NotifierConfig:
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ValueError("alerts.notifier.backoff_max_s must be >= backoff_base_s")
+        return self
 
 
 class AlertsConfig(BaseModel):
@@ -334,7 +411,17 @@ class AlertsConfig(BaseModel):
     fallback_care_team: dict[str, str] = {}
     registry_cache_s: float = Field(60, ge=0)     # care teams looked up again after this long
     registry_timeout_s: float = Field(2, gt=0)    # registry unreachable for longer: cached or fallback team
+    registry_retry_s: float = Field(30, gt=0)     # ... and not asked again for this long (no batch waits on it)
     webhooks: list[WebhookConfig] = []
+    notifier: NotifierConfig = NotifierConfig()
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_names(cls, v: list[WebhookConfig]) -> list[WebhookConfig]:
+        names = [w.name for w in v]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"webhook names must be unique (they key deliveries): {dupes}")
+        return v
 
 
 class DashboardRole(BaseModel):

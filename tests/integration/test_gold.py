@@ -1,6 +1,6 @@
 """Simulator → Kafka → bronze → silver, gold and the serving queries on the real servers: scores
 equal batch scoring of silver (parity), alerts reach the topic, MongoDB, Elasticsearch and a
-webhook with the right level and routing; a SIGKILLed pipeline (all stages, bronze to the
+webhook (through the notifier) with the right level and routing; a SIGKILLed pipeline (all stages, bronze to the
 stores) and a MongoDB outage lose and duplicate nothing, and alerts keep flowing while MongoDB
 is down."""
 
@@ -73,6 +73,16 @@ class Receiver:
         self.server = HTTPServer(("127.0.0.1", 0), H)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+
+
+def notify_until(s: Settings, endpoints: Endpoints, done, timeout_s: float = 120) -> None:
+    """Run the notifier (``vitalwatch notify``) until ``done()`` or the timeout."""
+    import time
+
+    from vitalwatch.alerts.notifier import run_notifier
+
+    deadline = time.monotonic() + timeout_s
+    run_notifier(s, endpoints, should_stop=lambda: done() or time.monotonic() > deadline, log_line=lambda _m: None)
 
 
 def gold_settings(trained: Settings, endpoints: Endpoints, name: str, **alerts: object) -> Settings:
@@ -168,7 +178,8 @@ def test_stream_equals_batch_and_alerts_reach_every_sink_routed(
         spark: SparkSession, trained: Settings, endpoints: Endpoints) -> None:
     hook = Receiver()
     s = gold_settings(trained, endpoints, "parity",
-                      webhooks=[WebhookConfig(url=hook.url, levels=["CRITICAL", "HIGH"])])
+                      webhooks=[WebhookConfig(name="pager", url=hook.url, levels=["CRITICAL", "HIGH"],
+                                              secret=uuid.uuid4().hex)])
     p = plan()
     msgs = list(simulate(p))
     unregistered = "p00001"
@@ -209,9 +220,11 @@ def test_stream_equals_batch_and_alerts_reach_every_sink_routed(
     db = pymongo.MongoClient(endpoints.mongo_uri)[s.mongo.database]
     doc = db.patients.find_one({"_id": "p00000"})
     assert doc["name"].startswith("Simulated") and doc["status"]["observation_id"] == last.loc["p00000", "observation_id"]
-    # webhook: every CRITICAL/HIGH alert, keyed by alert id
+    # webhook: every CRITICAL/HIGH alert, keyed by alert id, delivered by the notifier from the topic
     urgent = set(alerts.alert_id[alerts.level.isin(["CRITICAL", "HIGH"])])
+    notify_until(s, endpoints, lambda: {k for k, _ in hook.received} >= urgent)
     assert {k for k, _ in hook.received} == urgent and all(k == b["alert_id"] for k, b in hook.received)
+    assert len(hook.received) == len(urgent)  # each once
     # normal topic: the below-threshold assessments
     normal = int(((want.level == "LOW") & want.alert_id.isna() & (want.score_status == "scored")).sum())
     assert normal > 0 and _topic_size(endpoints, s.kafka.topics.normal) == normal

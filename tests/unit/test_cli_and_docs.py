@@ -19,7 +19,7 @@ COMMANDS = [[], ["infra"], ["infra", "up"], ["infra", "down"], ["infra", "status
             ["models", "show"], ["triage"], ["triage", "train"], ["triage", "score"],
             ["mongo"], ["mongo", "init"], ["mongo", "script"], ["patients"], ["patients", "register"],
             ["alerts"], ["alerts", "watch"], ["alerts", "ack"], ["search"], ["search", "init"],
-            ["search", "kibana-import"]]
+            ["search", "kibana-import"], ["notify"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "vitalwatch")
@@ -49,3 +49,23 @@ def test_latency_percentiles_and_trigger_intervals() -> None:
     assert [interval_seconds(x) for x in ("500 milliseconds", "15 seconds", "1 minute", "2 hours")] == [0.5, 15, 60, 7200]
     assert slowest_trigger_s(Settings()) == max(interval_seconds(x) for x in (
         Settings().streaming.trigger_interval, *Settings().streaming.stage_triggers.values()))
+
+
+def test_pipeline_refuses_an_unknown_app_and_apps_cover_every_stage() -> None:
+    from vitalwatch.pipeline import APPS, STAGES
+
+    res = CliRunner().invoke(app, ["pipeline", "--app", "everything"])
+    assert res.exit_code != 0 and "unknown app" in res.output
+    owned = [st for stages in APPS.values() for st in stages]
+    assert sorted(owned) == sorted(STAGES)  # each stage in exactly one application
+    assert APPS["alerts"] == ("gold",)  # the alert path alone
+
+
+def test_readme_shows_the_topology_and_each_outage() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "```mermaid" in readme
+    for app_name in ("alerts", "lake", "serving", "notifier"):
+        assert f"| `{app_name}` |" in readme, app_name
+    for outage in ("Elasticsearch down", "MongoDB down", "Kafka broker down", "webhook receiver black-holed",
+                   "alert app killed", "lake or serving app stopped"):
+        assert f"| {outage} |" in readme, outage

@@ -152,3 +152,27 @@ def test_passwords_sessions_and_roles() -> None:
     assert auth.allowed(s, "admin", "users") and not auth.allowed(s, "clinician", "users")
     assert not auth.allowed(s, "nobody", "ward")
     assert auth.shows_identifiers(s, "clinician") and not auth.shows_identifiers(s, "analyst")
+
+
+def test_pipeline_health_puts_degraded_stages_first() -> None:
+    """Health records (the supervisor's) beside progress events: a stage failing since a time
+    shows that line, on top; a stage with no health record is ok."""
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    from vitalwatch.dashboard.views import pipeline_health
+
+    now = datetime.now(UTC)
+    prog = pd.DataFrame([
+        {"query": "gold", "batch_id": 7, "timestamp": now - timedelta(seconds=2), "num_input_rows": 3},
+        {"query": "serve_alerts", "batch_id": 4, "timestamp": now - timedelta(minutes=5), "num_input_rows": 1},
+        {"kind": "health", "query": "serve_alerts", "timestamp": now - timedelta(minutes=4), "state": "ok",
+         "line": "ok: serve_alerts"},
+        {"kind": "health", "query": "serve_alerts", "timestamp": now - timedelta(minutes=1), "state": "degraded",
+         "line": "degraded: serve_alerts failing since 2026-12-01 10:00:00 UTC: MongoTimeoutError: down"},
+    ])
+    got = pipeline_health(prog)
+    assert got["query"].tolist() == ["serve_alerts", "gold"]
+    assert got.loc[0, "health"].startswith("degraded: serve_alerts failing since") and got.loc[0, "batch_id"] == 4
+    assert got.loc[1, "health"] == "ok" and got.loc[1, "batch_id"] == 7

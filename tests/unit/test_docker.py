@@ -20,7 +20,9 @@ from vitalwatch.infra.artifacts import compose_command
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 STACK = {"kafka", "mongo", "elasticsearch", "kibana", "mlflow", "spark-master", "spark-worker",
-         "search-init", "kibana-init", "trainer", "pipeline", "dashboard"}
+         "search-init", "kibana-init", "trainer", "pipeline-alerts", "pipeline-lake", "pipeline-serving",
+         "notifier", "dashboard"}
+APPS = ("alerts", "lake", "serving")
 DOCKERFILES = {"vitalwatch/spark-jobs": "Dockerfile.spark", "vitalwatch/dashboard": "Dockerfile.dashboard"}
 IMAGE_HOME = "/opt/vitalwatch"
 
@@ -54,8 +56,15 @@ def test_compose_config_accepts_the_stack(stack: dict) -> None:
     init = [v for v in svc["mongo"]["volumes"] if v["target"].startswith("/docker-entrypoint-initdb.d/")]
     assert [Path(v["source"]) for v in init] == [DOCKER / "mongo" / "init-security.js"]
     pwd = svc["mongo"]["environment"]["VITALWATCH_MONGO_PIPELINE_PASSWORD"]
-    assert f"vitalwatch_pipeline:{pwd}@mongo:27017" in svc["pipeline"]["environment"]["VITALWATCH__MONGO__URI"]
-    assert svc["pipeline"]["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    for app in APPS:  # the pipeline's applications, each its own service running one --app
+        assert f"vitalwatch_pipeline:{pwd}@mongo:27017" in svc[f"pipeline-{app}"]["environment"]["VITALWATCH__MONGO__URI"]
+        assert svc[f"pipeline-{app}"]["command"][-2:] == ["--app", app]
+        assert svc[f"pipeline-{app}"]["restart"] == "unless-stopped"
+    assert svc["pipeline-alerts"]["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    assert "spark.cores.max" in " ".join(svc["pipeline-alerts"]["command"])  # cores of its own
+    # the notifier: its own MongoDB account, never the pipeline's password
+    assert "VITALWATCH_MONGO_PIPELINE_PASSWORD" not in str(svc["notifier"]["environment"])
+    assert pwd not in str(svc["notifier"]["environment"]) and svc["notifier"]["command"] == ["notify"]
     assert svc["kibana-init"]["depends_on"]["kibana"]["condition"] == "service_healthy"
 
 
@@ -133,7 +142,7 @@ def test_every_jobs_image_service_runs_something_that_exists(stack: dict) -> Non
 
     jobs = {n: s for n, s in stack["services"].items()
             if s.get("build") and s["build"]["dockerfile"].endswith("Dockerfile.spark")}
-    assert {"mlflow", "spark-master", "spark-worker", "pipeline", "trainer", "kibana-init"} <= set(jobs)
+    assert {"mlflow", "spark-master", "spark-worker", "pipeline-alerts", "trainer", "kibana-init"} <= set(jobs)
     scripts = _console_scripts()
     spark_core = next((Path(__import__("pyspark").__file__).parent / "jars").glob("spark-core_*.jar"))
     classes = set(zipfile.ZipFile(spark_core).namelist())
@@ -157,7 +166,7 @@ def test_every_jobs_image_service_runs_something_that_exists(stack: dict) -> Non
 
 
 def test_the_stack_environment_lands_in_settings_fields(stack: dict, monkeypatch) -> None:
-    env = stack["services"]["pipeline"]["environment"]
+    env = stack["services"]["pipeline-alerts"]["environment"]
     assert env["VITALWATCH_PROFILE"] == "cluster"
     for key in [k for k in env if k.startswith("VITALWATCH__")]:  # a typo would be ignored silently
         node = Settings.model_fields

@@ -67,3 +67,44 @@ def test_a_replayed_key_is_written_once_across_batches_and_restarts(spark, base_
     assert sorted(seen) == sorted([(t.gold_scores, "p1:o1"), (t.gold_alerts, "p1:o1"), (t.gold_scores, "p1:o2"),
                                    (t.gold_scores, "p1:o3")])
 
+
+
+def test_insert_only_merge_writes_each_key_once(spark, base_settings, tmp_path) -> None:
+    """Beyond the dedupe window (a rebuilt checkpoint reading the topics again, a re-publish
+    days later) a row whose key the table holds is not written again; new keys are, and an
+    untimely reading does not take the key of the same observation's scored row."""
+    from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES, ensure_gold
+    from vitalwatch.pipeline.gold_lake import insert_new
+
+    s = base_settings.model_copy(update={"lake": base_settings.lake.model_copy(
+        update={"root": str(tmp_path / "lake"), "checkpoint_root": str(tmp_path / "chk")})})
+    ensure_gold(spark, s)
+    risk = risk_rows(_scores(spark, s)).withColumn("scored_time", F.lit(datetime(2026, 3, 1, 10, 16)))
+    path = s.table_path(*GOLD_SCORES)
+    # through the topic's records, as gold_lake gets them (from_json types every array element nullable)
+    via_topic = table_rows(lake_records(risk, None, s), s.kafka.topics.gold_scores,
+                           spark.read.format("delta").load(path).schema)
+    insert_new(spark, path, GOLD_SCORES, via_topic)
+    later = risk.withColumn("scored_time", F.lit(datetime(2026, 3, 9)))  # the same rows, re-sent later
+    untimely = (risk.where("observation_id = 'o1'")
+                .withColumn("score_status", F.lit("untimely")).withColumn("effective_time", F.lit(datetime(2031, 1, 1)))
+                .withColumn("effective_date", F.to_date("effective_time")))
+    insert_new(spark, path, GOLD_SCORES, later.unionByName(later).unionByName(untimely))
+    got = spark.read.format("delta").load(path)
+    assert got.count() == 3
+    assertDataFrameEqual(got.where("score_status != 'untimely'"), risk)  # the first copies, not the later ones
+    assert got.where("score_status = 'untimely'").count() == 1
+
+    raised = risk.where("alert_id is not null").toPandas()
+    alerts = alert_events(spark, raised, s, {})
+    apath = s.table_path(*GOLD_ALERTS)
+    for _ in range(3):
+        insert_new(spark, apath, GOLD_ALERTS, alerts.unionByName(alerts))
+    assert [r.alert_id for r in spark.read.format("delta").load(apath).collect()] == ["a1"]
+
+
+def test_a_discharge_lands_in_the_same_partition_on_replay(spark, base_settings) -> None:
+    """``effective_date`` is a function of the row: a discharge's is its expiry's date, not today."""
+    risk = risk_rows(_scores(spark, base_settings))
+    got = {r.patient_id: r.effective_date for r in risk.collect()}
+    assert str(got["p1"]) == "2026-03-01" and str(got["p2"]) == "2026-03-01"

@@ -46,9 +46,14 @@ def _rss(pid: int) -> tuple[int, int]:
     """Resident bytes of the process ``pid`` and of its Python worker descendants."""
     import psutil
 
+    def worker_rss(c: psutil.Process) -> int:
+        try:  # a worker may exit between listing and reading it (seen under load)
+            return c.memory_info().rss if "python" in c.name().lower() else 0
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied, FileNotFoundError):
+            return 0
+
     jvm = psutil.Process(pid)
-    workers = sum(c.memory_info().rss for c in jvm.children(recursive=True) if "python" in c.name().lower())
-    return jvm.memory_info().rss, workers
+    return jvm.memory_info().rss, sum(worker_rss(c) for c in jvm.children(recursive=True))
 
 
 def _du(path: Path) -> int:

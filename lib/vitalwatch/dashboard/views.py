@@ -114,19 +114,31 @@ def model_versions(scores: pd.DataFrame) -> pd.DataFrame:
 
 def pipeline_health(progress: pd.DataFrame) -> pd.DataFrame:
     """Latest progress per streaming query: input and processing rates, batch duration, state
-    rows, Kafka lag (offsets behind the newest), and seconds since it last reported."""
-    cols = ["query", "batch_id", "timestamp", "input_rows_per_s", "processed_rows_per_s", "batch_duration_ms",
-            "num_input_rows", "state_rows", "kafka_lag", "seconds_since"]
+    rows, Kafka lag (offsets behind the newest), seconds since it last reported, and its
+    ``health`` — "degraded: <stage> failing since <time>: <error>" or "ok" — from the newest
+    health record of its application (``kind: health``, :mod:`vitalwatch.pipeline.health`).
+    Degraded stages first; a stage that is failing has health but perhaps no progress."""
+    cols = ["query", "health", "batch_id", "timestamp", "input_rows_per_s", "processed_rows_per_s",
+            "batch_duration_ms", "num_input_rows", "state_rows", "kafka_lag", "seconds_since"]
     if progress.empty:
         return pd.DataFrame(columns=cols)
-    latest = progress.sort_values("timestamp").groupby("query", as_index=False).tail(1)
+    is_health = progress["kind"].eq("health") if "kind" in progress else pd.Series(False, index=progress.index)
+    prog, health = progress[~is_health], progress[is_health]
+    latest = prog.sort_values("timestamp").groupby("query", as_index=False).tail(1)
+    if len(health):
+        h = health.sort_values("timestamp").groupby("query", as_index=False).tail(1)[["query", "line"]]
+        latest = latest.drop(columns=[c for c in ("line",) if c in latest]).merge(h, on="query", how="outer")
+        latest["health"] = latest["line"].fillna("ok")
+    else:
+        latest["health"] = "ok"
     now = pd.Timestamp(datetime.now(UTC))
     ts = pd.to_datetime(latest["timestamp"], utc=True)
     latest = latest.assign(seconds_since=(now - ts).dt.total_seconds().round(0))
     for c in cols:
         if c not in latest:
             latest[c] = np.nan
-    return latest[cols].sort_values("query").reset_index(drop=True)
+    latest["_ok"] = ~latest["health"].astype(str).str.startswith("degraded")
+    return latest.sort_values(["_ok", "query"])[cols].reset_index(drop=True)
 
 
 def deidentify(df: pd.DataFrame) -> pd.DataFrame:

@@ -106,6 +106,8 @@ class InfraManager:
                 state[name] = srv.start(prev)
                 self._write_state(state)
                 _say(progress, f"{name}: healthy at {state[name].get('endpoint')}")
+            if "elasticsearch" in self._names(only) and state.get("elasticsearch", {}).get("nodes"):
+                search_init(self.settings, state["elasticsearch"]["nodes"], progress)
             return state
 
     def down(self, only: list[str] | None = None, progress: Any = None) -> None:
@@ -142,3 +144,28 @@ def _safe_healthy(srv: Server, st: dict[str, Any]) -> bool:
 def _say(progress: Any, msg: str) -> None:
     if progress is not None:
         progress(msg)
+
+
+def search_init(settings: Settings, nodes: str, progress: Any = None, attempts: int = 10,
+                wait_s: float = 3.0) -> list[str]:
+    """Index templates and indices (``vitalwatch search init``), retried: installed here and
+    not by the pipeline, so no application makes a network call at start-up that could take it
+    down (idempotent: a template is replaced by itself, an existing index kept)."""
+    import time
+
+    import requests
+
+    from vitalwatch.sinks.search import apply_templates
+
+    for attempt in range(1, attempts + 1):
+        try:
+            done = apply_templates(settings, nodes)
+        except requests.RequestException as e:
+            if attempt == attempts:
+                raise InfraError(f"elasticsearch: index templates not installed after {attempts} tries: {e}") from e
+            _say(progress, f"elasticsearch: templates not installed yet ({str(e).splitlines()[0][:120]}); retrying")
+            time.sleep(wait_s)
+        else:
+            _say(progress, f"elasticsearch: templates and indices {', '.join(done)}")
+            return done
+    return []

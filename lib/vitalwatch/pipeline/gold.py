@@ -6,7 +6,7 @@ patient into ``applyInPandasWithState`` (RocksDB state store), whose function is
 and emits one row per new reading. ``foreachBatch`` then, in this order:
 
 1. publishes alerts to ``vitals.alerts`` — first, since people wait on these;
-2. at once: assessments to ``vitals.normal``, webhooks, and the rows of ``gold/risk_scores``
+2. at once: assessments to ``vitals.normal`` and the rows of ``gold/risk_scores``
    and ``gold/alerts`` to their topics (``kafka.topics.gold_scores`` / ``gold_alerts``), keyed
    by reading and alert id.
 
@@ -77,7 +77,9 @@ GOLD_ALERTS = ("gold", "alerts")
 GOLD_STATUS = ("gold", "patient_status")
 JSON_TIMESTAMP = "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"  # the gold tables' topics keep microseconds
 QUERY = "gold_risk_scores"  # the scoring query's name (its checkpoint adds gold.source)
-ALERT_PATH_SINKS = ("kafka", "webhook", "mongo")  # mongo: the registry, for routing
+# mongo: the registry, for routing (cached; never waited on). Webhooks are not here: the notifier
+# (``vitalwatch notify``) delivers them from the alert topic, so no receiver can delay an alert.
+ALERT_PATH_SINKS = ("kafka", "mongo")
 
 # State per bucket of patients (``gold.state_buckets``): the retained silver rows of all its
 # patients, and each patient's alert state and last arrival, as parallel arrays.
@@ -265,11 +267,12 @@ def load_model(settings: Settings) -> ModelRef:
 # -- gold tables ------------------------------------------------------------------------------
 def risk_rows(batch: DataFrame) -> DataFrame:
     """Rows for ``gold/risk_scores``: every new reading, with when it was scored, and the
-    ``discharged`` markers of expired patients (no observation; dated when they expired)."""
-    now = F.current_timestamp()
+    ``discharged`` markers of expired patients (no observation; dated when they expired).
+    ``effective_date`` (the partition) is a function of the row alone — a discharge's is its
+    expiry's — so a replayed row lands in the same partition as its first copy."""
     return (batch.withColumn("features", restore_nan("features"))
-            .withColumn("scored_time", now)
-            .withColumn("effective_date", F.coalesce(F.to_date("effective_time"), F.to_date(now))))
+            .withColumn("scored_time", F.current_timestamp())
+            .withColumn("effective_date", F.coalesce(F.to_date("effective_time"), F.to_date("silver_time"))))
 
 
 def readings(risk: DataFrame) -> DataFrame:

@@ -19,16 +19,20 @@ def key(*parts: Column | str) -> Column:
     return F.to_json(F.array(*[F.col(p) if isinstance(p, str) else p for p in parts]))
 
 
-def score_key() -> Column:
+def score_key(alias: str | None = None) -> Column:
     """A ``gold/risk_scores`` row: patient + observation; a discharge marker: patient + its
     expiry; an untimely reading (a time outside the bounds, kept only for its crisis alert):
     patient + observation + its claimed time, so a corrected re-send of the same id is not
     mistaken for it."""
-    t = F.unix_micros("effective_time").cast("string")
-    return (F.when(F.col("observation_id").isNull(),
-                   key("patient_id", F.lit("discharged"), F.unix_micros("silver_time").cast("string")))
-            .when(F.col("score_status") == "untimely", key("patient_id", "observation_id", F.lit("untimely"), t))
-            .otherwise(key("patient_id", "observation_id")))
+    def c(name: str) -> str:  # a column of the aliased side of a MERGE, or of the row
+        return f"{alias}.{name}" if alias else name
+
+    t = F.unix_micros(c("effective_time")).cast("string")
+    return (F.when(F.col(c("observation_id")).isNull(),
+                   key(c("patient_id"), F.lit("discharged"), F.unix_micros(c("silver_time")).cast("string")))
+            .when(F.col(c("score_status")) == "untimely",
+                  key(c("patient_id"), c("observation_id"), F.lit("untimely"), t))
+            .otherwise(key(c("patient_id"), c("observation_id"))))
 
 
 def vital_key() -> Column:

@@ -76,6 +76,14 @@ class ProgressRecorder(StreamingQueryListener):
             log.exception("progress event not recorded")
             self.dropped += 1
 
+    def enqueue(self, docs: list[dict[str, Any]]) -> None:
+        """Other records for the same collection (stage health): queued, never waited for."""
+        for d in docs:
+            try:
+                self.q.put_nowait(d)
+            except queue.Full:
+                self.dropped += 1
+
     def onQueryIdle(self, event) -> None:
         pass
 

@@ -15,6 +15,7 @@ from vitalwatch.pipeline.lake import (
     SILVER_VITALS,
     read_table,
 )
+from vitalwatch.sinks.dead_letter import counts as dead_letter_counts
 
 
 def lake_summary(spark: SparkSession, settings: Settings, sample: int = 5) -> dict[str, Any]:
@@ -28,6 +29,7 @@ def lake_summary(spark: SparkSession, settings: Settings, sample: int = 5) -> di
     rows = (vitals.orderBy(F.col("silver_time").desc(), F.col("effective_time").desc())
             .select("patient_id", "effective_time", "vital", "value", "unit", "device_id")
             .limit(sample).collect())
+    dead = dead_letter_counts(spark, settings)
     return {
         "bronze_messages": bronze.count(),
         "silver_values": sum(by_vital.values()),
@@ -37,4 +39,6 @@ def lake_summary(spark: SparkSession, settings: Settings, sample: int = 5) -> di
         "by_reason": dict(sorted(by_reason.items())),
         "ignored_by_type": dict(sorted(by_type.items())),
         "latest": [r.asDict() for r in rows],
+        "dead_letters": sum(dead.values()),          # rows a store refused for good (gold/dead_letter)
+        "dead_letters_by_sink": dict(sorted(dead.items())),
     }

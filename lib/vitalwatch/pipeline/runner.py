@@ -2,20 +2,23 @@
 
 Stages: ``bronze`` (Kafka → Delta), ``silver`` (bronze → silver + quarantine), ``gold`` (the
 alert path: scoring, alerts, the gold tables' topics), ``gold_lake`` (those topics → the gold
-Delta tables), ``serve_scores`` / ``serve_alerts`` / ``es_vitals``
-(gold and silver → patient_status, MongoDB, Elasticsearch; :mod:`vitalwatch.pipeline.serve`).
+Delta tables), ``serve_scores`` / ``es_scores`` / ``serve_alerts`` / ``es_alerts`` / ``es_vitals``
+(gold and silver → patient_status, MongoDB, Elasticsearch, one query per store;
+:mod:`vitalwatch.pipeline.serve`).
 
 ``available_now`` processes everything available and stops: the batch catch-up mode used by
 tests and backfills. A stage starts once the stages it reads from (:func:`stage_inputs`) have
 finished, and stages that do not depend on each other run at once (bronze beside gold, silver
-beside gold_lake, the three serving queries together): most of a small batch is driver-side
+beside gold_lake, the serving queries together): most of a small batch is driver-side
 waiting, so the waves overlap well even on two cores. Otherwise all stages run
 concurrently until stopped or a duration passes, the scoring query in its own FAIR pool.
 
 **Failures.** A query that fails (a sink or the broker is down, say) is restarted from its
-checkpoint after a back-off, up to ``streaming.max_restarts`` times in a row; the failed
-micro-batch is replayed, and because every write is idempotent nothing is lost or doubled.
-A query that keeps failing stops the application with its error."""
+checkpoint on its own back-off timer, forever (:mod:`vitalwatch.pipeline.supervisor`); the
+failed micro-batch is replayed, and because every write is idempotent nothing is lost or
+doubled. A failing stage is reported degraded; it never stops the application or another
+stage. Which stages run together is the application's choice (:data:`APPS`): the alert path
+runs alone in its own application."""
 
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.pipeline import STAGES
 from vitalwatch.pipeline.bronze import start_bronze
 from vitalwatch.pipeline.silver import start_silver
+from vitalwatch.pipeline.supervisor import StageHealth, Supervisor
 from vitalwatch.pipeline.triggers import in_pool, pool_for
 
 DEFAULT_STAGES = STAGES
@@ -51,7 +55,8 @@ def _start(spark: SparkSession, settings: Settings, endpoints: Endpoints, stage:
         return start_gold_lake(spark, settings, available_now=available_now, endpoints=endpoints)
     from vitalwatch.pipeline import serve
 
-    starters = {"serve_scores": serve.start_serve_scores, "serve_alerts": serve.start_serve_alerts,
+    starters = {"serve_scores": serve.start_serve_scores, "es_scores": serve.start_es_scores,
+                "serve_alerts": serve.start_serve_alerts, "es_alerts": serve.start_es_alerts,
                 "es_vitals": serve.start_vitals_index}
     if stage not in starters:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
@@ -69,8 +74,8 @@ def stage_inputs(settings: Settings) -> dict[str, tuple[str, ...]]:
     """The stages whose output each stage reads (gold reads Kafka itself unless
     ``gold.source`` is ``silver``)."""
     return {"bronze": (), "silver": ("bronze",), "gold": ("silver",) if settings.gold.source == "silver" else (),
-            "gold_lake": ("gold",), "serve_scores": ("gold_lake",), "serve_alerts": ("gold_lake",),
-            "es_vitals": ("silver",)}
+            "gold_lake": ("gold",), "serve_scores": ("gold_lake",), "es_scores": ("gold_lake",),
+            "serve_alerts": ("gold_lake",), "es_alerts": ("gold_lake",), "es_vitals": ("silver",)}
 
 
 def run_available_now(spark: SparkSession, settings: Settings, endpoints: Endpoints,
@@ -102,48 +107,37 @@ def run_available_now(spark: SparkSession, settings: Settings, endpoints: Endpoi
 
 
 def run_continuous(spark: SparkSession, settings: Settings, endpoints: Endpoints,
-                   stages: Sequence[str] = STAGES, *, duration_s: float | None = None,
+                   stages: Sequence[str] = STAGES, *, app: str = "pipeline", duration_s: float | None = None,
                    on_tick: Callable[[list[StreamingQuery]], None] | None = None,
                    tick_s: float = 5.0, should_stop: Callable[[], bool] | None = None,
-                   on_restart: Callable[[str, str], None] | None = None) -> dict[str, int]:
-    """Run all stages until ``duration_s`` passes or ``should_stop`` says so, restarting a
-    failed query from its checkpoint (see module doc); returns restarts per stage."""
+                   on_failure: Callable[[StageHealth], None] | None = None) -> dict[str, int]:
+    """Run ``stages`` until ``duration_s`` passes or ``should_stop`` says so, each kept running
+    by the :class:`~vitalwatch.pipeline.supervisor.Supervisor` (see module doc); its health is
+    written under ``app``'s name (:mod:`vitalwatch.pipeline.health`). Returns restarts per stage."""
+    from vitalwatch.pipeline.health import reporter, write_file
+
     recorder = _record_progress(spark, settings, endpoints)
-    queries = {s: start_stage(spark, settings, endpoints, s, available_now=False) for s in stages}
-    restarts = dict.fromkeys(stages, 0)
-    in_a_row = dict.fromkeys(stages, 0)
+    sup = Supervisor(spark, settings, stages,
+                     lambda stage: start_stage(spark, settings, endpoints, stage, available_now=False),
+                     on_change=reporter(settings, app, recorder.enqueue if recorder else None),
+                     on_failure=on_failure)
     deadline = time.monotonic() + duration_s if duration_s else None
     try:
+        sup.start_all()
         while True:
             time.sleep(tick_s)
-            for stage, q in list(queries.items()):
-                if q.isActive:
-                    if (q.lastProgress or {}).get("numInputRows"):
-                        in_a_row[stage] = 0
-                    continue
-                err = q.exception()
-                if err is None:
-                    continue
-                in_a_row[stage] += 1
-                if in_a_row[stage] > settings.streaming.max_restarts:
-                    raise RuntimeError(f"query {q.name} failed {in_a_row[stage]} times in a row: {err}")
-                if on_restart:
-                    on_restart(stage, str(err).splitlines()[0][:300])
-                time.sleep(min(settings.streaming.restart_backoff_s * in_a_row[stage], 60))
-                queries[stage] = start_stage(spark, settings, endpoints, stage, available_now=False)
-                restarts[stage] += 1
+            sup.check()
+            write_file(settings, app, list(sup.health.values()))  # a heartbeat, and what `run` waits on
             if on_tick:
-                on_tick(list(queries.values()))
+                on_tick(sup.active())
             if (deadline and time.monotonic() >= deadline) or (should_stop and should_stop()):
                 break
     finally:
-        for q in queries.values():
-            if q.isActive:
-                q.stop()
+        sup.stop()
         if recorder is not None:
             spark.streams.removeListener(recorder)
             recorder.close()
-    return restarts
+    return sup.restarts()
 
 
 def _record_progress(spark: SparkSession, settings: Settings, endpoints: Endpoints):

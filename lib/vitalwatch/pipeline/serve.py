@@ -4,15 +4,18 @@ Each query reads a Delta table as a stream and writes idempotently (keys are obs
 alert ids, the MERGE keeps the newest row):
 
 - ``serve_scores``: ``gold/risk_scores`` → ``gold/patient_status`` (MERGE, newest wins),
-  MongoDB ``risk_scores`` (latest N per patient) and ``patients.status``, Elasticsearch
-  ``vitalwatch-risk``;
-- ``serve_alerts``: ``gold/alerts`` → MongoDB ``alerts``, Elasticsearch ``vitalwatch-alerts``;
+  MongoDB ``risk_scores`` (latest N per patient) and ``patients.status``;
+- ``es_scores``: ``gold/risk_scores`` → Elasticsearch ``vitalwatch-risk``;
+- ``serve_alerts``: ``gold/alerts`` → MongoDB ``alerts``;
+- ``es_alerts``: ``gold/alerts`` → Elasticsearch ``vitalwatch-alerts``;
 - ``es_vitals``: ``silver/vital_signs`` → Elasticsearch ``vitalwatch-vitals``.
 
-Why apart from scoring: these writes cost seconds per batch, and every second the scoring
-batch spends on them is a second the next reading waits for its alert. A store that is down
-fails only its own query; the runner restarts it from its checkpoint (the batch is replayed,
-the keys make that harmless) while alerts keep flowing."""
+One query per store, each with its own checkpoint: a store that is down fails only its own
+queries, which the supervisor restarts from their checkpoints (the batch is replayed, the keys
+make that harmless) while the other store's copies and the alerts keep flowing; when it is
+back, its queries catch up exactly. Why apart from scoring: these writes cost seconds per
+batch, and every second the scoring batch spent on them would be a second the next reading
+waits for its alert."""
 
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from vitalwatch.pipeline.gold import (
 from vitalwatch.pipeline.lake import SILVER_VITALS, ensure_lake
 from vitalwatch.pipeline.triggers import start_foreach_batch
 from vitalwatch.sinks import Sinks
+from vitalwatch.sinks.dead_letter import ensure_dead_letter
 
 STORE_SINKS = ("mongo", "elasticsearch")
 
@@ -45,11 +49,11 @@ def _delta_stream(spark: SparkSession, settings: Settings, table: tuple[str, str
 
 
 def _sinks(spark: SparkSession, settings: Settings, enabled: list[str] | None = None) -> Sinks:
-    """The stores among ``gold.sinks`` (or exactly ``enabled``), templates applied."""
-    sinks = Sinks.from_settings(spark, settings,
-                                enabled if enabled is not None else [x for x in settings.gold.sinks if x in STORE_SINKS])
-    sinks.prepare()
-    return sinks
+    """The stores among ``gold.sinks`` (or exactly ``enabled``). Index templates are installed by
+    ``vitalwatch search init`` (``infra up``), not here: starting a query makes no call that a
+    store being down could fail."""
+    return Sinks.from_settings(spark, settings,
+                               enabled if enabled is not None else [x for x in settings.gold.sinks if x in STORE_SINKS])
 
 
 def merge_status(spark: SparkSession, settings: Settings, status: DataFrame) -> None:
@@ -62,6 +66,7 @@ def merge_status(spark: SparkSession, settings: Settings, status: DataFrame) -> 
 
 
 def write_scores(batch: DataFrame, batch_id: int, settings: Settings, sinks: Sinks) -> None:
+    """``serve_scores``: the status table, then MongoDB's scores and patients' status."""
     times: dict[str, float] = {}
     t = [time.perf_counter()]
 
@@ -74,7 +79,8 @@ def write_scores(batch: DataFrame, batch_id: int, settings: Settings, sinks: Sin
         status = status_rows(batch).persist()
         merge_status(batch.sparkSession, settings, status)
         step("delta_status")
-        sinks.store_scores(batch, status, on_step=step)
+        sinks.store_scores_mongo(batch, status)
+        step("mongo")
         status.unpersist()
     finally:
         batch.unpersist()
@@ -83,7 +89,9 @@ def write_scores(batch: DataFrame, batch_id: int, settings: Settings, sinks: Sin
 
 def _start_copy(spark: SparkSession, settings: Settings, table: tuple[str, str], query_name: str,
                 available_now: bool, write) -> StreamingQuery:
-    """A query copying ``table`` (as a Delta stream) with ``write(batch, batch_id)``."""
+    """A query copying ``table`` (as a Delta stream) with ``write(batch, batch_id)``; the rows a
+    store refuses for good go to ``gold/dead_letter`` (:mod:`vitalwatch.sinks.dead_letter`)."""
+    ensure_dead_letter(spark, settings)
     return start_foreach_batch(_delta_stream(spark, settings, table), settings, query_name=query_name,
                                checkpoint=settings.checkpoint_path(query_name), available_now=available_now,
                                stage=query_name, write=lambda df, bid, _app: write(df, bid))
@@ -92,17 +100,33 @@ def _start_copy(spark: SparkSession, settings: Settings, table: tuple[str, str],
 def start_serve_scores(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                        query_name: str = "serve_scores") -> StreamingQuery:
     ensure_gold(spark, settings)
-    sinks = _sinks(spark, settings)
+    sinks = _sinks(spark, settings, ["mongo"] if "mongo" in settings.gold.sinks else [])
     return _start_copy(spark, settings, GOLD_SCORES, query_name, available_now,
                        lambda df, bid: write_scores(df, bid, settings, sinks))
+
+
+def start_es_scores(spark: SparkSession, settings: Settings, *, available_now: bool = False,
+                    query_name: str = "es_scores") -> StreamingQuery:
+    ensure_gold(spark, settings)
+    sinks = _sinks(spark, settings, ["elasticsearch"] if "elasticsearch" in settings.gold.sinks else [])
+    return _start_copy(spark, settings, GOLD_SCORES, query_name, available_now,
+                       lambda df, _bid: sinks.store_scores_es(df))
 
 
 def start_serve_alerts(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                        query_name: str = "serve_alerts") -> StreamingQuery:
     ensure_gold(spark, settings)
-    sinks = _sinks(spark, settings)
+    sinks = _sinks(spark, settings, ["mongo"] if "mongo" in settings.gold.sinks else [])
     return _start_copy(spark, settings, GOLD_ALERTS, query_name, available_now,
-                       lambda df, _bid: sinks.store_alerts(df))
+                       lambda df, _bid: sinks.store_alerts_mongo(df))
+
+
+def start_es_alerts(spark: SparkSession, settings: Settings, *, available_now: bool = False,
+                    query_name: str = "es_alerts") -> StreamingQuery:
+    ensure_gold(spark, settings)
+    sinks = _sinks(spark, settings, ["elasticsearch"] if "elasticsearch" in settings.gold.sinks else [])
+    return _start_copy(spark, settings, GOLD_ALERTS, query_name, available_now,
+                       lambda df, _bid: sinks.store_alerts_es(df))
 
 
 def start_vitals_index(spark: SparkSession, settings: Settings, *, available_now: bool = False,
@@ -112,5 +136,6 @@ def start_vitals_index(spark: SparkSession, settings: Settings, *, available_now
 
     ensure_lake(spark, settings)
     nodes = _sinks(spark, settings, ["elasticsearch"]).endpoints.es_nodes or ""
+    cap = settings.gold.es_max_document_bytes
     return _start_copy(spark, settings, SILVER_VITALS, query_name, available_now,
-                       lambda df, _bid: write(vitals_documents(df), settings, nodes, "vitals", "doc_id"))
+                       lambda df, _bid: write(vitals_documents(df), settings, nodes, "vitals", "doc_id", cap))

@@ -12,6 +12,8 @@ as a mongosh script for ``docker/`` by :func:`render_script`:
   ``patients_deidentified`` (the registry without ``identifier_fields``), scores and alerts;
 - ``vitalwatch_dashboard`` — the Streamlit app's account: reads what the pages show and the
   dashboard's own users (bcrypt hashes), acknowledges alerts for its logged-in users;
+- ``vitalwatch_notifier`` — the webhook notifier (``vitalwatch notify``): read and write its
+  ``deliveries`` records (one per alert × webhook), nothing else;
 - ``vitalwatch_admin`` — ``dbOwner`` of the database (``vitalwatch users create`` uses it).
 
 ``pipeline_progress`` is a capped collection: the running queries' progress events (the
@@ -31,7 +33,8 @@ from urllib.parse import quote_plus, urlsplit
 
 from vitalwatch.config import MongoSecurityConfig, Settings
 
-COLLECTIONS = ("patients", "risk_scores", "alerts", "alert_acks", "dashboard_users", "pipeline_progress")
+COLLECTIONS = ("patients", "risk_scores", "alerts", "alert_acks", "dashboard_users", "pipeline_progress",
+               "deliveries")
 CAPPED = ("pipeline_progress",)
 DEIDENTIFIED_VIEW = "patients_deidentified"
 INDEXES: dict[str, list[list[tuple[str, int]]]] = {
@@ -40,6 +43,8 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     "alerts": [[("patient_id", 1), ("effective_time", -1)], [("ward", 1), ("level", 1), ("effective_time", -1)]],
     "alert_acks": [[("acknowledged_time", -1)]],
     "pipeline_progress": [[("query", 1), ("timestamp", -1)]],
+    # the notifier's records: counts and lists by status (pending, failed), an alert's deliveries
+    "deliveries": [[("status", 1), ("channel", 1), ("updated_time", -1)], [("alert_id", 1)]],
 }
 
 

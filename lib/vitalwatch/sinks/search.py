@@ -1,11 +1,15 @@
 """Elasticsearch: index templates (``conf/elasticsearch/*.json``) and the pipeline's writes
 through elasticsearch-spark from ``foreachBatch`` (its native streaming sink breaks on
 Spark 3.5, elastic/elasticsearch-hadoop#2210). ``es.mapping.id`` makes every write an
-idempotent upsert: a replayed batch rewrites the same documents."""
+idempotent upsert: a replayed batch rewrites the same documents. A document Elasticsearch
+refuses for good (mapping conflict, id too long, too large) goes to ``gold/dead_letter`` and the
+rest of the batch is written (:mod:`vitalwatch.sinks.dead_letter`)."""
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -13,6 +17,12 @@ from pyspark.sql import DataFrame
 
 from vitalwatch.config import Settings, conf_dir
 from vitalwatch.infra.elasticsearch import spark_options
+from vitalwatch.sinks.dead_letter import (
+    ES_MAX_DOCUMENT_BYTES,
+    es_sink,
+    es_write,
+    write_or_dead_letter,
+)
 
 INDICES = ("vitals", "risk", "alerts")
 
@@ -63,14 +73,47 @@ def apply_templates(settings: Settings, nodes: str) -> list[str]:
     return done
 
 
-def write(df: DataFrame, settings: Settings, nodes: str, kind: str, id_column: str) -> None:
-    """Upsert ``df`` into the ``kind`` index keyed by ``id_column``."""
-    fields = template_fields(settings)[index_name(settings, kind)]
-    cols = [c for c in df.columns if c in fields]
-    (df.select(*cols).write.format("org.elasticsearch.spark.sql").options(**spark_options(nodes))
-     .option("es.mapping.id", id_column).option("es.write.operation", "upsert")
-     .option("es.batch.write.retry.count", "6").option("es.batch.write.retry.wait", "5s")
-     .mode("append").save(index_name(settings, kind)))
+def rest_base(nodes: str, options: Mapping[str, str]) -> str:
+    """The REST URL elasticsearch-spark's ``options`` point at (https when ``es.net.ssl``)."""
+    first = nodes.split(",")[0]
+    if first.startswith("http"):
+        return first
+    return f"{'https' if str(options.get('es.net.ssl', 'false')).lower() == 'true' else 'http'}://{first}"
+
+
+def rest_headers(options: Mapping[str, str]) -> dict[str, str]:
+    """The credentials elasticsearch-spark's ``options`` carry, as HTTP headers."""
+    headers = {}
+    if user := options.get("es.net.http.auth.user"):
+        token = base64.b64encode(f"{user}:{options.get('es.net.http.auth.pass', '')}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    if auth := options.get("es.net.http.header.Authorization"):
+        headers["Authorization"] = auth
+    return headers
+
+
+def write(df: DataFrame, settings: Settings, nodes: str, kind: str, id_column: str,
+          max_document_bytes: int = ES_MAX_DOCUMENT_BYTES) -> int:
+    """Upsert ``df`` into the ``kind`` index keyed by ``id_column``; the rows Elasticsearch
+    refuses for good go to ``gold/dead_letter`` (how many is returned)."""
+    from vitalwatch.sinks.isolate import es_isolate
+
+    index = index_name(settings, kind)
+    fields = template_fields(settings)[index]
+    options = spark_options(nodes)
+
+    def connector(docs: DataFrame) -> None:
+        (docs.write.format("org.elasticsearch.spark.sql").options(**options)
+         .option("es.mapping.id", id_column).option("es.write.operation", "upsert")
+         .option("es.batch.write.retry.count", "6").option("es.batch.write.retry.wait", "5s")
+         .mode("append").save(index))
+
+    def isolate(docs: DataFrame) -> list:
+        return es_isolate(docs, rest_base(nodes, options), rest_headers(options), index, id_column, es_sink(index),
+                          settings.gold.dead_letter_payload_bytes)
+
+    docs = df.select(*[c for c in df.columns if c in fields])
+    return write_or_dead_letter(docs, settings, es_write(connector, isolate, index, id_column, max_document_bytes))
 
 
 def vitals_documents(silver: DataFrame) -> DataFrame:

@@ -1,0 +1,3 @@
+from vitalwatch.cli import main
+
+main()

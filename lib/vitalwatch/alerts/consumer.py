@@ -1,0 +1,124 @@
+"""The notifier's Kafka side: its own consumer group on the alerts topic, manual commits.
+
+Why manual: an offset is committed only past events whose deliveries are all final
+(:mod:`vitalwatch.alerts.offsets`). Why pause: a receiver down for long keeps its alerts
+pending; past ``max_pending_events`` unfinished events the consumer stops fetching (while still
+polling, so it stays in the group) until half of them are done, which bounds memory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from vitalwatch.alerts.report import NotifierReport
+from vitalwatch.config import Settings
+
+if TYPE_CHECKING:
+    from vitalwatch.alerts.notifier import Notifier
+
+log = logging.getLogger(__name__)
+SUMMARY_EVERY_S = 60.0
+ERROR_LOG_EVERY_S = 30.0
+
+
+class AlertConsumer:
+    """Reads the alerts topic for a :class:`~vitalwatch.alerts.notifier.Notifier`."""
+
+    def __init__(self, settings: Settings, bootstrap: str, notifier: Notifier) -> None:
+        cfg = settings.alerts.notifier
+        self.notifier, self.cfg = notifier, cfg
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": cfg.consumer_group,
+                           "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                           "client.id": notifier.owner,
+                           # a notifier that died holds its partitions until this expires; the
+                           # restarted one waits that long (librdkafka's default is 45 s)
+                           "session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000,
+                           # a topic created after the notifier started is found within seconds
+                           "topic.metadata.refresh.interval.ms": 10_000})
+        self.c.subscribe([settings.kafka.topics.alerts], on_assign=self._assigned, on_revoke=self._revoked)
+        self.paused = False
+        self._last_error_log = 0.0
+
+    def _assigned(self, _c: Any, _parts: list[TopicPartition]) -> None:
+        self.paused = False  # a new assignment starts fetching
+
+    def _revoked(self, _c: Any, parts: list[TopicPartition]) -> None:
+        """Commit what is final in the partitions leaving us, then forget them."""
+        owned = {(p.topic, p.partition) for p in parts}
+        self.commit(owned)
+        self.notifier.tracker.forget(owned)
+
+    def poll_once(self, should_stop: Callable[[], bool]) -> None:
+        for msg in self.c.consume(num_messages=200, timeout=0.5):
+            if msg.error():
+                self._kafka_error(msg.error())
+                continue
+            self.notifier.handle(msg, should_stop)
+            if should_stop():
+                return
+        self._flow_control()
+
+    def _flow_control(self) -> None:
+        pending, limit = self.notifier.tracker.pending(), self.cfg.max_pending_events
+        try:
+            if not self.paused and pending >= limit:
+                self.c.pause(self.c.assignment())
+                self.paused = True
+                log.warning("notifier: %d alert events unfinished (limit %d): fetching paused", pending, limit)
+            elif self.paused and pending < limit / 2:
+                self.c.resume(self.c.assignment())
+                self.paused = False
+                log.info("notifier: fetching resumed (%d unfinished)", pending)
+        except KafkaException as e:
+            log.warning("notifier: pause/resume failed: %s", e)
+
+    def commit(self, only: set[tuple[str, int]] | None = None) -> int:
+        """Commit the finished prefix of each partition; the number of partitions advanced."""
+        ready = self.notifier.tracker.committable(only)
+        if not ready:
+            return 0
+        try:
+            self.c.commit(offsets=[TopicPartition(t, p, off) for (t, p), off in ready.items()], asynchronous=False)
+        except KafkaException as e:
+            log.warning("notifier: committing offsets failed (retried later): %s", e)
+            return 0
+        self.notifier.tracker.committed(ready)
+        self.notifier.report.commits += 1
+        return len(ready)
+
+    def _kafka_error(self, err: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_EVERY_S:
+            self._last_error_log = now
+            log.warning("notifier: Kafka: %s", err)
+
+    def close(self) -> None:
+        self.c.close()
+
+
+def consume(settings: Settings, bootstrap: str, notifier: Notifier, should_stop: Callable[[], bool],
+            on_progress: Callable[[NotifierReport], None] | None = None) -> None:
+    """Run until ``should_stop()``; then stop the channel workers (attempts under way finish and
+    are recorded), commit what is final and leave the group."""
+    ac = AlertConsumer(settings, bootstrap, notifier)
+    last_commit = last_summary = time.monotonic()
+    try:
+        while not should_stop():
+            ac.poll_once(should_stop)
+            now = time.monotonic()
+            if now - last_commit >= settings.alerts.notifier.commit_interval_s:
+                ac.commit()
+                last_commit = now
+                if on_progress:
+                    on_progress(notifier.report)
+            if now - last_summary >= SUMMARY_EVERY_S:
+                last_summary = now
+                notifier.log_line(f"notifier: {notifier.report.summary()}; {notifier.in_progress()} in progress")
+    finally:
+        notifier.stop()
+        ac.commit()
+        ac.close()

@@ -1,0 +1,253 @@
+"""The fault-injection run (``jobs/benchmark.py --only faults`` and ``tests/faults/``): the
+applications as separate processes on the real local servers, a crisis feed, and one outage
+after another —
+
+a. Elasticsearch SIGKILLed for ``outage_s``, then restarted;  b. mongod the same;
+c. the Kafka broker restarted;  d. the webhook receiver black-holed for ``outage_s``;
+e. the alert app SIGKILLed mid-batch ``kills`` times (each time started again by its parent);
+f. the lake app stopped for ``lake_stop_s`` — begun with d and held through e (they do not
+   touch the lake, and the run stays within CI's time).
+
+For each: event → alert p50/p99 before, during and after it, whether alerts kept arriving
+during it, and how long each store (Delta gold, MongoDB, Elasticsearch, the webhook) took,
+after it ended, to hold every alert raised until then. At the end: every crisis alerted once,
+each store holds exactly the alerts and scores of the topic, no duplicates, and each alert
+was delivered to the webhook exactly once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vitalwatch.alerts.feed import percentiles
+from vitalwatch.bench.fault_tools import (
+    AlertLog,
+    CrisisFeed,
+    Receiver,
+    delta_keys,
+    es_ids,
+    mongo_ids,
+    now_ms,
+    score_keys,
+)
+from vitalwatch.config import Settings
+from vitalwatch.infra.manager import InfraManager
+from vitalwatch.pipeline.apps import AppProcesses
+from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES
+from vitalwatch.sinks.search import base_url, index_name
+
+STORES = ("delta", "mongo", "elasticsearch", "webhook")
+
+
+@dataclass
+class FaultResult:
+    name: str
+    start_ms: float = 0.0
+    end_ms: float = 0.0
+    next_ms: float = 0.0
+    alerts_during: int = 0
+    converge_s: dict[str, float | None] = field(default_factory=dict)
+
+    def row(self, log: AlertLog, before_s: float = 30.0) -> dict[str, Any]:
+        def q(a: float, b: float) -> dict[str, float]:
+            return percentiles(log.latencies(a, b))
+
+        return {"fault": self.name, "before": q(self.start_ms - before_s * 1000, self.start_ms),
+                "during": q(self.start_ms, self.end_ms), "after": q(self.end_ms, self.next_ms or now_ms()),
+                "alerts_during": self.alerts_during, "converge_s": self.converge_s}
+
+
+@dataclass
+class Run:
+    """One fault-injection run's parts; :func:`run_faults` drives it."""
+
+    settings: Settings
+    endpoints: Any
+    admin_db: Any
+    secret: str
+    prefix: str
+    say: Callable[[str], None] = print
+    outage_s: float = 60.0
+    lake_stop_s: float = 300.0
+    kills: int = 3
+    converge_limit_s: float = 300.0
+    results: list[FaultResult] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.infra = InfraManager(self.settings)
+        self.receiver = Receiver(self.secret)
+
+    # -- convergence -------------------------------------------------------------------------
+    def missing(self, store: str, until_ms: float) -> int:
+        """Alerts raised until ``until_ms`` (webhook: CRITICAL/HIGH ones) that ``store`` lacks."""
+        want = {a for a, v in list(self.log.first.items()) if v["alert_ms"] <= until_ms}
+        if store == "webhook":
+            want = {a for a in want if self.log.first[a]["level"] in ("CRITICAL", "HIGH")}
+            return len(want - set(self.receiver.delivered))
+        try:
+            have = set(self.store_alerts(store))
+        except Exception:  # the store is still coming back
+            return len(want)
+        return len(want - have)
+
+    def store_alerts(self, store: str) -> list[str]:
+        s = self.settings
+        if store == "delta":
+            return delta_keys(s.table_path(*GOLD_ALERTS), "alert_id")
+        if store == "mongo":
+            return mongo_ids(self.admin_db, "alerts", self.prefix)
+        return es_ids(base_url(self.endpoints.es_nodes), index_name(s, "alerts"), self.prefix, "alert_id")
+
+    def store_scores(self, store: str) -> list[str]:
+        s = self.settings
+        if store == "delta":
+            return score_keys(s.table_path(*GOLD_SCORES))
+        if store == "mongo":
+            return mongo_ids(self.admin_db, "risk_scores", self.prefix)
+        return es_ids(base_url(self.endpoints.es_nodes), index_name(s, "risk"), self.prefix, "doc_id")
+
+    def converge(self, r: FaultResult, stores: tuple[str, ...] = STORES) -> None:
+        """Wait until every store holds every alert raised until the fault ended."""
+        left, t0 = set(stores), time.monotonic()
+        while left and time.monotonic() - t0 < self.converge_limit_s:
+            for st in sorted(left):
+                if self.missing(st, r.end_ms) == 0:
+                    r.converge_s[st] = round(time.monotonic() - t0, 1)
+                    left.discard(st)
+            time.sleep(2)
+        r.converge_s.update(dict.fromkeys(left))
+        self.say(f"{r.name}: converged {r.converge_s}")
+
+    # -- faults ------------------------------------------------------------------------------
+    def window(self, name: str, action: Callable[[], None], stores: tuple[str, ...] = STORES) -> FaultResult:
+        r = FaultResult(name, start_ms=now_ms())
+        if self.results:
+            self.results[-1].next_ms = r.start_ms
+        n0 = len(self.log.first)
+        self.say(f"fault {name}: begins")
+        action()
+        r.end_ms = now_ms()
+        r.alerts_during = len(self.log.first) - n0
+        self.say(f"fault {name}: over after {(r.end_ms - r.start_ms) / 1000:.0f} s, {r.alerts_during} alerts meanwhile")
+        self.results.append(r)
+        self.converge(r, stores)
+        return r
+
+    def kill_server(self, name: str) -> None:
+        pid = self.infra.read_state().get(name, {}).get("pid")
+        if pid:
+            import os
+
+            os.killpg(pid, signal.SIGKILL) if _is_group(pid) else os.kill(pid, signal.SIGKILL)
+        self.wait(self.outage_s)
+        self.infra.up([name])
+
+    def restart_kafka(self) -> None:
+        self.infra.down(["kafka"])
+        self.infra.up(["kafka"])
+
+    def blackhole(self) -> None:
+        self.receiver.blackholed.set()
+        self.wait(self.outage_s)
+        self.receiver.blackholed.clear()
+
+    def kill_alert_app(self) -> None:
+        for i in range(self.kills):
+            ready = self.procs.wait_for(lambda: self.procs.reported("alerts") and self._alerts_flowing(), 300,
+                                        poll_s=1)
+            self.procs.check()
+            pid = self.procs.kill("alerts")
+            self.say(f"alert app SIGKILLed ({i + 1}/{self.kills}, pid {pid}, was ready: {ready})")
+            self.wait(3)
+        self.procs.wait_for(lambda: (self.procs.check(), self.procs.reported("alerts"))[1], 300)
+
+    def _alerts_flowing(self) -> bool:
+        self.procs.check()
+        return bool(self.log.first) and now_ms() - max(a["alert_ms"] for a in self.log.first.values()) < 10_000
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, keeping the application processes supervised."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.procs.check()
+            time.sleep(min(1.0, max(end - time.monotonic(), 0)))
+
+
+def _is_group(pid: int) -> bool:
+    import os
+
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def run_faults(run: Run, env: dict[str, str], *, only: tuple[str, ...] = ("a", "b", "c", "d", "e", "f")) -> dict:
+    """The whole run (module doc); the per-fault rows and the final accounting."""
+    s = run.settings
+    run.procs = AppProcesses(s, ["alerts", "lake", "serving", "notifier"], overlay=True, env=env, say=run.say)
+    run.log = AlertLog(run.endpoints.kafka_bootstrap, s.kafka.topics.alerts, run.prefix).start()
+    feed = CrisisFeed(run.endpoints.kafka_bootstrap, s.kafka.topics.observations, run.prefix)
+    try:
+        run.procs.start_all()
+        if not run.procs.wait_for(lambda: all(run.procs.reported(a) for a in ("alerts", "lake", "serving")), 600):
+            raise RuntimeError(f"the applications did not start; logs in {run.procs.dir}")
+        feed.start()
+        run.wait(45)
+        steps = {"a": ("a. Elasticsearch SIGKILL", lambda: run.kill_server("elasticsearch")),
+                 "b": ("b. mongod SIGKILL", lambda: run.kill_server("mongo")),
+                 "c": ("c. Kafka broker restart", run.restart_kafka)}
+        for k in [k for k in steps if k in only]:
+            run.window(*steps[k])
+            run.wait(15)
+        if "f" in only:
+            run.procs.pause("lake")
+            lake_stop = now_ms()
+            run.say("fault f. lake app stopped")
+        if "d" in only:
+            run.window("d. webhook black-holed", run.blackhole, ("webhook",))
+        if "e" in only:
+            run.window("e. alert app SIGKILL x3", run.kill_alert_app, ("webhook",))
+        if "f" in only:
+            def rest_of_lake_stop() -> None:
+                run.wait(max(0.0, run.lake_stop_s - (now_ms() - lake_stop) / 1000))
+                run.procs.resume("lake")
+
+            r = run.window("f. lake app stopped", rest_of_lake_stop)
+            r.start_ms = lake_stop
+        run.wait(10)
+    finally:
+        feed.stop()
+    final = FaultResult("final", start_ms=now_ms(), end_ms=now_ms())
+    run.converge(final)
+    try:
+        return {"faults": [r.row(run.log) for r in run.results], "final": account(run, feed), "settled": final.converge_s}
+    finally:
+        run.procs.stop()
+        run.log.stop()
+        run.receiver.close()
+
+
+def account(run: Run, feed: CrisisFeed) -> dict[str, Any]:
+    """What each store holds against what was sent and published."""
+    alerts = set(run.log.first)
+    out: dict[str, Any] = {
+        "crises_sent": len(feed.sent), "send_failures": feed.failed[:5],
+        "patients_alerted": len(run.log.patients() & set(feed.sent)),
+        "alerts_on_topic": len(alerts), "topic_copies_max": max(run.log.copies.values(), default=0),
+        "webhook_bad_signatures": run.receiver.bad_signatures,
+        "webhook_not_once": sorted(a for a in alerts if run.log.first[a]["level"] in ("CRITICAL", "HIGH")
+                                   and run.receiver.delivered.get(a) != 1)[:10],
+    }
+    topic_scores = None
+    for st in ("delta", "mongo", "elasticsearch"):
+        got_a, got_s = run.store_alerts(st), run.store_scores(st)
+        out[st] = {"alerts": len(got_a), "alert_duplicates": len(got_a) - len(set(got_a)),
+                   "alerts_missing": len(alerts - set(got_a)), "alerts_extra": len(set(got_a) - alerts),
+                   "scores": len(got_s), "score_duplicates": len(got_s) - len(set(got_s))}
+        topic_scores = topic_scores if topic_scores is not None else set(got_s)
+        out[st]["scores_differ_from_delta"] = len(set(got_s) ^ topic_scores)
+    return out
