@@ -121,6 +121,30 @@ class Run:
         r.converge_s.update(dict.fromkeys(left))
         self.say(f"{r.name}: converged {r.converge_s}")
 
+    def settle(self, feed: CrisisFeed) -> None:
+        """After the feed stops: wait until every crisis sent has its alert on the topic."""
+        t0 = time.monotonic()
+        while self.log.patients() < set(feed.sent) and time.monotonic() - t0 < self.converge_limit_s:
+            self.wait(2)
+
+    def converge_scores(self, r: FaultResult, readings: int) -> None:
+        """Wait until Delta holds every reading's score and MongoDB and Elasticsearch the same keys."""
+        t0, left = time.monotonic(), {"delta", "mongo", "elasticsearch"}
+        while left and time.monotonic() - t0 < self.converge_limit_s:
+            try:
+                delta = set(self.store_scores("delta"))
+                done = {st for st in left if (len(delta) >= readings if st == "delta"
+                                              else set(self.store_scores(st)) == delta)}
+            except Exception:  # a store still coming back
+                done = set()
+            for st in done:
+                r.converge_s[f"scores_{st}"] = round(time.monotonic() - t0, 1)
+            left -= done
+            if left:
+                self.wait(2)
+        r.converge_s.update({f"scores_{st}": None for st in left})
+        self.say(f"{r.name}: scores converged {r.converge_s}")
+
     # -- faults ------------------------------------------------------------------------------
     def window(self, name: str, action: Callable[[], None], stores: tuple[str, ...] = STORES) -> FaultResult:
         r = FaultResult(name, start_ms=now_ms())
@@ -156,16 +180,15 @@ class Run:
 
     def kill_alert_app(self) -> None:
         for i in range(self.kills):
-            ready = self.procs.wait_for(lambda: self.procs.reported("alerts") and self._alerts_flowing(), 300,
-                                        poll_s=1)
-            self.procs.check()
+            # keeps supervising while it waits: the killed app is started again by check()
+            ready = self.procs.wait_for(lambda: (self.procs.check(), self.procs.reported("alerts")
+                                                 and self._alerts_flowing())[1], 300, poll_s=1)
             pid = self.procs.kill("alerts")
             self.say(f"alert app SIGKILLed ({i + 1}/{self.kills}, pid {pid}, was ready: {ready})")
             self.wait(3)
         self.procs.wait_for(lambda: (self.procs.check(), self.procs.reported("alerts"))[1], 300)
 
     def _alerts_flowing(self) -> bool:
-        self.procs.check()
         return bool(self.log.first) and now_ms() - max(a["alert_ms"] for a in self.log.first.values()) < 10_000
 
     def wait(self, seconds: float) -> None:
@@ -221,8 +244,10 @@ def run_faults(run: Run, env: dict[str, str], *, only: tuple[str, ...] = ("a", "
         run.wait(10)
     finally:
         feed.stop()
+    run.settle(feed)
     final = FaultResult("final", start_ms=now_ms(), end_ms=now_ms())
     run.converge(final)
+    run.converge_scores(final, 2 * len(feed.sent))
     try:
         return {"faults": [r.row(run.log) for r in run.results], "final": account(run, feed), "settled": final.converge_s}
     finally:

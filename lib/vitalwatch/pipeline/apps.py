@@ -82,7 +82,7 @@ class AppProcesses:
         out = open(c.log_file, "ab")  # noqa: SIM115 - the child owns it; closed when we exit
         nice = NICE.get(app, 0)
         c.proc = subprocess.Popen(app_command(app), stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                                  start_new_session=True, preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                                  start_new_session=True, preexec_fn=lambda: _child_setup(nice))
         c.started += 1
         c.since = time.monotonic()
         self.say(f"{app}: started (pid {c.proc.pid}{f', nice {nice}' if nice else ''}; log {c.log_file})")
@@ -157,6 +157,17 @@ class AppProcesses:
                 return True
             time.sleep(poll_s)
         return False
+
+
+def _child_setup(nice: int) -> None:
+    """In the child before exec: its CPU priority, and SIGTERM when its parent dies (Linux), so
+    applications never outlive the ``vitalwatch run`` that supervises them as orphans."""
+    if nice:
+        os.nice(nice)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _signal(p: subprocess.Popen, sig: int) -> None:
