@@ -130,3 +130,19 @@ def test_health_is_written_and_read_back(settings) -> None:
                                "MongoTimeoutError: no servers"]
     write_file(settings, "serving", [StageHealth("serve_alerts"), StageHealth("es_vitals")])
     assert lines(settings) == ["serving: ok (2 stages)"]
+
+
+def test_fault_latency_windows_leave_out_another_faults_time() -> None:
+    """The lake's stop overlaps the alert-app kills: their delay is counted as theirs, and a
+    fault's "after" ends before the next fault begins."""
+    from vitalwatch.bench.fault_tools import AlertLog
+    from vitalwatch.bench.faults import FaultResult
+
+    log = AlertLog("127.0.0.1:1", "t", "p")  # not started: filled by hand
+    log.first = {f"a{i}": {"patient_id": f"p{i}", "level": "CRITICAL", "event_ms": t, "alert_ms": t + lat}
+                 for i, (t, lat) in enumerate([(1_000, 2_000), (5_000, 100_000), (9_000, 3_000), (20_000, 90_000)])}
+    f = FaultResult("f", start_ms=0, end_ms=12_000, next_ms=50_000, exclude=[(4_000, 6_000)])
+    row = f.row(log, guard_s=30)
+    assert row["during"]["n"] == 2 and row["during"]["max"] == 3.0  # the 100 s one was the kills'
+    assert row["after"] == {}  # [12 s, 50 s - 30 s): nothing but the next fault's
+    assert row["excluded_s"] == [2]

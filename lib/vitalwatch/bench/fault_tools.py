@@ -116,10 +116,14 @@ class AlertLog:
     def patients(self) -> set[str]:
         return {a["patient_id"] for a in self.first.values()}
 
-    def latencies(self, since_ms: float, until_ms: float) -> list[float]:
-        """Event → alert seconds of the alerts whose reading reached Kafka in [since, until)."""
-        return sorted((a["alert_ms"] - a["event_ms"]) / 1000 for a in list(self.first.values())
-                      if since_ms <= a["event_ms"] < until_ms)
+    def latencies(self, since_ms: float, until_ms: float,
+                  exclude: list[tuple[float, float]] | None = None) -> list[float]:
+        """Event → alert seconds of the alerts whose reading reached Kafka in [since, until),
+        leaving out readings in the ``exclude`` intervals (another fault's)."""
+        def kept(t: float) -> bool:
+            return since_ms <= t < until_ms and not any(a <= t < b for a, b in exclude or [])
+
+        return sorted((a["alert_ms"] - a["event_ms"]) / 1000 for a in list(self.first.values()) if kept(a["event_ms"]))
 
     def stop(self) -> None:
         self._stop.set()

@@ -50,14 +50,19 @@ class FaultResult:
     next_ms: float = 0.0
     alerts_during: int = 0
     converge_s: dict[str, float | None] = field(default_factory=dict)
+    exclude: list[tuple[float, float]] = field(default_factory=list)  # another fault's time inside this one
 
-    def row(self, log: AlertLog, before_s: float = 30.0) -> dict[str, Any]:
+    def row(self, log: AlertLog, before_s: float = 30.0, guard_s: float = 30.0) -> dict[str, Any]:
+        """Latency before (the ``before_s`` before it), during, and after it — until ``guard_s``
+        before the next fault, whose own delay would otherwise be counted as this one's."""
         def q(a: float, b: float) -> dict[str, float]:
-            return percentiles(log.latencies(a, b))
+            return percentiles(log.latencies(a, b, self.exclude))
 
+        after_end = self.next_ms - guard_s * 1000 if self.next_ms else now_ms()
         return {"fault": self.name, "before": q(self.start_ms - before_s * 1000, self.start_ms),
-                "during": q(self.start_ms, self.end_ms), "after": q(self.end_ms, self.next_ms or now_ms()),
-                "alerts_during": self.alerts_during, "converge_s": self.converge_s}
+                "during": q(self.start_ms, self.end_ms), "after": q(self.end_ms, max(after_end, self.end_ms)),
+                "alerts_during": self.alerts_during, "converge_s": self.converge_s,
+                "excluded_s": [round((b - a) / 1000) for a, b in self.exclude]}
 
 
 @dataclass
@@ -232,8 +237,9 @@ def run_faults(run: Run, env: dict[str, str], *, only: tuple[str, ...] = ("a", "
             run.say("fault f. lake app stopped")
         if "d" in only:
             run.window("d. webhook black-holed", run.blackhole, ("webhook",))
+        kills = None
         if "e" in only:
-            run.window("e. alert app SIGKILL x3", run.kill_alert_app, ("webhook",))
+            kills = run.window("e. alert app SIGKILL x3", run.kill_alert_app, ("webhook",))
         if "f" in only:
             def rest_of_lake_stop() -> None:
                 run.wait(max(0.0, run.lake_stop_s - (now_ms() - lake_stop) / 1000))
@@ -241,6 +247,8 @@ def run_faults(run: Run, env: dict[str, str], *, only: tuple[str, ...] = ("a", "
 
             r = run.window("f. lake app stopped", rest_of_lake_stop)
             r.start_ms = lake_stop
+            if kills is not None:  # the alert app's own outage, and its catch-up, are e's latency, not f's
+                r.exclude = [(kills.start_ms, kills.end_ms + 60_000)]
         run.wait(10)
     finally:
         feed.stop()
