@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vitalwatch.config import Settings
+from vitalwatch.infra.process import pid_alive
 from vitalwatch.pipeline.supervisor import StageHealth
 
 
@@ -52,16 +53,6 @@ def reporter(settings: Settings, app: str, enqueue: Callable[[list[dict[str, Any
     return report
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_all(settings: Settings) -> list[dict[str, Any]]:
     """Every application's last health file, with ``running`` (its process is alive here)."""
     d = health_dir(settings)
@@ -71,7 +62,7 @@ def read_all(settings: Settings) -> list[dict[str, Any]]:
             doc = json.loads(f.read_text())
         except (OSError, ValueError):
             continue
-        doc["running"] = _alive(int(doc.get("pid") or 0)) if doc.get("pid") else False
+        doc["running"] = pid_alive(doc.get("pid"))
         out.append(doc)
     return out
 

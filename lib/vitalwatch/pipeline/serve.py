@@ -97,36 +97,37 @@ def _start_copy(spark: SparkSession, settings: Settings, table: tuple[str, str],
                                stage=query_name, write=lambda df, bid, _app: write(df, bid))
 
 
+def _store_copy(spark: SparkSession, settings: Settings, table: tuple[str, str], store: str, query_name: str,
+                available_now: bool, write) -> StreamingQuery:
+    """A copy of a gold table into one store: ``write(sinks, batch)``, with only that store's
+    sink (none when ``gold.sinks`` leaves it out)."""
+    ensure_gold(spark, settings)
+    sinks = _sinks(spark, settings, [store] if store in settings.gold.sinks else [])
+    return _start_copy(spark, settings, table, query_name, available_now, lambda df, bid: write(sinks, df, bid))
+
+
 def start_serve_scores(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                        query_name: str = "serve_scores") -> StreamingQuery:
-    ensure_gold(spark, settings)
-    sinks = _sinks(spark, settings, ["mongo"] if "mongo" in settings.gold.sinks else [])
-    return _start_copy(spark, settings, GOLD_SCORES, query_name, available_now,
-                       lambda df, bid: write_scores(df, bid, settings, sinks))
+    return _store_copy(spark, settings, GOLD_SCORES, "mongo", query_name, available_now,
+                       lambda sinks, df, bid: write_scores(df, bid, settings, sinks))
 
 
 def start_es_scores(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                     query_name: str = "es_scores") -> StreamingQuery:
-    ensure_gold(spark, settings)
-    sinks = _sinks(spark, settings, ["elasticsearch"] if "elasticsearch" in settings.gold.sinks else [])
-    return _start_copy(spark, settings, GOLD_SCORES, query_name, available_now,
-                       lambda df, _bid: sinks.store_scores_es(df))
+    return _store_copy(spark, settings, GOLD_SCORES, "elasticsearch", query_name, available_now,
+                       lambda sinks, df, _bid: sinks.store_scores_es(df))
 
 
 def start_serve_alerts(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                        query_name: str = "serve_alerts") -> StreamingQuery:
-    ensure_gold(spark, settings)
-    sinks = _sinks(spark, settings, ["mongo"] if "mongo" in settings.gold.sinks else [])
-    return _start_copy(spark, settings, GOLD_ALERTS, query_name, available_now,
-                       lambda df, _bid: sinks.store_alerts_mongo(df))
+    return _store_copy(spark, settings, GOLD_ALERTS, "mongo", query_name, available_now,
+                       lambda sinks, df, _bid: sinks.store_alerts_mongo(df))
 
 
 def start_es_alerts(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                     query_name: str = "es_alerts") -> StreamingQuery:
-    ensure_gold(spark, settings)
-    sinks = _sinks(spark, settings, ["elasticsearch"] if "elasticsearch" in settings.gold.sinks else [])
-    return _start_copy(spark, settings, GOLD_ALERTS, query_name, available_now,
-                       lambda df, _bid: sinks.store_alerts_es(df))
+    return _store_copy(spark, settings, GOLD_ALERTS, "elasticsearch", query_name, available_now,
+                       lambda sinks, df, _bid: sinks.store_alerts_es(df))
 
 
 def start_vitals_index(spark: SparkSession, settings: Settings, *, available_now: bool = False,
