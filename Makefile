@@ -40,7 +40,7 @@ train: setup  ## train the crisis-risk model on the real ICU data, register it, 
 	$(BIN)/vitalwatch triage train
 
 lint: $(STAMP)
-	$(BIN)/ruff check lib jobs tests dashboards
+	$(BIN)/ruff check lib jobs tests dashboards notebooks
 
 test: setup lint browser-deps  ## the whole suite on the real local servers and a real browser
 	$(BIN)/vitalwatch infra fetch --no-spark --compose

@@ -19,6 +19,7 @@ PAGES = {  # name (as in conf dashboard.roles) -> page
     "health": st.Page("views/health.py", title="Pipeline health", icon=":material/monitoring:",
                       url_path="health"),
     "users": st.Page("views/users.py", title="Users", icon=":material/manage_accounts:", url_path="users"),
+    "audit": st.Page("views/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"),
 }
 
 st.set_page_config(page_title="vitalwatch", page_icon=":material/ecg_heart:", layout="wide")
@@ -42,6 +43,6 @@ allowed = [p for name, p in PAGES.items() if auth.allowed(s, sess.user.role, nam
 with st.sidebar:
     st.markdown(f"**{sess.user.display_name}** · {sess.user.role}")
     if st.button("Log out", key="logout"):
-        ui.logout("You have logged out.")
+        ui.logout("You have logged out.", s)
         st.rerun()
 st.navigation(allowed).run()

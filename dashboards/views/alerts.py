@@ -32,6 +32,7 @@ c2.multiselect("Ward", all_wards, key="inbox_wards", placeholder="all wards")
 def inbox() -> None:
     ui.still_valid(s)
     df = _inbox()
+    ui.audit_view(s, sess, "alerts", df.get("patient_id", ()), state=st.session_state.get("inbox_state", "open"))
     st.caption(f"{len(df)} alerts · refreshes every {s.dashboard.refresh_seconds:g} s")
     cols = ["raised_time", "level", "kind", "patient_id", "ward", "reasons", "risk_6h", "systolic", "diastolic",
             "news2", "source", "ack_user", "ack_time", "ack_note", "alert_id"]
@@ -59,7 +60,8 @@ else:
             note = st.text_input("Note", key="ack_note", placeholder="e.g. BP rechecked, physician informed")
             if st.form_submit_button("Acknowledge", type="primary"):
                 try:
-                    first = mongo.acknowledge(ui.db(s), alert_id, sess.user.username, note)
+                    first = mongo.acknowledge(ui.db(s), alert_id, sess.user.username, note, role=sess.user.role,
+                                              source=ui.source())
                 except KeyError:  # in the lake, not yet copied to MongoDB (serve_alerts)
                     st.warning("This alert is still being stored; try again in a few seconds.")
                 else:

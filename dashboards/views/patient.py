@@ -36,6 +36,7 @@ c2.number_input("Hours of history", min_value=1.0, max_value=24.0 * 14, step=1.0
 def patient() -> None:
     ui.still_valid(s)
     pid = st.session_state["patient"]
+    ui.audit_view(s, sess, "patient", [pid], hours=float(st.session_state["trend_hours"]))
     since = datetime.now(UTC) - timedelta(hours=float(st.session_state["trend_hours"]))
     g = ui.gold(s)
     row = views.ward_overview(g.status(), registry, include_discharged=True)

@@ -30,6 +30,8 @@ def overview() -> None:
     df = views.ward_overview(status, registry, wards=st.session_state.get("ward_filter") or None,
                              levels=st.session_state.get("level_filter") or None,
                              include_discharged=st.session_state.get("ward_discharged", False))
+    ui.audit_view(s, sess, "ward", df.get("patient_id", ()), wards=tuple(st.session_state.get("ward_filter") or ()),
+                  levels=tuple(st.session_state.get("level_filter") or ()))
     if not ids:
         df = views.deidentify(df)
     counts = views.level_counts(df)

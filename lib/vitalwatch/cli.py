@@ -57,6 +57,27 @@ def infra_up(servers: Servers = None) -> None:
     _print_status(mgr)
 
 
+@infra_app.command("certs")
+def infra_certs(
+    rotate: Annotated[bool, typer.Option(help="renew every server and client certificate now")] = False,
+    ca: Annotated[bool, typer.Option(help="with --rotate: renew the certificate authority too")] = False,
+) -> None:
+    """The local certificate authority under <infra.work_dir>/tls: create what is missing or
+    expiring (as `infra up` does), or with --rotate renew the set atomically; print each
+    certificate's expiry. Restart the servers (`infra down`, `infra up`) to load renewed ones."""
+    from vitalwatch.infra.manager import InfraManager
+
+    local_ca = InfraManager(get_settings()).ca()
+    if rotate:
+        console.log(f"new certificates in {local_ca.rotate(renew_ca=ca)}")
+    elif local_ca.ensure():
+        console.log(f"certificates written under {local_ca.root}")
+    t = Table("certificate", "valid until", "files")
+    for name, until in local_ca.expiry().items():
+        t.add_row(name, until, f"{local_ca.root}/{name}.{{crt,key}}")
+    Console(width=160).print(t)
+
+
 @infra_app.command("fetch")
 def infra_fetch(spark: Annotated[bool, typer.Option(help="also resolve the Spark connectors")] = True,
                 compose: Annotated[bool, typer.Option(help="also build docker compose (Go module proxy) if the "
@@ -493,7 +514,9 @@ def _start_dashboard(s):
     except (RuntimeError, TimeoutError) as e:  # the pipeline runs without it
         console.print(f"[yellow]dashboard not started:[/yellow] {e}")
         return None
-    who = f"; sign in as {demo[0]} / {demo[1]}" if demo else "; sign in with a `vitalwatch users create` account"
+    who = ("; sign in with a `vitalwatch users create` account" if demo is None
+           else f"; created demo user {demo.username}, password {demo.password} (shown this once; also in {demo.file})"
+           if demo.created else f"; demo user {demo.username} (its password: {demo.file})")
     console.log(f"dashboard: {url(s)}{who} (log: {log})")
     return proc
 
@@ -850,19 +873,38 @@ def alerts_watch(
 @alerts_app.command("ack")
 def alerts_ack(
     alert_id: Annotated[str, typer.Argument(help="the alert to acknowledge")],
-    user: Annotated[str, typer.Option(help="MongoDB user acknowledging (a clinician)")] = "vitalwatch_clinician",
+    user: Annotated[str, typer.Option(help="your dashboard username (a role that may acknowledge)")],
     note: Annotated[str, typer.Option(help="a note kept with the acknowledgement")] = "",
+    password_stdin: Annotated[bool, typer.Option(help="read the password from standard input")] = False,
 ) -> None:
-    """Acknowledge an alert as a clinician (recorded in MongoDB alert_acks with user and time)."""
+    """Acknowledge an alert as a signed-in dashboard user: the password is checked (throttled,
+    audited) like the dashboard's sign-in, and the acknowledgement records that user and role,
+    written through the dashboard's own MongoDB account."""
     import pymongo
 
+    from vitalwatch.dashboard import auth
     from vitalwatch.infra.endpoints import resolve
     from vitalwatch.sinks import mongo
 
     s = get_settings()
-    server = s.mongo.uri or resolve(s, ("mongo",)).mongo_uri or ""
-    db = pymongo.MongoClient(mongo.user_uri(server, user, mongo.user_password(s, user), s.mongo.database))[s.mongo.database]
-    first = mongo.acknowledge(db, alert_id, user, note)
+    pw = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
+    server = resolve(s, ("mongo",)).mongo_uri or ""
+    acct = s.dashboard.mongo_user
+    db = pymongo.MongoClient(mongo.user_uri(server, acct, mongo.user_password(s, acct), s.mongo.database),
+                             serverSelectionTimeoutMS=5000)[s.mongo.database]
+    signed, out = auth.sign_in(db, s, user, pw, source="cli")
+    if signed is None:
+        console.print("[red]" + (f"too many failed sign-ins; try again in {out.retry_after_s:.0f} s"
+                                 if out.reason == "throttled" else "invalid username or password") + "[/red]")
+        raise typer.Exit(1)
+    if not auth.allowed(s, signed.role, "acknowledge"):
+        console.print(f"[red]role {signed.role} may not acknowledge alerts[/red]")
+        raise typer.Exit(1)
+    try:
+        first = mongo.acknowledge(db, alert_id, signed.username, note, role=signed.role, source="cli")
+    except KeyError as e:
+        console.print(f"[red]no alert {alert_id!r}[/red]")
+        raise typer.Exit(1) from e
     console.log("acknowledged" if first else "already acknowledged")
 
 

@@ -131,6 +131,9 @@ class SparkConfig(BaseModel):
     # Python workers' daemon (vitalwatch.infra.pydaemon: why there); null: PySpark's own.
     python_daemon_module: str | None = "vitalwatch.infra.pydaemon"
     extra_conf: dict[str, str] = {}
+    # Values of options, properties and environment whose key matches this are shown as
+    # *********(redacted) in plans (explain), the UI and the event log.
+    redaction_regex: str = "(?i)secret|password|passwd|token|credential|uri|url|sasl|jaas|api[_.-]?key"
 
 
 class StreamingConfig(BaseModel):
@@ -197,6 +200,17 @@ class ElasticsearchServerConfig(BaseModel):
     run_as_user: str = "nobody"
 
 
+class TlsConfig(BaseModel):
+    """The local certificate authority (vitalwatch.infra.tls) under <work_dir>/tls."""
+
+    ca_days: int = Field(1825, ge=1)
+    cert_days: int = Field(365, ge=1)
+    renew_before_days: int = Field(30, ge=0)  # `infra up` renews certificates this close to expiry
+    hosts: list[str] = ["localhost", "127.0.0.1"]  # names every server certificate holds
+    servers: list[str] = ["kafka", "mongo", "elasticsearch", "dashboard", "api", "mlflow"]
+    clients: list[str] = ["pipeline", "notifier", "dashboard-client", "device", "watch", "admin"]
+
+
 class InfraConfig(BaseModel):
     work_dir: str
     cache_dir: str
@@ -208,6 +222,7 @@ class InfraConfig(BaseModel):
     kafka: KafkaServerConfig
     mongo: MongoServerConfig
     elasticsearch: ElasticsearchServerConfig
+    tls: TlsConfig = TlsConfig()
 
 
 class SimulatorConfig(BaseModel):
@@ -432,6 +447,16 @@ class DashboardRole(BaseModel):
     identifiers: bool = False                   # direct identifiers (name, MRN, ...) shown
 
 
+class SignInConfig(BaseModel):
+    """Throttling of sign-in failures (vitalwatch.security.signin), per username and per source."""
+
+    free_failures_per_user: int = Field(3, ge=1)     # failures in a row before a username is locked ...
+    free_failures_per_source: int = Field(20, ge=1)  # ... and before a source address is
+    backoff_s: float = Field(2, gt=0)                # the first lock; doubled per further failure ...
+    backoff_max_s: float = Field(900, gt=0)          # ... up to this
+    window_minutes: float = Field(60, gt=0)          # a count is forgotten this long after its last failure
+
+
 class DashboardConfig(BaseModel):
     """The clinicians' Streamlit app (dashboards/app.py, lib/vitalwatch/dashboard/)."""
 
@@ -443,7 +468,8 @@ class DashboardConfig(BaseModel):
     idle_timeout_minutes: float = Field(30, gt=0)   # ... and ends after this long without a click
     refresh_seconds: float = Field(10, gt=0)        # auto-refresh of live pages
     bcrypt_rounds: int = Field(12, ge=4, le=16)
-    min_password_length: int = Field(10, ge=1)
+    min_password_length: int = Field(12, ge=8)
+    sign_in: SignInConfig = SignInConfig()
     trend_hours: float = Field(24, gt=0)            # patient page: this much history
     cache_seconds: float = Field(5, ge=0)           # a table is re-read at most this often
     local_demo_user: str | None = "demo-clinician"  # local profile: created by `vitalwatch run` if no user exists

@@ -52,6 +52,10 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        # No secret in a plan, the UI or the event log; nobody kills jobs from the UI.
+        "spark.redaction.regex": settings.spark.redaction_regex,
+        "spark.sql.redaction.options.regex": settings.spark.redaction_regex,
+        "spark.ui.killEnabled": "false",
     }
     if not os.environ.get("VITALWATCH_SPARK_SUBMIT"):  # under spark-submit the launcher shipped it (--jars)
         conf["spark.jars"] = str(jar_path(settings))  # vitalwatch's own classes (vitalwatch.jvm)

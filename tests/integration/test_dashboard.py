@@ -227,6 +227,44 @@ def test_a_session_expires(app_env, monkeypatch) -> None:
     assert at.title[0].value == "vitalwatch" and "expired" in _texts(at) and not at.dataframe
 
 
+def test_every_view_of_patient_data_is_in_the_audit_trail(app_env) -> None:
+    _s, w, admin, _env = app_env
+    since = datetime.now(UTC)
+    at = _login(_app(), "rn-bo")
+    at.session_state["patient"] = w.featured[0]
+    at.switch_page("views/patient.py").run()
+    assert not at.exception, at.exception
+    views = list(admin.audit.find({"user": "rn-bo", "what": "view", "time": {"$gte": since}}).sort("time", 1))
+    ward = next((v for v in views if v["page"] == "ward"), None)
+    assert ward is not None, ([(v["page"], v["patient_count"]) for v in views], list(admin.audit.find({}, {"_id": 0, "patients": 0}).sort("time", -1).limit(8)))
+    assert ward["role"] == "nurse" and ward["patient_count"] == PATIENTS and len(ward["patients"]) == 500
+    assert any(v["page"] == "patient" and v["patients"] == [w.featured[0]] for v in views)
+    assert admin.audit.count_documents({"user": "rn-bo", "what": "sign_in", "time": {"$gte": since}}) == 1
+    at.run()  # the same view again (an auto-refresh, a rerun) is not a new record
+    assert admin.audit.count_documents({"user": "rn-bo", "what": "view", "time": {"$gte": since}}) == len(views)
+    at = _login(_app(), "ad-di")
+    at.switch_page("views/audit.py").run()
+    assert not at.exception, at.exception
+    trail = at.dataframe[0].value
+    trail = trail.data if hasattr(trail, "data") else trail
+    assert {"rn-bo"} <= set(trail["user"]) and {"view", "sign_in"} <= set(trail["what"])
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        _login(_app(), "cli-ada").switch_page("views/audit.py")  # admins only
+
+
+def test_deactivating_a_user_ends_their_session(app_env) -> None:
+    _s, _w, admin, _env = app_env
+    at = _login(_app(), "an-cy")
+    assert at.title[0].value == "Ward overview"
+    auth.set_active(admin, "an-cy", False)
+    try:
+        at.run()
+        assert at.title[0].value == "vitalwatch" and "no longer active" in _texts(at) and not at.dataframe
+        assert "vw_session" not in at.session_state
+    finally:
+        auth.set_active(admin, "an-cy", True)
+
+
 def test_users_command_creates_hashes_and_refuses_weak_passwords(app_env) -> None:
     s, _w, admin, env = app_env
     import subprocess
@@ -243,6 +281,29 @@ def test_users_command_creates_hashes_and_refuses_weak_passwords(app_env) -> Non
                           capture_output=True, env=run_env, timeout=120)
     assert weak.returncode == 2 and "at least" in weak.stdout + weak.stderr
     assert admin.dashboard_users.count_documents({"_id": "rn-fay"}) == 0
+
+
+def test_alerts_ack_command_signs_the_user_in_and_records_them(app_env) -> None:
+    _s, w, admin, env = app_env
+    import subprocess
+
+    cli = [str(ROOT / ".venv" / "bin" / "vitalwatch"), "alerts", "ack"]
+    run_env = {**os.environ, **env}
+    target = next(a for a in reversed(w.alert_ids) if admin.alert_acks.count_documents({"_id": a}) == 0)
+    bad = subprocess.run([*cli, target, "--user", "rn-bo", "--password-stdin"], input="not-her-password\n",
+                         text=True, capture_output=True, env=run_env, timeout=120)
+    assert bad.returncode == 1 and "invalid username or password" in bad.stdout + bad.stderr
+    analyst = subprocess.run([*cli, target, "--user", "an-cy", "--password-stdin"], input=PASSWORDS["an-cy"][1] + "\n",
+                             text=True, capture_output=True, env=run_env, timeout=120)
+    assert analyst.returncode == 1 and "may not acknowledge" in analyst.stdout + analyst.stderr
+    assert admin.alert_acks.count_documents({"_id": target}) == 0
+    ok = subprocess.run([*cli, target, "--user", "rn-bo", "--note", "seen at the bedside", "--password-stdin"],
+                        input=PASSWORDS["rn-bo"][1] + "\n", text=True, capture_output=True, env=run_env, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    ack = admin.alert_acks.find_one({"_id": target})
+    assert (ack["user"], ack["role"], ack["note"]) == ("rn-bo", "nurse", "seen at the bedside")
+    assert admin.audit.count_documents({"what": "acknowledge", "user": "rn-bo", "detail.alert_id": target,
+                                        "source": "cli"}) == 1
 
 
 # -- the served app in a real browser ------------------------------------------------------

@@ -53,23 +53,27 @@ def test_pipeline_writer_reads_and_writes_the_operational_collections_only(sec) 
     db.patients.update_one({"_id": "p1"}, {"$set": {"status": {"level": "HIGH"}}})
     assert db.patients.find_one({"_id": "p1"})["status"]["level"] == "HIGH"
     assert refused(lambda: db.alert_acks.insert_one({"_id": "a1", "user": "pipeline"}))
+    db.risk_scores.delete_one({"_id": "o2"})  # it trims the operational copy of the scores ...
+    assert refused(lambda: db.alerts.delete_one({"_id": "a2"}))  # ... never the alert trail
+    assert refused(lambda: db.patients.delete_many({}))  # ... or the registry
+    assert refused(lambda: db.audit.insert_one({"user": "x", "what": "view"}))
     assert refused(lambda: db.command("dropDatabase"))
     assert refused(lambda: db.command("createUser", "x", pwd="y", roles=[]))
 
 
-def test_clinician_reads_and_acknowledges_but_changes_nothing_else(sec) -> None:
+def test_clinician_account_reads_and_cannot_write_an_acknowledgement(sec) -> None:
+    """Acknowledgements carry a signed-in identity: a database account cannot write one under
+    whatever name it likes (the dashboard, the API and `alerts ack` sign the user in first)."""
     _s, as_user = sec
     db = as_user("vitalwatch_clinician")
     assert db.patients.find_one({"_id": "p1"})["name"] == "Ada Example"
     assert db.alerts.find_one({"_id": "a1"})["level"] == "CRITICAL"
-    assert mongo.acknowledge(db, "a1", "vitalwatch_clinician", "seen, BP rechecked") is True
-    assert mongo.acknowledge(db, "a1", "vitalwatch_clinician", "again") is False  # first one wins
-    ack = db.alert_acks.find_one({"_id": "a1"})
-    assert ack["user"] == "vitalwatch_clinician" and ack["note"] == "seen, BP rechecked" and ack["acknowledged_time"]
+    assert refused(lambda: mongo.acknowledge(db, "a1", "someone-else", "forged"))
     assert refused(lambda: db.alerts.update_one({"_id": "a1"}, {"$set": {"level": "LOW"}}))
     assert refused(lambda: db.alert_acks.update_one({"_id": "a1"}, {"$set": {"note": "edited"}}))
     assert refused(lambda: db.risk_scores.delete_one({"_id": "o1"}))
     assert refused(lambda: db.patients.insert_one({"_id": "p9"}))
+    assert refused(lambda: db.audit.find_one({}))
 
 
 def test_analyst_reads_without_direct_identifiers_and_writes_nothing(sec) -> None:
@@ -91,11 +95,55 @@ def test_dashboard_reads_its_pages_and_users_and_acknowledges_only(sec) -> None:
     assert db.alerts.find_one({"_id": "a1"})["level"] == "CRITICAL"
     db.dashboard_users.find_one({})  # reads the app's users (hashes) to sign them in
     db.pipeline_progress.find_one({})
-    assert mongo.acknowledge(db, "a1", "rn-app-user", "from the dashboard") in (True, False)
+    assert mongo.acknowledge(db, "a1", "rn-app-user", "from the dashboard", role="nurse") is True
+    assert mongo.acknowledge(db, "a1", "rn-app-user", "again", role="nurse") is False  # first one wins
+    ack = db.alert_acks.find_one({"_id": "a1"})
+    assert (ack["user"], ack["role"], ack["note"]) == ("rn-app-user", "nurse", "from the dashboard")
+    trail = list(db.audit.find({"what": "acknowledge", "detail.alert_id": "a1"}).sort("time", 1))
+    assert [(t["user"], t["patients"], t["detail"]["first"]) for t in trail] == [
+        ("rn-app-user", ["p1"], True), ("rn-app-user", ["p1"], False)]
+    with pytest.raises(KeyError):  # an alert id that does not exist (yet) is refused
+        mongo.acknowledge(db, "a-future", "rn-app-user", "", role="nurse")
+    assert db.alert_acks.count_documents({"_id": "a-future"}) == 0
     assert refused(lambda: db.dashboard_users.insert_one({"_id": "intruder", "role": "admin"}))
     assert refused(lambda: db.alerts.update_one({"_id": "a1"}, {"$set": {"level": "LOW"}}))
     assert refused(lambda: db.alert_acks.delete_many({}))
+    assert refused(lambda: db.alert_acks.update_one({"_id": "a1"}, {"$set": {"user": "someone-else"}}))
     assert refused(lambda: db.pipeline_progress.insert_one({"query": "x"}))
+    # the audit trail: appended and read (the admin page), never changed or removed
+    assert refused(lambda: db.audit.update_many({}, {"$set": {"user": "nobody"}}))
+    assert refused(lambda: db.audit.delete_many({}))
+    assert refused(lambda: db.audit.drop())
+
+
+def test_acknowledgements_have_one_shape(sec) -> None:
+    """The collection validator: even an account that may insert cannot add fields, drop the
+    user or write a malformed one."""
+    from datetime import UTC, datetime
+
+    from pymongo.errors import WriteError
+
+    _s, as_user = sec
+    db = as_user("vitalwatch_dashboard")
+    good = {"_id": "a-shape", "user": "rn-x1", "role": "nurse", "note": "", "acknowledged_time": datetime.now(UTC)}
+    for bad in ({k: v for k, v in good.items() if k != "user"}, {**good, "user": "Robert'); DROP"},
+                {**good, "acknowledged_time": "yesterday"}, {**good, "extra": "field"},
+                {**good, "note": "x" * (mongo.ACK_NOTE_MAX + 1)}):
+        with pytest.raises(WriteError) as e:
+            db.alert_acks.insert_one(bad)
+        assert e.value.code == 121  # DocumentValidationFailure
+    db.alert_acks.insert_one(good)
+
+
+def test_no_application_account_changes_the_audit_trail(sec) -> None:
+    _s, as_user = sec
+    as_user("vitalwatch_dbadmin").audit.insert_one({"time": __import__("datetime").datetime.now(), "user": "u",
+                                                     "what": "view", "patients": ["p1"]})
+    for user in ("vitalwatch_pipeline", "vitalwatch_clinician", "vitalwatch_analyst", "vitalwatch_dashboard",
+                 "vitalwatch_notifier"):
+        db = as_user(user)
+        assert refused(lambda db=db: db.audit.update_one({}, {"$set": {"user": "x"}})), user
+        assert refused(lambda db=db: db.audit.delete_one({})), user
 
 
 def test_pipeline_progress_is_capped_and_written_by_the_pipeline(sec) -> None:

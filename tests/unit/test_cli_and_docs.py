@@ -15,6 +15,7 @@ from vitalwatch.fhir.parse import REASONS
 from vitalwatch.packages import load_packages
 
 COMMANDS = [[], ["infra"], ["infra", "up"], ["infra", "down"], ["infra", "status"], ["infra", "fetch"],
+            ["infra", "certs"],
             ["simulate"], ["replay"], ["pipeline"], ["show"], ["run"], ["train"], ["models"],
             ["models", "show"], ["triage"], ["triage", "train"], ["triage", "score"],
             ["mongo"], ["mongo", "init"], ["mongo", "script"], ["patients"], ["patients", "register"],

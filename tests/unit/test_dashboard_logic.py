@@ -137,7 +137,7 @@ def test_passwords_sessions_and_roles() -> None:
     for user, pw, role, why in (("Bad Name", "long-enough-pw", "nurse", "username"),
                                 ("ok", "short", "nurse", "at least"),
                                 ("ok", "long-enough-pw", "surgeon", "unknown role"),
-                                ("longusername", "longusername", "nurse", "must not be the username"),
+                                ("longusername", "longusername", "nurse", "must not contain the username"),
                                 ("ok", "x" * 80, "nurse", "72 bytes")):
         with pytest.raises(auth.AuthError, match=why):
             auth.validate_new(s, user, pw, role)

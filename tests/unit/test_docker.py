@@ -68,6 +68,21 @@ def test_compose_config_accepts_the_stack(stack: dict) -> None:
     assert svc["kibana-init"]["depends_on"]["kibana"]["condition"] == "service_healthy"
 
 
+def test_no_service_holds_another_services_password(stack: dict) -> None:
+    """Per-service secrets (issue 19): each service sees only its own MongoDB password; the
+    database service alone holds them all, to create the accounts."""
+    own = {**{f"pipeline-{a}": {"VITALWATCH_MONGO_PIPELINE_PASSWORD"} for a in APPS},
+           "dashboard": {"VITALWATCH_MONGO_DASHBOARD_PASSWORD"}, "notifier": {"VITALWATCH_MONGO_NOTIFIER_PASSWORD"}}
+    secrets = {n: v for n, v in stack["services"]["mongo"]["environment"].items() if n.endswith("_PASSWORD")}
+    assert len(set(secrets.values())) == len(secrets) >= 7
+    for name, svc in stack["services"].items():
+        if name == "mongo":
+            continue
+        seen = json.dumps({k: svc.get(k) for k in ("environment", "command", "entrypoint")})
+        holds = {n for n, v in secrets.items() if v in seen}
+        assert holds <= own.get(name, set()), (name, holds)
+
+
 def test_compose_refuses_a_stack_without_its_passwords(tmp_path: Path) -> None:
     empty = tmp_path / "empty.env"
     empty.write_text("")

@@ -179,18 +179,23 @@ class Receiver:
 
 
 # -- the stores -------------------------------------------------------------------------------
-def delta_keys(path: str, column: str) -> list[str]:
-    """Every value of ``column`` in a Delta table (duplicates kept), read with delta-rs."""
+def delta_keys(path: str, column: str, prefix: str = "") -> list[str]:
+    """Every value of ``column`` (duplicates kept) of the rows of patients whose id starts with
+    ``prefix`` in a Delta table, read with delta-rs (a shared broker's topics may hold other runs'
+    patients, which a fresh lake reads from their start)."""
     from deltalake import DeltaTable
 
     try:
-        return [str(x) for x in DeltaTable(path).to_pyarrow_table(columns=[column]).column(column).to_pylist()]
+        t = DeltaTable(path).to_pyarrow_table(columns=[column, "patient_id"])
     except Exception:  # not created yet
         return []
+    return [str(x) for x, p in zip(t.column(column).to_pylist(), t.column("patient_id").to_pylist(), strict=True)
+            if str(p).startswith(prefix)]
 
 
-def score_keys(path: str) -> list[str]:
-    """``gold/risk_scores`` readings' keys (:func:`vitalwatch.pipeline.keys.score_key`)."""
+def score_keys(path: str, prefix: str = "") -> list[str]:
+    """``gold/risk_scores`` readings' keys (:func:`vitalwatch.pipeline.keys.score_key`) of the
+    patients whose id starts with ``prefix``."""
     from deltalake import DeltaTable
 
     try:
@@ -199,7 +204,7 @@ def score_keys(path: str) -> list[str]:
         return []
     return [json.dumps([p, o], separators=(",", ":")) for p, o, st in
             zip(*(t.column(c).to_pylist() for c in ("patient_id", "observation_id", "score_status")), strict=True)
-            if o is not None and st != "untimely"]
+            if o is not None and st != "untimely" and str(p).startswith(prefix)]
 
 
 def mongo_ids(db, collection: str, prefix: str) -> list[str]:

@@ -102,7 +102,7 @@ class Run:
     def store_alerts(self, store: str) -> list[str]:
         s = self.settings
         if store == "delta":
-            return delta_keys(s.table_path(*GOLD_ALERTS), "alert_id")
+            return delta_keys(s.table_path(*GOLD_ALERTS), "alert_id", self.prefix)
         if store == "mongo":
             return mongo_ids(self.admin_db, "alerts", self.prefix)
         return es_ids(base_url(self.endpoints.es_nodes), index_name(s, "alerts"), self.prefix, "alert_id")
@@ -110,7 +110,7 @@ class Run:
     def store_scores(self, store: str) -> list[str]:
         s = self.settings
         if store == "delta":
-            return score_keys(s.table_path(*GOLD_SCORES))
+            return score_keys(s.table_path(*GOLD_SCORES), self.prefix)
         if store == "mongo":
             return mongo_ids(self.admin_db, "risk_scores", self.prefix)
         return es_ids(base_url(self.endpoints.es_nodes), index_name(s, "risk"), self.prefix, "doc_id")

@@ -4,28 +4,29 @@ Users live in MongoDB ``dashboard_users`` (``_id`` = username) with a bcrypt has
 password; the app reads them through its own MongoDB account, and only the database admin
 account writes them (``vitalwatch users create``). What a role may see and do is one table in
 ``conf/base.yaml`` (``dashboard.roles``), checked by :func:`allowed` on every page and action.
+Signing in (equal-cost checks, throttling, authentication events) is
+:mod:`vitalwatch.security.signin`; password rules are :mod:`vitalwatch.security.passwords`.
 
 A session lives in the browser tab's Streamlit session (server side; nothing in cookies or
 the URL) and ends ``session_ttl_minutes`` after login or ``idle_timeout_minutes`` after the
-last click, whichever comes first; auto-refresh is not a click."""
+last click, whichever comes first; auto-refresh is not a click. Every page run reads the
+user's record again (:func:`refresh`): a deactivated user is signed out at their next click
+or refresh, and a changed role applies at once."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import bcrypt
-
 from vitalwatch.config import DashboardConfig, Settings
+from vitalwatch.security import passwords, signin
+from vitalwatch.security.passwords import MAX_PASSWORD_BYTES, check_password, hash_password
 
+__all__ = ["MAX_PASSWORD_BYTES", "check_password", "hash_password"]
 USERS = "dashboard_users"
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-# bcrypt reads at most 72 bytes; longer passwords are refused rather than silently cut.
-MAX_PASSWORD_BYTES = 72
-# Compared against when the username is unknown, so a miss costs what a wrong password costs.
-_DUMMY_HASH = bcrypt.hashpw(b"vitalwatch-no-such-user", bcrypt.gensalt(4))
 
 
 class AuthError(ValueError):
@@ -60,30 +61,16 @@ class Session:
         self.last_activity = now or datetime.now(UTC)
 
 
-def hash_password(password: str, rounds: int) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()
-
-
-def check_password(password: str, hashed: str | bytes) -> bool:
-    h = hashed.encode() if isinstance(hashed, str) else hashed
-    try:
-        return bcrypt.checkpw(password.encode()[:MAX_PASSWORD_BYTES], h)
-    except ValueError:  # not a bcrypt hash
-        return False
-
-
 def validate_new(settings: Settings, username: str, password: str, role: str) -> None:
     cfg = settings.dashboard
     if not USERNAME.match(username):
         raise AuthError("username: 2-64 characters, lower-case letters, digits, '.', '_' or '-'")
     if role not in cfg.roles:
         raise AuthError(f"unknown role {role!r}; roles: {', '.join(cfg.roles)}")
-    if len(password) < cfg.min_password_length:
-        raise AuthError(f"password: at least {cfg.min_password_length} characters")
-    if len(password.encode()) > MAX_PASSWORD_BYTES:
-        raise AuthError(f"password: at most {MAX_PASSWORD_BYTES} bytes (bcrypt's limit)")
-    if password.lower() == username.lower():
-        raise AuthError("password: must not be the username")
+    try:
+        passwords.validate(password, username, cfg.min_password_length)
+    except passwords.PasswordRejected as e:
+        raise AuthError(str(e)) from None
 
 
 def create_user(db, settings: Settings, username: str, password: str, role: str,
@@ -115,14 +102,34 @@ def list_users(db) -> list[dict[str, Any]]:
     return list(db[USERS].find({}, {"password_hash": 0}).sort("_id", 1))
 
 
-def authenticate(db, settings: Settings, username: str, password: str) -> User | None:
-    """The user if the password is right and the account active; None otherwise (the
-    caller says only "invalid username or password", whichever it was)."""
-    doc = db[USERS].find_one({"_id": username.strip().lower()}) if username else None
-    ok = check_password(password or "", doc["password_hash"] if doc else _DUMMY_HASH)
-    if not (doc and ok and doc.get("active", True) and doc.get("role") in settings.dashboard.roles):
-        return None
+def sign_in(db, settings: Settings, username: str, password: str,
+            source: str | None = None) -> tuple[User | None, signin.Outcome]:
+    """The user if the password is right, the account active and not throttled; else None and
+    why (the caller says only "invalid username or password" or how long to wait)."""
+    cfg = settings.dashboard
+    out = signin.sign_in(db, cfg.sign_in, cfg.bcrypt_rounds, cfg.roles, username, password,
+                         source=source, users=USERS)
+    return (_user(out.doc) if out.ok else None), out
+
+
+def authenticate(db, settings: Settings, username: str, password: str, source: str | None = None) -> User | None:
+    return sign_in(db, settings, username, password, source)[0]
+
+
+def _user(doc: dict[str, Any]) -> User:
     return User(doc["_id"], doc["role"], doc.get("display_name") or doc["_id"])
+
+
+def refresh(db, settings: Settings, user: User) -> User | None:
+    """The user as their record says now; None once deactivated, removed or their role is gone."""
+    doc = db[USERS].find_one({"_id": user.username}, {"password_hash": 0})
+    if not doc or not doc.get("active", True) or doc.get("role") not in settings.dashboard.roles:
+        return None
+    return _user(doc)
+
+
+def with_user(sess: Session, user: User) -> Session:
+    return replace(sess, user=user)
 
 
 def start_session(user: User, now: datetime | None = None) -> Session:

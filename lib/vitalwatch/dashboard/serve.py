@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -63,10 +64,18 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def ensure_demo_user(settings: Settings, admin_db) -> tuple[str, str] | None:
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    password: str
+    file: Path
+    created: bool  # now: the only time its password is printed
+
+
+def ensure_demo_user(settings: Settings, admin_db) -> DemoUser | None:
     """Local profile only: when nobody can log in yet, create ``dashboard.local_demo_user``
     (clinician) with a generated password, kept 0600 beside the local MongoDB secrets.
-    Returns (username, password) when it was created now or already exists with that file."""
+    Returns it when it was created now or already exists with that file."""
     import secrets
 
     from vitalwatch.dashboard import auth
@@ -78,10 +87,11 @@ def ensure_demo_user(settings: Settings, admin_db) -> tuple[str, str] | None:
     if admin_db[auth.USERS].count_documents({}, limit=1) and not f.exists():
         return None  # real users exist: no demo account next to them
     if f.exists() and admin_db[auth.USERS].count_documents({"_id": name}, limit=1):
-        return name, f.read_text().strip()
-    pw = secrets.token_urlsafe(12)
+        return DemoUser(name, f.read_text().strip(), f, created=False)
+    pw = secrets.token_urlsafe(15)
     auth.create_user(admin_db, settings, name, pw, "clinician", "Demo clinician", replace=True)
     f.parent.mkdir(parents=True, exist_ok=True)
+    f.unlink(missing_ok=True)
     f.touch(mode=0o600)
     f.write_text(pw)
-    return name, pw
+    return DemoUser(name, pw, f, created=True)

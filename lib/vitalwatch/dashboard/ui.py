@@ -10,6 +10,7 @@ import streamlit as st
 from vitalwatch.config import Settings
 from vitalwatch.dashboard import auth
 from vitalwatch.dashboard.data import Gold, TableCache, mongo_db
+from vitalwatch.security import audit
 
 SESSION = "vw_session"
 NOTICE = "vw_notice"
@@ -47,31 +48,51 @@ def session() -> auth.Session | None:
     return st.session_state.get(SESSION)
 
 
-def logout(reason: str | None = None) -> None:
-    st.session_state.pop(SESSION, None)
+def source() -> str | None:
+    """The client's address as the server sees it (throttling and the audit trail)."""
+    try:
+        ip = st.context.ip_address
+    except Exception:  # no browser session
+        return None
+    return ip if isinstance(ip, str) else None  # AppTest hands back a stand-in object
+
+
+def logout(reason: str | None = None, s: Settings | None = None, what: str = audit.SIGN_OUT) -> None:
+    sess = st.session_state.pop(SESSION, None)
     st.session_state.pop("login_password", None)
+    if sess is not None and s is not None:
+        audit.record(db(s), user=sess.user.username, role=sess.user.role, what=what, source=source(),
+                     detail={"reason": reason} if reason else None)
     if reason:
         st.session_state[NOTICE] = reason
 
 
 def gate(s: Settings, *, touch: bool = True) -> auth.Session | None:
-    """The valid session, or None (the app then shows only :func:`login_page`). A full run (a
-    click) counts as activity; an auto-refresh (``touch=False``) does not."""
+    """The valid session, or None (the app then shows only :func:`login_page`). The user's
+    record is read again on every run: deactivation signs them out, a role change applies. A
+    full run (a click) counts as activity; an auto-refresh (``touch=False``) does not."""
     sess = session()
     if sess is not None and (why := sess.expired(s.dashboard)):
-        logout(why)
+        logout(why, s, audit.SESSION_ENDED)
         sess = None
+    if sess is not None:
+        user = auth.refresh(db(s), s, sess.user)
+        if user is None:
+            logout("your account is no longer active; ask an administrator", s, audit.SESSION_ENDED)
+            return None
+        if user != sess.user:
+            sess.user = user
     if sess is not None and touch:
         sess.touch()
     return sess
 
 
 def still_valid(s: Settings) -> auth.Session:
-    """For auto-refreshing fragments: an expired session sends the whole app back to login."""
-    sess = session()
-    if sess is None or sess.expired(s.dashboard):
+    """For auto-refreshing fragments: an expired or deactivated session sends the whole app
+    back to login."""
+    if gate(s, touch=False) is None:
         st.rerun(scope="app")
-    return sess  # type: ignore[return-value]
+    return session()  # type: ignore[return-value]
 
 
 def login_page(s: Settings) -> None:
@@ -84,7 +105,10 @@ def login_page(s: Settings) -> None:
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        user = auth.authenticate(db(s), s, username, password)
+        user, out = auth.sign_in(db(s), s, username, password, source())
+        if out.reason == "throttled":
+            st.error(f"Too many failed sign-ins; try again in {max(1, round(out.retry_after_s))} s.")
+            return
         if user is None:
             st.error("Invalid username or password.")
             return
@@ -102,6 +126,21 @@ def require(s: Settings, what: str) -> auth.Session:
         st.error(f"Your role ({sess.user.role}) does not give access to this.")
         st.stop()
     return sess  # type: ignore[return-value]
+
+
+def audit_view(s: Settings, sess: auth.Session, page: str, patients, **detail) -> None:
+    """Record that the signed-in user was shown these patients' data on ``page``; once per
+    distinct view of a session (an auto-refresh of the same view is not a new record)."""
+    ids = sorted({str(p) for p in patients if p is not None})
+    key = (page, tuple(ids[:audit.MAX_PATIENTS]), len(ids), tuple(sorted(detail.items())))
+    seen = st.session_state.setdefault("vw_audited", set())
+    if key in seen:
+        return
+    if audit.record(db(s), user=sess.user.username, role=sess.user.role, what=audit.VIEW, page=page,
+                    patients=ids, source=source(), detail=detail or None):
+        seen.add(key)
+    else:
+        st.warning("This view could not be recorded in the audit trail; an administrator has been told (log).")
 
 
 def ago(t) -> str:

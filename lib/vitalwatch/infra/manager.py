@@ -20,6 +20,7 @@ from vitalwatch.infra.elasticsearch import ElasticsearchServer
 from vitalwatch.infra.kafka import KafkaServer
 from vitalwatch.infra.mongo import MongoServer
 from vitalwatch.infra.process import InfraError, pid_alive, stop_pid
+from vitalwatch.infra.tls import Identity, LocalCA
 
 SERVER_NAMES = ("kafka", "mongo", "elasticsearch")
 
@@ -91,6 +92,8 @@ class InfraManager:
         """Start what is not running and healthy; return the state."""
         with self._lock():
             state = self.read_state()
+            if self.ca().ensure():
+                _say(progress, f"tls: certificate authority and certificates written under {self.ca().root}")
             for name in self._names(only):
                 srv = self.servers[name]
                 prev = state.get(name, {})
@@ -109,6 +112,14 @@ class InfraManager:
             if "elasticsearch" in self._names(only) and state.get("elasticsearch", {}).get("nodes"):
                 search_init(self.settings, state["elasticsearch"]["nodes"], progress)
             return state
+
+    def ca(self) -> LocalCA:
+        """The local certificate authority (``infra.tls``) under ``<work_dir>/tls``."""
+        t = self.settings.infra.tls
+        ids = [Identity(n, server=True, hosts=tuple(t.hosts)) for n in t.servers]
+        ids += [Identity(n, server=False) for n in t.clients]
+        return LocalCA(self.work / "tls", ids, ca_days=t.ca_days, cert_days=t.cert_days,
+                       renew_before_days=t.renew_before_days)
 
     def down(self, only: list[str] | None = None, progress: Any = None) -> None:
         with self._lock():

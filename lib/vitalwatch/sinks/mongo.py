@@ -34,7 +34,25 @@ from urllib.parse import quote_plus, urlsplit
 from vitalwatch.config import MongoSecurityConfig, Settings
 
 COLLECTIONS = ("patients", "risk_scores", "alerts", "alert_acks", "dashboard_users", "pipeline_progress",
-               "deliveries")
+               "deliveries", "audit", "sign_in_throttle")
+ACK_NOTE_MAX = 1000
+# Collection validators (``validationLevel: strict``, ``validationAction: error``): no account
+# holds bypassDocumentValidation, so every writer is held to these shapes.
+VALIDATORS: dict[str, dict[str, Any]] = {
+    "alert_acks": {"$jsonSchema": {
+        "bsonType": "object", "additionalProperties": False,
+        "required": ["_id", "user", "role", "note", "acknowledged_time"],
+        "properties": {"_id": {"bsonType": "string", "minLength": 1, "maxLength": 1024},
+                       "user": {"bsonType": "string", "pattern": "^[a-z0-9][a-z0-9._-]{1,63}$"},
+                       "role": {"bsonType": "string", "maxLength": 64},
+                       "note": {"bsonType": "string", "maxLength": ACK_NOTE_MAX},
+                       "acknowledged_time": {"bsonType": "date"}}}},
+    "audit": {"$jsonSchema": {
+        "bsonType": "object", "required": ["time", "user", "what"],
+        "properties": {"time": {"bsonType": "date"}, "user": {"bsonType": "string", "maxLength": 128},
+                       "what": {"bsonType": "string", "maxLength": 64},
+                       "patients": {"bsonType": "array", "items": {"bsonType": "string"}}}}},
+}
 CAPPED = ("pipeline_progress",)
 DEIDENTIFIED_VIEW = "patients_deidentified"
 INDEXES: dict[str, list[list[tuple[str, int]]]] = {
@@ -45,6 +63,7 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     "pipeline_progress": [[("query", 1), ("timestamp", -1)]],
     # the notifier's records: counts and lists by status (pending, failed), an alert's deliveries
     "deliveries": [[("status", 1), ("channel", 1), ("updated_time", -1)], [("alert_id", 1)]],
+    "audit": [[("time", -1)], [("patients", 1), ("time", -1)], [("user", 1), ("time", -1)]],
 }
 
 
@@ -127,9 +146,12 @@ def init(settings: Settings, admin_uri: str) -> dict[str, list[str]]:
     for c in COLLECTIONS:
         if c not in existing:
             db.create_collection(c, **_create_options(settings, c))
+        if c in VALIDATORS:
+            db.command("collMod", c, validator=VALIDATORS[c], validationLevel="strict", validationAction="error")
         for keys in INDEXES.get(c, []):
             db[c].create_index(keys)
         done["collections"].append(c)
+    _throttle_ttl(db, settings)
     if DEIDENTIFIED_VIEW in existing:
         db.command("collMod", DEIDENTIFIED_VIEW, viewOn="patients", pipeline=deidentified_pipeline(settings))
     else:
@@ -157,6 +179,17 @@ def init(settings: Settings, admin_uri: str) -> dict[str, list[str]]:
     return done
 
 
+def _throttle_ttl(db, settings: Settings) -> None:
+    """Sign-in failure counts expire ``window_minutes`` after their last failure."""
+    from pymongo.errors import OperationFailure
+
+    ttl = int(settings.dashboard.sign_in.window_minutes * 60)
+    try:
+        db.sign_in_throttle.create_index("updated_time", expireAfterSeconds=ttl, name="expire")
+    except OperationFailure:  # the window changed: same index, new TTL
+        db.command("collMod", "sign_in_throttle", index={"name": "expire", "expireAfterSeconds": ttl})
+
+
 def _create_options(settings: Settings, collection: str) -> dict[str, Any]:
     if collection in CAPPED:
         return {"capped": True, "size": settings.dashboard.progress_collection_mb * 1024 * 1024}
@@ -175,6 +208,11 @@ def render_script(settings: Settings) -> str:
         "  if (!vw.getCollectionNames().includes(c)) { vw.createCollection(c, options[c]); }",
         "}",
     ]
+    for c, v in VALIDATORS.items():
+        lines.append(f"vw.runCommand({{collMod: {json.dumps(c)}, validator: {json.dumps(v)}, "
+                     "validationLevel: \"strict\", validationAction: \"error\"});")
+    ttl = int(settings.dashboard.sign_in.window_minutes * 60)
+    lines.append(f"vw.sign_in_throttle.createIndex({{updated_time: 1}}, {{name: \"expire\", expireAfterSeconds: {ttl}}});")
     for c, idx in INDEXES.items():
         for keys in idx:
             lines.append(f"vw.getCollection({json.dumps(c)}).createIndex({json.dumps(dict(keys))});")
@@ -221,18 +259,29 @@ def care_teams(db, patient_ids: list[str]) -> dict[str, dict[str, Any]]:
     return {d["_id"]: {"ward": d.get("ward"), "care_team": d.get("care_team") or {}} for d in cur}
 
 
-def acknowledge(db, alert_id: str, user: str, note: str = "") -> bool:
-    """Record that ``user`` acknowledged the alert; False if it already was (first one wins)."""
+def acknowledge(db, alert_id: str, user: str, note: str = "", *, role: str | None = None,
+                source: str | None = None) -> bool:
+    """Record that the signed-in ``user`` acknowledged the alert; False if it already was (first
+    one wins); KeyError if there is no such alert. Called only with an identity the caller has
+    checked (the dashboard's session, the CLI's sign-in): the application accounts are the only
+    ones that may insert, and the collection's validator enforces the document's shape. Every
+    call, first or not, is an audit record."""
     from pymongo.errors import DuplicateKeyError
 
-    if db.alerts.count_documents({"_id": alert_id}, limit=1) == 0:
+    from vitalwatch.security import audit
+
+    alert = db.alerts.find_one({"_id": alert_id}, {"patient_id": 1})
+    if alert is None:
         raise KeyError(f"no alert {alert_id}")
     try:
-        db.alert_acks.insert_one({"_id": alert_id, "user": user, "note": note,
+        db.alert_acks.insert_one({"_id": alert_id, "user": user, "role": role or "", "note": note[:ACK_NOTE_MAX],
                                   "acknowledged_time": datetime.now(UTC)})
-        return True
+        first = True
     except DuplicateKeyError:
-        return False
+        first = False
+    audit.record(db, user=user, role=role, what=audit.ACKNOWLEDGE, page="alerts",
+                 patients=[alert.get("patient_id")], source=source, detail={"alert_id": alert_id, "first": first})
+    return first
 
 
 def trim_scores(db, patient_ids: list[str], keep: int) -> int:
