@@ -273,12 +273,15 @@ def _gold_commits(s: Settings) -> int:
 def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
         spark: SparkSession, trained: Settings, base_settings: Settings, endpoints: Endpoints) -> None:
     from vitalwatch.infra.manager import InfraManager
+    from vitalwatch.pipeline.health import read_all as read_health
 
     s = gold_settings(trained, endpoints, "sigkill")
     p = plan(patients=10, hours=10, malformed_fraction=0.05, duplicate_fraction=0.03)
     msgs = list(simulate(p))
     register(s, endpoints, p, skip="")
-    first, rest = split_at_instants(msgs, 2)  # the rest arrives while the first run is going
+    # the second part arrives while the first run is going, the third during the MongoDB outage,
+    # the fourth once it is back, the last for the final restart to drain
+    first, rest, during_outage, after_outage, last = split_at_instants(msgs, 5)
     send(first, endpoints.kafka_bootstrap, s.kafka.topics.observations)
     rng = random.Random(4)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -299,10 +302,19 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
             if run == 0:
                 send(rest, endpoints.kafka_bootstrap, s.kafka.topics.observations)
             if run == 1:  # MongoDB goes away mid-stream: the serving query fails and is restarted
+                # once every stage has started (the supervisor's heartbeat names this process; on a
+                # loaded machine starting nine queries can take minutes, and failures are watched
+                # from then on)
+                up_t0 = time.monotonic()
+                while not any(h.get("app") == "pipeline" and h.get("pid") == proc.pid for h in read_health(s)):
+                    assert proc.poll() is None and time.monotonic() - up_t0 < 420, f"stages never all started; see {log_path}"
+                    time.sleep(1)
                 mgr = InfraManager(base_settings)   # while scoring and alerts go on without it
                 mgr.down(["mongo"])
                 try:
                     t0, during = time.monotonic(), _gold_commits(s)
+                    # new readings during the outage: scored and alerted; their copies fail to reach MongoDB
+                    send(during_outage, endpoints.kafka_bootstrap, s.kafka.topics.observations)
                     # the supervisor reports the stage degraded (and retries it on its back-off)
                     while not re.search(rb"degraded: serve_(scores|alerts) failing since", log_path.read_bytes()):
                         assert time.monotonic() - t0 < 180, "the outage was not noticed"
@@ -313,6 +325,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
                         time.sleep(0.3)
                 finally:  # never leave the session's mongod down for the tests after this one
                     mgr.up(["mongo"])
+                send(after_outage, endpoints.kafka_bootstrap, s.kafka.topics.observations)
                 target = _gold_commits(s) + 1
                 while _gold_commits(s) < target:
                     assert proc.poll() is None and time.monotonic() - t0 < 300, f"no recovery; see {log_path}"
@@ -323,6 +336,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
             proc.wait(30)
             kills += 1
     assert kills == 2 and outage_seen
+    send(last, endpoints.kafka_bootstrap, s.kafka.topics.observations)
     partial = _gold_commits(s)
     run_available_now(spark, s, endpoints, STAGES)  # the last restart drains
     want = expected(spark, s)
