@@ -16,7 +16,7 @@ or refresh, and a changed role applies at once."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -126,10 +126,6 @@ def refresh(db, settings: Settings, user: User) -> User | None:
     if not doc or not doc.get("active", True) or doc.get("role") not in settings.dashboard.roles:
         return None
     return _user(doc)
-
-
-def with_user(sess: Session, user: User) -> Session:
-    return replace(sess, user=user)
 
 
 def start_session(user: User, now: datetime | None = None) -> Session:

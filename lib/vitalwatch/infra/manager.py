@@ -92,8 +92,9 @@ class InfraManager:
         """Start what is not running and healthy; return the state."""
         with self._lock():
             state = self.read_state()
-            if self.ca().ensure():
-                _say(progress, f"tls: certificate authority and certificates written under {self.ca().root}")
+            ca = self.ca()
+            if ca.ensure():
+                _say(progress, f"tls: certificate authority and certificates written under {ca.root}")
             for name in self._names(only):
                 srv = self.servers[name]
                 prev = state.get(name, {})
