@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vitalwatch.config import get_settings
+from vitalwatch.config import Settings, get_settings
 from vitalwatch.pipeline import APPS, STAGES
 
 console = Console(stderr=True)
@@ -374,7 +374,6 @@ def run(
     terminal the dashboard stays up until Ctrl-C)."""
     from vitalwatch.infra.endpoints import resolve
     from vitalwatch.infra.manager import InfraManager
-    from vitalwatch.models.registry import champion_version
     from vitalwatch.pipeline.apps import AppProcesses
     from vitalwatch.spark import build_session
 
@@ -388,8 +387,8 @@ def run(
     mix = {"crisis_prone": crisis_prone, "hypertensive": rest / 2, "normotensive": rest / 2}
     cfg = s.simulator.model_copy(update=dict(patients=patients, speedup=speedup, malformed_fraction=malformed,
                                              profile_mix=mix))
-    if champion_version(s, s.models.risk_model_name) is None:
-        console.log("no champion crisis-risk model in the registry: training one on the ICU data (about 2 min)")
+    if (why := _champion_unusable(s)) is not None:
+        console.log(f"{why}: training one on the ICU data (about 2 min)")
         train(source="icu", patients=None, sequences=None, num_workers=None, device=None, trees=None,
               random_forest=False)
     board = _start_dashboard(s) if dashboard else None
@@ -598,14 +597,29 @@ def train(
     console.log("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in rep.timings.items()))
 
 
+def _champion_unusable(s: Settings) -> str | None:
+    """Why the registry has no champion the alert app can load (None: it has one)."""
+    from vitalwatch.models.integrity import ModelIntegrityError
+    from vitalwatch.models.registry import champion_version, load_risk_model
+
+    if champion_version(s, s.models.risk_model_name) is None:
+        return "no champion crisis-risk model in the registry"
+    try:
+        load_risk_model(s)
+    except ModelIntegrityError as e:
+        return f"the champion is refused ({e})"
+    return None
+
+
 @models_app.command("show")
 def models_show() -> None:
     """Registered versions of the risk and triage models, with aliases and the selection metric."""
+    from vitalwatch.models.integrity import CHECKSUM_TAG
     from vitalwatch.models.registry import client
 
     s = get_settings()
     c = client(s)
-    t = Table("model", "version", "aliases", "selection metric", "promoted", "run")
+    t = Table("model", "version", "aliases", "selection metric", "promoted", "sealed", "run")
     for name in (s.models.risk_model_name, s.models.triage_model_name):
         versions = sorted(c.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
         aliases: dict[str, list[str]] = {}
@@ -615,8 +629,37 @@ def models_show() -> None:
         for mv in versions:
             metric = next((f"{k} {v}" for k, v in mv.tags.items() if k.startswith(("val_", "test_"))), "")
             t.add_row(name, str(mv.version), ",".join(sorted(aliases.get(str(mv.version), []))), metric,
-                      mv.tags.get("promoted", ""), mv.run_id)
+                      mv.tags.get("promoted", ""), (mv.tags.get(CHECKSUM_TAG) or "NO")[:12], mv.run_id)
     Console(width=200).print(t)
+
+
+@models_app.command("history")
+def models_history(
+    triage: Annotated[bool, typer.Option(help="the triage model instead of the crisis-risk model")] = False,
+) -> None:
+    """Every logged move of the model's aliases (who moved champion/challenger, when, why)."""
+    from vitalwatch.models.integrity import alias_history
+
+    s = get_settings()
+    name = s.models.triage_model_name if triage else s.models.risk_model_name
+    t = Table("time", "alias", "from", "to", "by", "reason", title=name)
+    for m in alias_history(s, name):
+        t.add_row(*(str(m.get(k) or "") for k in ("time", "alias", "from", "to", "by", "reason")))
+    Console(width=200).print(t)
+
+
+@models_app.command("seal")
+def models_seal(
+    version: Annotated[str, typer.Argument(help="the registered version whose files you have checked")],
+    triage: Annotated[bool, typer.Option(help="the triage model instead of the crisis-risk model")] = False,
+) -> None:
+    """Record the checksum of a version's artifacts as they are now (versions registered before
+    models were sealed). Only after checking its files: the scoring app trusts what is sealed."""
+    from vitalwatch.models.integrity import CHECKSUM_TAG, seal
+
+    s = get_settings()
+    name = s.models.triage_model_name if triage else s.models.risk_model_name
+    console.print(f"{name} version {version} sealed: {CHECKSUM_TAG} {seal(s, name, version)}")
 
 
 @triage_app.command("train")
@@ -686,7 +729,7 @@ def _mongo_init(s) -> dict:
 
 @mongo_app.command("init")
 def mongo_init() -> None:
-    """Create/update collections, indexes, the de-identified view, roles and users (idempotent).
+    """Create/update collections, indexes, the analysts' views, roles and users (idempotent).
     Connects as administrator: $VITALWATCH_MONGO_ADMIN_URI, else the local server's admin."""
     from vitalwatch.sinks import mongo
 

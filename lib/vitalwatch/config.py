@@ -98,6 +98,15 @@ class KafkaConfig(BaseModel):
     observations_max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
 
 
+class AnalystView(BaseModel):
+    """One analysts' view (lib/vitalwatch/sinks/analyst_views.py): the collection it shows, the
+    field holding the patient id (shown only as a pseudonym) and the fields it may show."""
+
+    source: str
+    id_field: str = "patient_id"
+    fields: list[str]
+
+
 class MongoSecurityConfig(BaseModel):
     """Roles and users of the ``vitalwatch`` database (``vitalwatch mongo init``)."""
 
@@ -105,6 +114,16 @@ class MongoSecurityConfig(BaseModel):
     users: dict[str, dict[str, Any]]
     pipeline_user: str = "vitalwatch_pipeline"
     identifier_fields: list[str] = []
+    analyst_views: dict[str, AnalystView] = {}
+
+    @model_validator(mode="after")
+    def _no_identifier_in_a_view(self) -> MongoSecurityConfig:
+        for name, v in self.analyst_views.items():
+            bad = set(v.fields) & {*self.identifier_fields, v.id_field, "_id", "patient_id", "observation_id", "alert_id"}
+            if bad:
+                raise ValueError(f"mongo.security.analyst_views.{name} may not show {sorted(bad)}: "
+                                 "identifiers and ids are never shown to analysts")
+        return self
 
 
 class MongoConfig(BaseModel):
@@ -119,6 +138,14 @@ class MongoConfig(BaseModel):
 class ElasticsearchConfig(BaseModel):
     nodes: str | None = None
     index_prefix: str = "vitalwatch"
+    # Where the server runs security (docker/compose.yaml): HTTPS, checked against ca_file (REST
+    # calls) and truststore (elasticsearch-spark: a JKS of the same CA, docker/entrypoint.sh builds
+    # it), and the API key in api_key_file (its `encoded` form, re-read on every write so a rotated
+    # key is picked up). Unset: plain HTTP without credentials (the local development node).
+    ssl: bool = False
+    ca_file: str | None = None
+    truststore: str | None = None
+    api_key_file: str | None = None
 
 
 class SparkConfig(BaseModel):
@@ -190,6 +217,7 @@ class KafkaServerConfig(BaseModel):
 class MongoServerConfig(BaseModel):
     port: int = 0
     admin_user: str = "vitalwatch_admin"
+    run_as_user: str = "nobody"  # when started by root: mongod never runs as root
 
 
 class ElasticsearchServerConfig(BaseModel):
@@ -285,6 +313,9 @@ class ModelsConfig(BaseModel):
     triage_model_name: str = "vitalwatch-triage"
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
+    # scoring without a model (no champion, registry down, checksum refused): how often the
+    # alert app tries the champion again, restarting its scoring query once it loads
+    reload_check_s: float = Field(60, gt=0)
     selection_metric: str = "val_6h_auprc"
     seed: int = 42
     split: SplitConfig = SplitConfig()
@@ -404,6 +435,7 @@ class NotifierConfig(BaseModel):
     lease_margin_s: float = Field(10, gt=0)      # an attempt holds its delivery for 2 × timeout_s + this
     max_pending_events: int = Field(10_000, ge=1)  # consumption pauses while this many events are unfinished
     commit_interval_s: float = Field(1, gt=0)    # Kafka offsets of finished events committed this often
+    stall_s: float = Field(30, gt=0)             # events waiting, none read this long: a new consumer
     signature_tolerance_s: float = Field(300, gt=0)  # receivers: refuse a timestamp older than this
 
     @model_validator(mode="after")
@@ -462,6 +494,10 @@ class DashboardConfig(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8501, ge=0)
+    # HTTPS: the local CA's `dashboard` certificate (infra.tls), or these files (compose mounts them)
+    tls: bool = False
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     mongo_user: str = "vitalwatch_dashboard"      # the app's own MongoDB account (mongo.security.users)
     progress_collection_mb: int = Field(64, ge=1)   # pipeline_progress is capped: the newest events only
     session_ttl_minutes: float = Field(720, gt=0)   # a login lasts at most this long (a shift) ...

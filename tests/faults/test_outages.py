@@ -77,9 +77,9 @@ def test_stores_converge_to_the_same_alerts_and_scores_without_duplicates(report
 
 def test_every_alert_reaches_the_webhook_exactly_once(report) -> None:
     f = report["final"]
-    assert f["webhook_bad_signatures"] == 0 and f["webhook_not_once"] == [], f
+    assert f["webhook_bad_signatures"] == 0 and f["webhook_not_once"] == [], (f, report["log_tails"]["notifier"])
 
 
 def test_each_fault_converged(report) -> None:
     for row in report["faults"]:
-        assert all(v is not None for v in row["converge_s"].values()), row
+        assert all(v is not None for v in row["converge_s"].values()), (row, report["log_tails"])

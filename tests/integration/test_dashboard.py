@@ -318,6 +318,29 @@ def served(ward):
     stop(proc)
 
 
+def test_dashboard_is_served_over_tls_from_the_local_ca_when_configured(ward) -> None:
+    """dashboard.tls: HTTPS with the local CA's `dashboard` certificate — trusted with the CA,
+    refused by a client that does not know it, and no plain HTTP on the port."""
+    import requests
+
+    from vitalwatch.dashboard.serve import ca_file, start, stop, url
+
+    s, _w, _admin, env = ward
+    st = with_updates(s, dashboard={"tls": True})
+    port = _free_port()
+    proc = start(st, port=port, env=env, log=ARTIFACTS / "dashboard-tls-server.log", timeout_s=120)
+    try:
+        base = url(st, port)
+        assert base.startswith("https://")
+        assert requests.get(f"{base}/_stcore/health", verify=str(ca_file(st)), timeout=10).ok
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{base}/_stcore/health", timeout=10)  # the system's CAs do not vouch for it
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=10)
+    finally:
+        stop(proc)
+
+
 def _free_port() -> int:
     import socket
 

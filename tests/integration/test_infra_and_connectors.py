@@ -57,6 +57,28 @@ def test_mongod_enforces_auth(infra: dict) -> None:
         bad.admin.command("ping")
 
 
+def _tree(pid: int):
+    import psutil
+
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def test_servers_listen_on_loopback_only_and_data_stores_not_as_root(infra: dict) -> None:
+    """Elasticsearch runs without security (the Maven Central distribution has no x-pack
+    security; docs/security.md), so it — and every local server — must listen on loopback
+    only; mongod and Elasticsearch hold patient data and never run as root."""
+    import os
+
+    for name in ("kafka", "mongo", "elasticsearch"):
+        procs = _tree(infra[name]["pid"])
+        listening = [c.laddr for p in procs for c in p.net_connections(kind="inet") if c.status == "LISTEN"]
+        assert listening, name
+        assert all(a.ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for a in listening), (name, listening)
+        if os.geteuid() == 0 and name != "kafka":
+            assert all(p.uids().effective != 0 for p in procs if p.name() != "setpriv"), (name, [p.uids() for p in procs])
+
+
 def test_kafka_connector_write_and_read(spark: SparkSession, endpoints: Endpoints) -> None:
     topic = f"test.connector.{uuid.uuid4().hex[:8]}"
     ensure_topics(endpoints.kafka_bootstrap, [topic], 2, 1)

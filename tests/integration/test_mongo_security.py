@@ -76,16 +76,65 @@ def test_clinician_account_reads_and_cannot_write_an_acknowledgement(sec) -> Non
     assert refused(lambda: db.audit.find_one({}))
 
 
-def test_analyst_reads_without_direct_identifiers_and_writes_nothing(sec) -> None:
+def test_analyst_reads_pseudonymised_allow_listed_views_only(sec) -> None:
+    """Analysts see patients only as a keyed pseudonym, the same in every view, and only the
+    allow-listed fields; the collections themselves, the key and the view definitions are
+    refused; they write nothing."""
+    from vitalwatch.sinks import analyst_views
+
     s, as_user = sec
     db = as_user("vitalwatch_analyst")
-    doc = db[mongo.DEIDENTIFIED_VIEW].find_one({"_id": "p1"})
-    assert doc["ward"] == "ward-A" and not set(s.mongo.security.identifier_fields) & set(doc)
-    assert db.risk_scores.find_one({"_id": "o1"})["risk_6h"] == 0.7
-    assert db.alerts.count_documents({}) >= 1
-    assert refused(lambda: db.patients.find_one({"_id": "p1"}))
-    assert refused(lambda: db.alert_acks.insert_one({"_id": "a9"}))
+    pat = db.analyst_patients.find_one({"ward": "ward-A"})
+    score = db.analyst_risk_scores.find_one({"risk_6h": 0.7})
+    alert = db.analyst_alerts.find_one({"level": "CRITICAL"})
+    assert pat["patient"] == score["patient"] == alert["patient"] and pat["patient"].startswith("anon-")
+    assert "p1" not in pat["patient"]
+    for doc, view in ((pat, "analyst_patients"), (score, "analyst_risk_scores"), (alert, "analyst_alerts")):
+        assert set(doc) <= {"patient", *s.mongo.security.analyst_views[view].fields}, doc
+    assert set(pat) == {"patient", "ward"}  # name, MRN, birth date and care team are not on the list
+    for c in ("patients", "risk_scores", "alerts", "alert_acks", analyst_views.KEY_COLLECTION):
+        assert refused(lambda c=c: db[c].find_one({})), c
+    assert refused(lambda: db.command("listCollections"))  # the view definitions
+    plan = str(db.command("explain", {"find": "analyst_patients"}))
+    admin_key = sec_admin_key(sec)
+    assert admin_key not in plan and analyst_views.KEY_COLLECTION in plan  # joined, never written in the view
     assert refused(lambda: db.risk_scores.insert_one({"_id": "o9"}))
+    assert refused(lambda: db.alert_acks.insert_one({"_id": "a9"}))
+
+
+def sec_admin_key(sec) -> str:
+    """The pseudonym key, as the database admin reads it."""
+    from vitalwatch.sinks import analyst_views
+
+    _s, as_user = sec
+    return as_user("vitalwatch_dbadmin")[analyst_views.KEY_COLLECTION].find_one({"_id": analyst_views.KEY_ID})["key"]
+
+
+def test_no_application_account_reads_the_pseudonym_key(sec) -> None:
+    from vitalwatch.sinks import analyst_views
+
+    _s, as_user = sec
+    for user in ("vitalwatch_pipeline", "vitalwatch_clinician", "vitalwatch_analyst", "vitalwatch_dashboard",
+                 "vitalwatch_notifier"):
+        db = as_user(user)
+        assert refused(lambda db=db: db[analyst_views.KEY_COLLECTION].find_one({})), user
+
+
+def test_pseudonyms_depend_on_the_key(sec) -> None:
+    """Without the key nobody can map a known id to its pseudonym: another key, another one."""
+    from vitalwatch.sinks import analyst_views
+
+    _s, as_user = sec
+    admin = as_user("vitalwatch_dbadmin")
+    key = sec_admin_key(sec)
+    before = as_user("vitalwatch_analyst").analyst_patients.find_one({"ward": "ward-A"})["patient"]
+    try:
+        admin[analyst_views.KEY_COLLECTION].update_one({"_id": analyst_views.KEY_ID}, {"$set": {"key": "0" * 64}})
+        after = as_user("vitalwatch_analyst").analyst_patients.find_one({"ward": "ward-A"})["patient"]
+    finally:
+        admin[analyst_views.KEY_COLLECTION].update_one({"_id": analyst_views.KEY_ID}, {"$set": {"key": key}})
+    assert after != before
+    assert as_user("vitalwatch_analyst").analyst_patients.find_one({"ward": "ward-A"})["patient"] == before
 
 
 def test_dashboard_reads_its_pages_and_users_and_acknowledges_only(sec) -> None:

@@ -434,3 +434,47 @@ def test_a_sigkilled_notifier_neither_loses_nor_repeats(base_settings: Settings,
     report = run.close()
     assert hook.delivered() == Counter(k1=1, k2=1, k3=1)
     assert report.already_final == 2 and report.channels["pager"]["delivered"] == 1
+
+
+def test_a_consumer_that_stops_reading_is_replaced(base_settings: Settings, endpoints: Endpoints, receivers,
+                                                   monkeypatch) -> None:
+    """After a broker restart librdkafka's consumer can stay in the group, polling, and never
+    fetch again (confluentinc/librdkafka#5153). Here the first consumer, once told, reads
+    nothing more while staying in the group — the same symptom: events wait on the topic, none
+    is read. Within ``stall_s`` the notifier replaces the consumer, and every alert is delivered
+    once."""
+    from vitalwatch.alerts import consumer as consumer_mod
+
+    made: list[consumer_mod.AlertConsumer] = []
+    stall = threading.Event()
+    real_init = consumer_mod.AlertConsumer.__init__
+
+    def init(self, *a, **kw) -> None:
+        real_init(self, *a, **kw)
+        made.append(self)
+        if len(made) == 1:
+            real_poll = self.poll_once
+
+            def poll_once(should_stop) -> None:
+                if stall.is_set():
+                    time.sleep(0.5)  # still in the group (librdkafka heartbeats), reading nothing
+                    return
+                real_poll(should_stop)
+
+            self.poll_once = poll_once
+
+    monkeypatch.setattr(consumer_mod.AlertConsumer, "__init__", init)
+    pager = receivers("pager")
+    s = settings_for(base_settings, endpoints, [pager.hook(["CRITICAL"])], stall_s=3)
+    publish(endpoints, s.kafka.topics.alerts, [event("s1", "CRITICAL")])
+    run = Running(s, endpoints)
+    wait_for(lambda: pager.delivered() == Counter(s1=1), 30, "s1 delivered by the first consumer")
+    stall.set()
+    publish(endpoints, s.kafka.topics.alerts, [event(f"s{i}", "CRITICAL") for i in range(2, 6)])
+    time.sleep(2)
+    assert pager.delivered() == Counter(s1=1)  # the stalled consumer reads nothing
+    wait_for(lambda: pager.delivered() == Counter({f"s{i}": 1 for i in range(1, 6)}), 30,
+             "s2..s5 delivered through a new consumer")
+    report = run.close()
+    assert len(made) == 2 and report.reconnects == 1
+    assert pager.delivered() == Counter({f"s{i}": 1 for i in range(1, 6)})  # nothing twice

@@ -1,17 +1,31 @@
 """docker/: ``docker compose config`` accepts the stack (no engine needed for that), refuses it
-without the passwords, and every service's entry point, command, job, CLI command and mounted
-file exists in the image it runs in; the environment it passes lands in real settings fields."""
+without any one of its secrets, and every service's entry point, command, job, CLI command and
+mounted file exists in the image it runs in; the environment it passes lands in real settings
+fields. Security (issue 19): Elasticsearch with security and TLS, Kibana behind a login on the
+loopback address, MLflow with basic-auth, Spark with spark.authenticate and its secret only in
+the environment, each secret held only by the services env.example names — and the set-up
+scripts (certificates, Elasticsearch users/roles/API key, MLflow users, Kibana import) run
+against fakes of the servers they talk to."""
 
 from __future__ import annotations
 
+import base64
+import configparser
+import importlib.util
 import json
+import os
 import re
+import shutil
+import stat
 import subprocess
 import zipfile
 from itertools import takewhile
 from pathlib import Path
+from types import ModuleType
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 from vitalwatch.config import Settings
@@ -19,19 +33,39 @@ from vitalwatch.infra.artifacts import compose_command
 
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
-STACK = {"kafka", "mongo", "elasticsearch", "kibana", "mlflow", "spark-master", "spark-worker",
-         "search-init", "kibana-init", "trainer", "pipeline-alerts", "pipeline-lake", "pipeline-serving",
-         "notifier", "dashboard"}
+STACK = {"kafka", "mongo", "tls-init", "elasticsearch", "es-security-init", "kibana", "mlflow", "mlflow-init",
+         "spark-master", "spark-worker", "search-init", "kibana-init", "trainer", "pipeline-alerts", "pipeline-lake",
+         "pipeline-serving", "notifier", "dashboard"}
 APPS = ("alerts", "lake", "serving")
+PIPELINE = {f"pipeline-{a}" for a in APPS}
+SPARK_PROCESSES = {"spark-master", "spark-worker", *PIPELINE}
 DOCKERFILES = {"vitalwatch/spark-jobs": "Dockerfile.spark", "vitalwatch/dashboard": "Dockerfile.dashboard"}
 IMAGE_HOME = "/opt/vitalwatch"
+CA_IN_CONTAINERS = "/etc/vitalwatch/tls/ca.crt"
+API_KEY_VOLUME = "es-api-key"
 
 
-def _env_file(tmp_path: Path, **extra: str) -> Path:
-    names = re.findall(r"^([A-Z_]+)=$", (DOCKER / "env.example").read_text(), re.M)
-    assert names, "env.example lists the secrets to set"
-    f = tmp_path / "test.env"
-    f.write_text("".join(f"{n}=not-a-real-{i}\n" for i, n in enumerate(names)) + "".join(f"{k}={v}\n" for k, v in extra.items()))
+def _declared() -> dict[str, set[str]]:
+    """env.example: each variable → the services its comment line says receive it."""
+    out, comment = {}, ""
+    for line in (DOCKER / "env.example").read_text().splitlines():
+        if m := re.fullmatch(r"([A-Z_]+)=", line):
+            services = comment.split(":", 1)[0] if ":" in comment else ""
+            out[m[1]] = {s.strip() for s in services.split(",") if s.strip()}
+        comment = line.removeprefix("#").strip() if line.startswith("#") else ""
+    return out
+
+
+def _values() -> dict[str, str]:
+    """A distinct value per secret, none a substring of another (equal length, distinct prefix)."""
+    return {n: f"s{i:03d}x-not-a-real-secret-0123456789" for i, n in enumerate(sorted(_declared()))}
+
+
+def _env_file(tmp_path: Path, drop: str | None = None, **extra: str) -> Path:
+    values = _values()
+    assert values, "env.example lists the secrets to set"
+    f = tmp_path / f"test-{drop or 'all'}.env"
+    f.write_text("".join(f"{k}={v}\n" for k, v in {**values, **extra}.items() if k != drop))
     return f
 
 
@@ -46,6 +80,26 @@ def stack(tmp_path_factory) -> dict:
     out = _config(_env_file(tmp_path_factory.mktemp("compose")), "--profile", "demo", "config", "--format", "json")
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def _load(rel: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(Path(rel).stem, DOCKER / rel)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _seen(svc: dict) -> str:
+    """Everything of a service a secret could hide in."""
+    return json.dumps({k: svc.get(k) for k in ("environment", "command", "entrypoint", "healthcheck", "volumes")})
+
+
+def _holders(stack: dict, value: str) -> set[str]:
+    return {name for name, svc in stack["services"].items() if value in _seen(svc)}
+
+
+def _mounts(svc: dict) -> dict[str, dict]:
+    return {v["target"]: v for v in svc.get("volumes", [])}
 
 
 def test_compose_config_accepts_the_stack(stack: dict) -> None:
@@ -66,21 +120,52 @@ def test_compose_config_accepts_the_stack(stack: dict) -> None:
     assert "VITALWATCH_MONGO_PIPELINE_PASSWORD" not in str(svc["notifier"]["environment"])
     assert pwd not in str(svc["notifier"]["environment"]) and svc["notifier"]["command"] == ["notify"]
     assert svc["kibana-init"]["depends_on"]["kibana"]["condition"] == "service_healthy"
+    # set-up before use: certificates before their servers, users before their clients
+    assert svc["elasticsearch"]["depends_on"]["tls-init"]["condition"] == "service_completed_successfully"
+    assert svc["kibana"]["depends_on"]["es-security-init"]["condition"] == "service_completed_successfully"
+    assert svc["search-init"]["depends_on"]["es-security-init"]["condition"] == "service_completed_successfully"
+    assert svc["trainer"]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
+    assert svc["dashboard"]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
 
 
+# -- secrets -------------------------------------------------------------------------------------
 def test_no_service_holds_another_services_password(stack: dict) -> None:
-    """Per-service secrets (issue 19): each service sees only its own MongoDB password; the
-    database service alone holds them all, to create the accounts."""
-    own = {**{f"pipeline-{a}": {"VITALWATCH_MONGO_PIPELINE_PASSWORD"} for a in APPS},
-           "dashboard": {"VITALWATCH_MONGO_DASHBOARD_PASSWORD"}, "notifier": {"VITALWATCH_MONGO_NOTIFIER_PASSWORD"}}
-    secrets = {n: v for n, v in stack["services"]["mongo"]["environment"].items() if n.endswith("_PASSWORD")}
-    assert len(set(secrets.values())) == len(secrets) >= 7
-    for name, svc in stack["services"].items():
-        if name == "mongo":
-            continue
-        seen = json.dumps({k: svc.get(k) for k in ("environment", "command", "entrypoint")})
-        holds = {n for n, v in secrets.items() if v in seen}
-        assert holds <= own.get(name, set()), (name, holds)
+    """Per-service secrets (issue 19): every secret reaches exactly the services its env.example
+    line names, and those lists are themselves least privilege."""
+    declared, values = _declared(), _values()
+    assert len(declared) >= 18
+    for name, value in values.items():
+        assert _holders(stack, value) == declared[name], name
+    holders = {n: declared[n] for n in declared}
+    # the database and the one-shot set-ups alone hold what they create; a service its own
+    assert all("mongo" in h for n, h in holders.items() if n.startswith("VITALWATCH_MONGO_"))
+    assert holders["VITALWATCH_MONGO_PIPELINE_PASSWORD"] == {"mongo", *PIPELINE}
+    assert holders["VITALWATCH_MONGO_DASHBOARD_PASSWORD"] == {"mongo", "dashboard"}
+    assert holders["VITALWATCH_MONGO_NOTIFIER_PASSWORD"] == {"mongo", "notifier"}
+    assert holders["VITALWATCH_ELASTIC_PASSWORD"] == {"elasticsearch", "es-security-init"}
+    assert holders["VITALWATCH_KIBANA_SYSTEM_PASSWORD"] == {"kibana", "es-security-init"}
+    assert holders["VITALWATCH_KIBANA_READER_PASSWORD"] == {"es-security-init"}   # people sign in with it
+    assert holders["VITALWATCH_KIBANA_SETUP_PASSWORD"] == {"es-security-init", "kibana-init"}
+    assert holders["VITALWATCH_MLFLOW_ADMIN_PASSWORD"] == {"mlflow", "mlflow-init"}
+    assert holders["VITALWATCH_MLFLOW_TRAINER_PASSWORD"] == {"mlflow-init", "trainer"}
+    assert holders["VITALWATCH_MLFLOW_PIPELINE_PASSWORD"] == {"mlflow-init", "pipeline-alerts"}
+    assert holders["VITALWATCH_MLFLOW_DASHBOARD_PASSWORD"] == {"mlflow-init", "dashboard"}
+    assert holders["VITALWATCH_SPARK_AUTH_SECRET"] == SPARK_PROCESSES   # shared only among Spark processes
+    # no shared anchor (x-…) carries a secret
+    raw = yaml.safe_load(COMPOSE.read_text())
+    for key, block in raw.items():
+        if key.startswith("x-"):
+            assert not [n for n in declared if n in json.dumps(block)], key
+
+
+def test_every_secret_in_env_example_is_required(tmp_path: Path) -> None:
+    """Compose refuses the stack without any one of them, naming it; and env.example lists every
+    variable compose requires."""
+    required = set(re.findall(r"\$\{([A-Z_]+):\?", COMPOSE.read_text()))
+    assert required == set(_declared())
+    for name in sorted(required):
+        out = _config(_env_file(tmp_path, drop=name), "--profile", "demo", "config", "--quiet")
+        assert out.returncode != 0 and name in out.stderr, name
 
 
 def test_compose_refuses_a_stack_without_its_passwords(tmp_path: Path) -> None:
@@ -90,6 +175,517 @@ def test_compose_refuses_a_stack_without_its_passwords(tmp_path: Path) -> None:
     assert out.returncode != 0 and "set it in docker/.env" in out.stderr
 
 
+# -- certificates --------------------------------------------------------------------------------
+def _image_uid(dockerfile: str) -> int:
+    return int(re.search(r"useradd [^\n]*--uid (\d+)", (DOCKER / dockerfile).read_text())[1])
+
+
+def _tls_binds(stack: dict) -> dict[str, list[dict]]:
+    return {n: [v for v in s.get("volumes", []) if v["type"] == "bind" and Path(v["source"]).suffix in (".crt", ".key")]
+            for n, s in stack["services"].items()}
+
+
+def test_each_server_gets_only_its_own_key_owned_by_its_user(stack: dict, tmp_path: Path) -> None:
+    svc = stack["services"]
+    binds = _tls_binds(stack)
+    default = Path(os.path.normpath(DOCKER / ".." / ".work" / "infra" / "tls"))
+    assert {Path(v["source"]).parent for vs in binds.values() for v in vs} == {default}
+    moved = _config(_env_file(tmp_path, VITALWATCH_TLS_DIR="/srv/vitalwatch-tls"), "config", "--format", "json")
+    assert moved.returncode == 0, moved.stderr   # VITALWATCH_TLS_DIR moves every one of them
+    assert {Path(v["source"]).parent for vs in _tls_binds(json.loads(moved.stdout)).values() for v in vs} == \
+        {Path("/srv/vitalwatch-tls")}
+    for name, vs in binds.items():
+        for v in vs:
+            assert v.get("read_only") and not v.get("bind", {}).get("create_host_path"), (name, v)
+            assert Path(v["source"]).name != "ca.key", name   # the CA's key is never mounted
+            if Path(v["source"]).suffix == ".key":           # private keys reach tls-init only
+                assert name == "tls-init", (name, v)
+    assert {Path(v["source"]).name for v in binds["tls-init"]} == \
+        {"ca.crt", "elasticsearch.crt", "elasticsearch.key", "mlflow.crt", "mlflow.key", "dashboard.crt", "dashboard.key"}
+    assert svc["tls-init"]["network_mode"] == "none" and svc["tls-init"]["user"] == "0:0"
+    specs = {s.split("=")[0]: (s.split("=")[1], set(s.split("=")[2].split(","))) for s in svc["tls-init"]["command"]}
+    out = {v["target"]: v["source"] for v in svc["tls-init"]["volumes"] if v["type"] == "volume"}
+    # each volume: one server's files, owned by the user its image runs as, mounted read-only by it alone
+    expect = {"elasticsearch": ("es-tls", "1000:0", "/usr/share/elasticsearch/config/certs"),
+              "mlflow": ("mlflow-tls", f"{_image_uid('Dockerfile.spark')}:0", "/etc/vitalwatch/mlflow-tls"),
+              "dashboard": ("dashboard-tls", f"{_image_uid('Dockerfile.dashboard')}:0", "/etc/vitalwatch/dashboard-tls")}
+    for server, (volume, owner, target) in expect.items():
+        dest = next(d for d, v in out.items() if v == volume)
+        assert specs[dest][0] == owner and {f"{server}.crt", f"{server}.key"} <= specs[dest][1], server
+        assert not {f for f in specs[dest][1] if f.endswith(".key")} - {f"{server}.key"}, server
+        users = {n for n, s in svc.items() if any(v.get("source") == volume for v in s.get("volumes", []))}
+        assert users == {"tls-init", server}, (volume, users)
+        assert _mounts(svc[server])[target]["read_only"], server
+
+
+# -- Elasticsearch and Kibana -------------------------------------------------------------------
+def test_elasticsearch_runs_security_with_tls(stack: dict) -> None:
+    values = _values()
+    es = stack["services"]["elasticsearch"]
+    env = es["environment"]
+    assert env["xpack.security.enabled"] == "true"
+    assert env["xpack.security.http.ssl.enabled"] == "true" and env["xpack.security.transport.ssl.enabled"] == "true"
+    for layer in ("http", "transport"):
+        assert env[f"xpack.security.{layer}.ssl.key"] == "certs/elasticsearch.key"
+        assert env[f"xpack.security.{layer}.ssl.certificate"] == "certs/elasticsearch.crt"
+        assert env[f"xpack.security.{layer}.ssl.certificate_authorities"] == "certs/ca.crt"
+    assert env["ELASTIC_PASSWORD"] == values["VITALWATCH_ELASTIC_PASSWORD"]
+    assert _mounts(es)["/usr/share/elasticsearch/config/certs"]["source"] == "es-tls"
+    assert not es.get("ports")   # the compose network only
+    check = " ".join(es["healthcheck"]["test"])
+    assert "https://localhost:9200" in check and "--cacert" in check and "missing authentication credentials" in check
+    # every client of it: HTTPS against the CA
+    for s in stack["services"].values():
+        e = s.get("environment") or {}
+        if "VITALWATCH__ELASTICSEARCH__SSL" in e:
+            assert e["VITALWATCH__ELASTICSEARCH__SSL"] == "true" and e["VITALWATCH__ELASTICSEARCH__CA_FILE"] in _mounts(s)
+    assert stack["services"]["es-security-init"]["environment"]["ES_URL"] == "https://elasticsearch:9200"
+
+
+def test_kibana_requires_a_login_and_is_published_on_loopback_only(stack: dict) -> None:
+    values = _values()
+    kb = stack["services"]["kibana"]
+    env = kb["environment"]
+    assert all(h.startswith("https://") for h in json.loads(env["ELASTICSEARCH_HOSTS"]))
+    assert env["ELASTICSEARCH_USERNAME"] == "kibana_system"
+    assert env["ELASTICSEARCH_PASSWORD"] == values["VITALWATCH_KIBANA_SYSTEM_PASSWORD"]
+    assert env["ELASTICSEARCH_SSL_VERIFICATIONMODE"] == "full"
+    assert _mounts(kb)[env["ELASTICSEARCH_SSL_CERTIFICATEAUTHORITIES"]]["source"].endswith("/ca.crt")
+    assert kb["ports"] and all(p["host_ip"] == "127.0.0.1" for p in kb["ports"])
+    check = " ".join(kb["healthcheck"]["test"])   # healthy = refusing anonymous API calls, serving its login page
+    assert "/api/status" in check and "= 401" in check and "/login" in check
+    for name, s in stack["services"].items():   # nothing else published beyond this host either
+        assert all(p.get("host_ip") == "127.0.0.1" for p in s.get("ports", [])), name
+    init = stack["services"]["kibana-init"]["environment"]
+    sec = _load("elasticsearch/security_init.py")
+    assert init["KIBANA_SETUP_USER"] == sec.SETUP_USER
+    assert sec.PASSWORD_ENV[sec.SETUP_USER] in init
+
+
+def test_the_api_key_reaches_only_the_pipelines_writers(stack: dict) -> None:
+    svc = stack["services"]
+    users = {n: m for n, s in svc.items() for m in s.get("volumes", []) if m.get("source") == API_KEY_VOLUME}
+    assert set(users) == {"es-security-init", "search-init", "pipeline-serving"}
+    assert not users["es-security-init"].get("read_only")
+    assert users["search-init"]["read_only"] and users["pipeline-serving"]["read_only"]
+    key_file = svc["es-security-init"]["environment"]["ES_API_KEY_FILE"]
+    for name in ("search-init", "pipeline-serving"):
+        env = svc[name]["environment"]
+        assert env["VITALWATCH__ELASTICSEARCH__API_KEY_FILE"] == key_file
+        assert key_file.startswith(users[name]["target"] + "/")
+    for name, s in svc.items():   # nobody else is even pointed at it
+        if name not in users:
+            assert "API_KEY_FILE" not in json.dumps(s.get("environment")), name
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: dict | None = None) -> None:
+        self.status_code, self._body = status, body or {}
+        self.text = json.dumps(self._body)
+        self.content = self.text.encode()
+
+    def json(self) -> dict:
+        return self._body
+
+
+class FakeElasticsearch:
+    """The security APIs es-security-init calls, as Elasticsearch answers them."""
+
+    def __init__(self, password: str, ca: str) -> None:
+        self.password, self.ca = password, ca
+        self.users: dict[str, dict] = {}
+        self.roles: dict[str, dict] = {}
+        self.keys: dict[str, dict] = {}
+        self.urls: list[str] = []
+
+    def add_key(self, name: str, descriptors: dict) -> str:
+        kid = f"k{len(self.keys) + 1}"
+        descriptors = json.loads(json.dumps(descriptors))
+        self.keys[kid] = {"id": kid, "name": name, "api_key": f"secret-{kid}", "invalidated": False,
+                          # as Elasticsearch returns them: normalised, with defaults filled in
+                          "role_descriptors": {r: {**d, "applications": [], "run_as": [], "metadata": {},
+                                                   "transient_metadata": {"enabled": True},
+                                                   "indices": [{**i, "allow_restricted_indices": False}
+                                                               for i in d["indices"]]}
+                                               for r, d in descriptors.items()}}
+        return base64.b64encode(f"{kid}:secret-{kid}".encode()).decode()
+
+    def request(self, method: str, url: str, **kw) -> FakeResponse:
+        self.urls.append(url)
+        assert kw["verify"] == self.ca   # always HTTPS checked against the local CA
+        parts = urlsplit(url)
+        path, query = parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
+        body = kw.get("json")
+        auth = kw.get("headers", {}).get("Authorization", "")
+        if auth.startswith("ApiKey "):
+            kid, secret = base64.b64decode(auth[7:]).decode().split(":", 1)
+            key = self.keys.get(kid)
+            if path != "/_security/_authenticate" or not key or key["invalidated"] or key["api_key"] != secret:
+                return FakeResponse(401)
+            return FakeResponse(200, {"username": "elastic", "api_key": {"id": kid, "name": key["name"]}})
+        if kw.get("auth") != ("elastic", self.password):
+            return FakeResponse(401)
+        if path == "/_cluster/health":
+            return FakeResponse(200, {"status": "green"})
+        if m := re.fullmatch(r"/_security/user/([^/]+)/_password", path):
+            self.users.setdefault(m[1], {})["password"] = body["password"]
+            return FakeResponse(200)
+        if m := re.fullmatch(r"/_security/(role|user)/([^/]+)", path):
+            (self.roles if m[1] == "role" else self.users)[m[2]] = body
+            return FakeResponse(200, {"created": True})
+        if path == "/_security/api_key" and method == "POST":
+            encoded = self.add_key(body["name"], body["role_descriptors"])
+            return FakeResponse(200, {"id": f"k{len(self.keys)}", "name": body["name"], "encoded": encoded})
+        if path == "/_security/api_key" and method == "GET":
+            keys = [k for k in self.keys.values()
+                    if k["id"] == query.get("id", k["id"]) and k["name"] == query.get("name", k["name"])]
+            return FakeResponse(200, {"api_keys": [{x: k[x] for x in ("id", "name", "invalidated", "role_descriptors")}
+                                                   for k in keys]})
+        if path == "/_security/api_key" and method == "DELETE":
+            for kid in body["ids"]:
+                self.keys[kid]["invalidated"] = True
+            return FakeResponse(200, {"invalidated_api_keys": body["ids"]})
+        return FakeResponse(404)
+
+    def active(self) -> set[str]:
+        return {k for k, v in self.keys.items() if not v["invalidated"]}
+
+
+def test_es_security_init_converges_and_keeps_the_key_least_privileged(tmp_path: Path) -> None:
+    sec = _load("elasticsearch/security_init.py")
+    env = {v: f"{k}-password-0123456789" for k, v in sec.PASSWORD_ENV.items()}
+    fake = FakeElasticsearch(env["VITALWATCH_ELASTIC_PASSWORD"], "/ca.crt")
+    es = sec.Es("https://es:9200", "/ca.crt", env["VITALWATCH_ELASTIC_PASSWORD"], http=fake)
+    key_file = tmp_path / "pipeline-api-key"
+    sec.wait_ready(es, attempts=1)
+    sec.setup(es, env, "vitalwatch", key_file, say=lambda _m: None)
+
+    writer, reader = fake.roles["vitalwatch_writer"], fake.roles["vitalwatch_reader"]
+    assert [i["names"] for i in writer["indices"]] == [["vitalwatch-*"]]
+    assert set(writer["indices"][0]["privileges"]) == {"create_index", "index", "maintenance", "view_index_metadata"}
+    assert not {"read", "all", "write", "delete", "delete_index", "manage"} & set(writer["indices"][0]["privileges"])
+    assert set(writer["cluster"]) == {"monitor", "manage_index_templates"}
+    assert reader["indices"] == [{"names": ["vitalwatch-*"], "privileges": ["read", "view_index_metadata"]}]
+    assert not reader["cluster"] and [a["privileges"] for a in reader["applications"]] == [["space_read"]]
+    assert fake.users["kibana_system"]["password"] == env["VITALWATCH_KIBANA_SYSTEM_PASSWORD"]
+    assert fake.users[sec.READER_USER] == {**sec.users()[sec.READER_USER], "password": env["VITALWATCH_KIBANA_READER_PASSWORD"]}
+    assert fake.users[sec.READER_USER]["roles"] == ["vitalwatch_reader"]
+    assert fake.users[sec.SETUP_USER]["password"] == env["VITALWATCH_KIBANA_SETUP_PASSWORD"]
+    # the API key: the writer's privileges, in a file only its owner can read
+    assert fake.active() == {"k1"} and fake.keys["k1"]["name"] == sec.KEY_NAME
+    assert sec._privileges(fake.keys["k1"]["role_descriptors"]["vitalwatch_writer"]) == sec._privileges(writer)
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o400
+    first = key_file.read_text().strip()
+    assert base64.b64decode(first).decode() == "k1:secret-k1"
+    assert not any(p in u for u in fake.urls for p in env.values())   # no password in a URL
+
+    sec.setup(es, env, "vitalwatch", key_file, say=lambda _m: None)   # again: nothing new
+    assert fake.active() == {"k1"} and key_file.read_text().strip() == first
+    fake.keys["k1"]["invalidated"] = True   # revoked behind its back: replaced
+    sec.setup(es, env, "vitalwatch", key_file, say=lambda _m: None)
+    assert fake.active() == {"k2"} and base64.b64decode(key_file.read_text()).decode().startswith("k2:")
+    stray = fake.add_key(sec.KEY_NAME, {"vitalwatch_writer": writer})   # e.g. a run killed before writing its file
+    assert stray and fake.active() == {"k2", "k3"}
+    sec.setup(es, env, "vitalwatch", key_file, say=lambda _m: None)
+    assert fake.active() == {"k2"}
+    fake.keys["k2"]["role_descriptors"]["vitalwatch_writer"]["cluster"].append("all")   # broader than the role
+    sec.setup(es, env, "vitalwatch", key_file, say=lambda _m: None)
+    assert fake.active() == {"k4"}
+    sec.setup(es, env, "vitalwatch", key_file, rotate=True, say=lambda _m: None)
+    assert fake.active() == {"k5"} and stat.S_IMODE(key_file.stat().st_mode) == 0o400
+
+
+def test_kibana_init_refuses_a_kibana_without_login(tmp_path: Path) -> None:
+    kib = _load("kibana/import_saved_objects.py")
+    ndjson = tmp_path / "objects.ndjson"
+    ndjson.write_text('{"type":"index-pattern","id":"x","attributes":{"title":"x"},"references":[]}\n')
+
+    class Http:
+        def __init__(self, anonymous: int) -> None:
+            self.anonymous, self.posts = anonymous, []
+
+        def get(self, url: str, **kw) -> FakeResponse:
+            assert "auth" not in kw
+            return FakeResponse(self.anonymous)
+
+        def post(self, url: str, **kw) -> FakeResponse:
+            self.posts.append((url, kw["auth"], kw["headers"]))
+            return FakeResponse(200, {"success": True, "successCount": 1})
+
+    ok = Http(401)
+    assert kib.import_saved_objects("http://kibana:5601", "setup", "pw-0123456789", ndjson, http=ok)["successCount"] == 1
+    assert ok.posts == [("http://kibana:5601/api/saved_objects/_import", ("setup", "pw-0123456789"), {"kbn-xsrf": "vitalwatch"})]
+    open_kibana = Http(200)
+    with pytest.raises(RuntimeError, match="security is off"):
+        kib.import_saved_objects("http://kibana:5601", "setup", "pw-0123456789", ndjson, http=open_kibana)
+    assert not open_kibana.posts
+    assert kib.saved_objects_file().is_file()
+
+
+# -- MLflow --------------------------------------------------------------------------------------
+def _mlflow_auth_config() -> ModuleType:
+    """mlflow.server.auth.config without the package's __init__ (which needs the auth extra,
+    Flask-WTF: the image installs it, the test environment need not)."""
+    path = Path(importlib.util.find_spec("mlflow.server").origin).parent / "auth" / "config.py"
+    spec = importlib.util.spec_from_file_location("mlflow_auth_config", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_mlflow_runs_basic_auth_and_each_client_signs_in_as_itself(stack: dict, monkeypatch) -> None:
+    from importlib.metadata import requires
+
+    read_auth_config = _mlflow_auth_config().read_auth_config
+    values, svc = _values(), stack["services"]
+    # the image has the basic-auth app's dependencies: mlflow[auth] at the installed version
+    assert any(r.startswith("Flask-WTF") and 'extra == "auth"' in r for r in requires("mlflow"))
+    assert '"mlflow[auth]==$(python -c \'import mlflow; print(mlflow.__version__)\')"' in \
+        (DOCKER / "Dockerfile.spark").read_text()
+    ml = svc["mlflow"]
+    cmd = ml["command"]
+    assert cmd[cmd.index("--app-name") + 1] == "basic-auth"
+    assert "mlflow" in cmd[cmd.index("--allowed-hosts") + 1].split(",")   # clients reach it as https://mlflow:5000
+    tls = cmd[cmd.index("--uvicorn-opts") + 1].split()
+    assert tls[tls.index("--ssl-certfile") + 1].startswith("/etc/vitalwatch/mlflow-tls/")
+    assert tls[tls.index("--ssl-keyfile") + 1] == "/etc/vitalwatch/mlflow-tls/mlflow.key"
+    assert ml["ports"] and all(p["host_ip"] == "127.0.0.1" for p in ml["ports"])
+    check = " ".join(ml["healthcheck"]["test"])
+    assert "https://localhost:5000/health" in check and CA_IN_CONTAINERS in check
+    env = ml["environment"]
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == values["VITALWATCH_MLFLOW_ADMIN_PASSWORD"]
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == values["VITALWATCH_MLFLOW_SECRET_KEY"]
+    ini = env["MLFLOW_AUTH_CONFIG_PATH"]
+    assert _in_image(ini)
+    # the installed MLflow reads that file and takes the admin's password from the environment
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(ROOT / ini.removeprefix(IMAGE_HOME + "/")))
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "from-the-environment")
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_USERNAME", raising=False)
+    cfg = read_auth_config()
+    assert cfg.default_permission == "READ" and cfg.admin_password == "from-the-environment"
+    assert cfg.database_uri.startswith("sqlite:////mlflow/") and _mounts(ml)["/mlflow"]["source"] == "mlflow-data"
+    parsed = configparser.ConfigParser()
+    parsed.read_string((ROOT / ini.removeprefix(IMAGE_HOME + "/")).read_text())
+    assert not [k for k in parsed["mlflow"] if "password" in k or "secret" in k]   # no secret in the file
+    init = svc["mlflow-init"]["environment"]
+    assert init["MLFLOW_TRACKING_USERNAME"] == cfg.admin_username
+    assert init["MLFLOW_TRACKING_PASSWORD"] == values["VITALWATCH_MLFLOW_ADMIN_PASSWORD"]
+    users = _load("mlflow/init_users.py").USERS
+    clients = {n: s["environment"] for n, s in svc.items()
+               if "MLFLOW_TRACKING_USERNAME" in (s.get("environment") or {}) and n != "mlflow-init"}
+    assert {n: e["MLFLOW_TRACKING_USERNAME"] for n, e in clients.items()} == \
+        {"trainer": "vitalwatch_trainer", "pipeline-alerts": "vitalwatch_pipeline", "dashboard": "vitalwatch_dashboard"}
+    for name, e in clients.items():
+        password_env, permission = users[e["MLFLOW_TRACKING_USERNAME"]]
+        assert e["MLFLOW_TRACKING_PASSWORD"] == init[password_env] == values[password_env], name
+        assert permission == ("MANAGE" if name == "trainer" else "READ"), name
+        assert e["VITALWATCH__MODELS__TRACKING_URI"] == "https://mlflow:5000"
+        assert e["MLFLOW_TRACKING_SERVER_CERT_PATH"] == CA_IN_CONTAINERS and CA_IN_CONTAINERS in _mounts(svc[name])
+
+
+class _Auth:
+    """MLflow's basic-auth client, per-user grant API (recent releases) or per-model (older)."""
+
+    def __init__(self, legacy: bool = False) -> None:
+        self.users: dict[str, str] = {}
+        self.grants: dict[tuple[str, str], str] = {}
+        if legacy:
+            self.create_registered_model_permission = lambda m, u, p: self._grant(u, m, p)
+            self.update_registered_model_permission = lambda m, u, p: self.grants.__setitem__((u, m), p)
+        else:
+            self.grant_user_permission = lambda u, t, m, p: self._grant(u, m, p, t)
+            self.revoke_user_permission = lambda u, t, m: self.grants.pop((u, m))
+
+    @staticmethod
+    def _error(code: str) -> Exception:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos import databricks_pb2
+
+        return MlflowException(code, error_code=getattr(databricks_pb2, code))
+
+    def _grant(self, user: str, model: str, permission: str, rtype: str = "registered_model") -> None:
+        assert rtype == "registered_model" and user in self.users
+        if (user, model) in self.grants:
+            raise self._error("RESOURCE_ALREADY_EXISTS")
+        self.grants[(user, model)] = permission
+
+    def get_user(self, name: str) -> dict:
+        if name not in self.users:
+            raise self._error("RESOURCE_DOES_NOT_EXIST")
+        return {"username": name}
+
+    def create_user(self, name: str, password: str) -> None:
+        assert name not in self.users
+        self.users[name] = password
+
+    def update_user_password(self, name: str, password: str) -> None:
+        self.users[name] = password
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.models: set[str] = set()
+
+    def get_registered_model(self, name: str) -> dict:
+        if name not in self.models:
+            raise _Auth._error("RESOURCE_DOES_NOT_EXIST")
+        return {"name": name}
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_mlflow_init_converges_to_read_only_readers(legacy: bool) -> None:
+    mod = _load("mlflow/init_users.py")
+    env = {p: f"{u}-password-0123456789" for u, (p, _) in mod.USERS.items()}
+    auth, registry, models = _Auth(legacy), _Registry(), ["risk", "triage"]
+    mod.setup(auth, registry, env, models, say=lambda _m: None)
+    assert auth.users == {u: env[p] for u, (p, _) in mod.USERS.items()}
+    readers = {("vitalwatch_pipeline", m): "READ" for m in models} | {("vitalwatch_dashboard", m): "READ" for m in models}
+    assert auth.grants == readers   # the trainer: MANAGE as the creator of what it registers
+    registry.models.update(models)
+    auth.grants[("vitalwatch_pipeline", "risk")] = "EDIT"   # drifted: set back
+    env["VITALWATCH_MLFLOW_PIPELINE_PASSWORD"] = "a-new-password-0123456789"
+    mod.setup(auth, registry, env, models, say=lambda _m: None)
+    assert auth.grants == readers | {("vitalwatch_trainer", m): "MANAGE" for m in models}
+    assert auth.users["vitalwatch_pipeline"] == "a-new-password-0123456789"
+    mod.setup(auth, registry, env, models, say=lambda _m: None)   # and again: unchanged
+    assert auth.grants == readers | {("vitalwatch_trainer", m): "MANAGE" for m in models}
+
+
+# -- Spark ---------------------------------------------------------------------------------------
+def test_spark_authenticates_with_the_secret_only_in_the_environment(stack: dict, monkeypatch) -> None:
+    import pyspark
+
+    import vitalwatch.jvm
+    from vitalwatch.spark import session_conf
+
+    secret, svc = _values()["VITALWATCH_SPARK_AUTH_SECRET"], stack["services"]
+    jars = Path(pyspark.__file__).parent / "jars"
+    core = zipfile.ZipFile(next(jars.glob("spark-core_*.jar")))
+    assert b"_SPARK_AUTH_SECRET" in core.read("org/apache/spark/SecurityManager$.class")   # the variable Spark reads
+    launcher = zipfile.ZipFile(next(jars.glob("spark-launcher_*.jar")))
+    assert b"SPARK_DAEMON_JAVA_OPTS" in launcher.read("org/apache/spark/launcher/SparkClassCommandBuilder.class")
+    for name in ("spark-master", "spark-worker"):
+        opts = svc[name]["environment"]["SPARK_DAEMON_JAVA_OPTS"].split()
+        assert {"-Dspark.authenticate=true", "-Dspark.network.crypto.enabled=true", "-Dspark.ui.killEnabled=false",
+                "-Dspark.master.rest.enabled=false"} <= set(opts), name
+    for name in SPARK_PROCESSES:
+        s = svc[name]
+        assert s["environment"]["_SPARK_AUTH_SECRET"] == secret, name
+        assert secret not in json.dumps([s.get("command"), s.get("entrypoint")]), name
+        assert "spark.authenticate.secret" not in json.dumps(s.get("command")), name
+    for name in PIPELINE:   # every application: the cluster profile, whose Spark conf authenticates
+        s = svc[name]
+        assert s["command"][:2] == ["--profile", "cluster"] and s["environment"]["VITALWATCH_PROFILE"] == "cluster"
+        assert s["environment"]["VITALWATCH__SPARK__MASTER"].startswith("spark://")
+    assert svc["trainer"]["environment"]["VITALWATCH__SPARK__MASTER"].startswith("local")   # its own, no secret
+    monkeypatch.setenv("VITALWATCH_PROFILE", "cluster")
+    monkeypatch.delenv("VITALWATCH_SPARK_SUBMIT", raising=False)
+    monkeypatch.setattr(vitalwatch.jvm, "jar_path", lambda _s: Path("/x/vitalwatch-spark.jar"))
+    conf = session_conf(Settings())
+    assert conf["spark.authenticate"] == "true" and conf["spark.network.crypto.enabled"] == "true"
+    assert conf["spark.ui.killEnabled"] == "false"
+    # Spark insists the key be set for a spark:// master; the value is not a secret and not used
+    assert "_SPARK_AUTH_SECRET" in conf["spark.authenticate.secret"] and secret not in json.dumps(conf)
+    monkeypatch.setenv("VITALWATCH_PROFILE", "local")
+    assert "spark.authenticate" not in session_conf(Settings())   # local runs: one process, nothing to authenticate
+
+
+# -- scripts -------------------------------------------------------------------------------------
+SCRIPTS = ["entrypoint.sh", "spark-daemon.sh", "tls/install-certs.sh"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_shell_scripts_parse_and_are_executable(script: str) -> None:
+    path = DOCKER / script
+    assert os.access(path, os.X_OK), script
+    out = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_spark_daemon_refuses_authentication_without_a_secret() -> None:
+    env = {**os.environ, "SPARK_DAEMON_JAVA_OPTS": "-Dspark.authenticate=true -Dx=y"}
+    env.pop("_SPARK_AUTH_SECRET", None)
+    out = subprocess.run([str(DOCKER / "spark-daemon.sh"), "org.apache.spark.deploy.master.Master"], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "_SPARK_AUTH_SECRET" in out.stderr
+
+
+def _a_ca_certificate(path: Path) -> None:
+    import datetime as dt
+
+    from vitalwatch.infra.tls import _pem_cert, make_ca
+
+    path.write_bytes(_pem_cert(make_ca(1, dt.datetime.now(dt.UTC))[1]))
+
+
+def test_tls_init_copies_only_the_listed_files_owned_by_their_user(tmp_path: Path) -> None:
+    src, dest = tmp_path / "tls", tmp_path / "out" / "server"
+    src.mkdir()
+    for f in ("ca.crt", "server.crt", "server.key", "ca.key", "other.key"):
+        (src / f).write_text(f"pem of {f}\n")
+        (src / f).chmod(0o600)
+    owner = f"{os.getuid()}:{os.getgid()}"
+    script = str(DOCKER / "tls" / "install-certs.sh")
+    out = subprocess.run([script, str(src), f"{dest}={owner}=ca.crt,server.crt,server.key"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in dest.iterdir()) == ["ca.crt", "server.crt", "server.key"]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o400 and p.stat().st_uid == os.getuid() for p in dest.iterdir())
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o500 and (dest / "server.key").read_text() == "pem of server.key\n"
+    refused = subprocess.run([script, str(src), f"{tmp_path / 'x'}={owner}=ca.key"], capture_output=True, text=True)
+    assert refused.returncode != 0 and not (tmp_path / "x").exists()
+    missing = subprocess.run([script, str(src), f"{tmp_path / 'y'}={owner}=nope.key"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "vitalwatch infra certs" in missing.stderr
+
+
+def test_entrypoint_builds_a_truststore_the_connector_opens_without_a_password(tmp_path: Path) -> None:
+    ca, store = tmp_path / "ca.crt", tmp_path / "store" / "ca.jks"
+    _a_ca_certificate(ca)
+    env = {**os.environ, "VITALWATCH__ELASTICSEARCH__CA_FILE": str(ca), "VITALWATCH__ELASTICSEARCH__TRUSTSTORE": str(store)}
+    out = subprocess.run([str(DOCKER / "entrypoint.sh"), "sh", "-c", "echo ran \"$@\"", "-", "ok"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ran ok", out.stderr
+    assert shutil.which("keytool")
+    # no password: the integrity check is skipped but the CA's entry is listed (as elasticsearch-spark loads it)
+    listed = subprocess.run(["keytool", "-list", "-keystore", str(store), "-storetype", "JKS"], input="\n",
+                            capture_output=True, text=True, timeout=120)
+    assert "trustedCertEntry" in listed.stdout and "vitalwatch-ca" in listed.stdout, listed.stdout + listed.stderr
+    env["VITALWATCH__ELASTICSEARCH__CA_FILE"] = str(tmp_path / "absent.crt")
+    out = subprocess.run([str(DOCKER / "entrypoint.sh"), "true"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "vitalwatch infra certs" in out.stderr
+
+
+def test_the_pipelines_elasticsearch_options_carry_tls_and_the_key(stack: dict, tmp_path: Path, monkeypatch) -> None:
+    """pipeline-serving's environment, as the connector options and REST calls it yields."""
+    from vitalwatch.infra.elasticsearch import spark_options
+    from vitalwatch.sinks.search import rest_base, rest_headers
+
+    env = stack["services"]["pipeline-serving"]["environment"]
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    key = tmp_path / "pipeline-api-key"
+    key.write_text("ZW5jb2RlZDprZXk=\n")
+    monkeypatch.setenv("VITALWATCH__ELASTICSEARCH__API_KEY_FILE", str(key))
+    s = Settings()
+    opts = spark_options(s.elasticsearch.nodes, s.elasticsearch)
+    assert opts["es.net.ssl"] == "true"
+    assert opts["es.net.ssl.truststore.location"] == "file://" + env["VITALWATCH__ELASTICSEARCH__TRUSTSTORE"]
+    assert "es.net.ssl.truststore.pass" not in opts
+    assert opts["es.net.http.header.Authorization"] == "ApiKey ZW5jb2RlZDprZXk="
+    assert re.search(s.spark.redaction_regex, opts["es.net.http.header.Authorization"])   # hidden in plans and logs
+    assert rest_base(s.elasticsearch.nodes, opts) == "https://elasticsearch:9200"
+    assert rest_headers(opts) == {"Authorization": "ApiKey ZW5jb2RlZDprZXk="}
+    worker = stack["services"]["spark-worker"]   # executors: the same truststore path, the CA for REST
+    assert worker["environment"]["VITALWATCH__ELASTICSEARCH__TRUSTSTORE"] == env["VITALWATCH__ELASTICSEARCH__TRUSTSTORE"]
+    assert worker["environment"]["REQUESTS_CA_BUNDLE"] in _mounts(worker)
+    assert worker["entrypoint"][2].endswith("/entrypoint.sh")
+    monkeypatch.setenv("VITALWATCH_PROFILE", "local")   # the local node: unchanged, plain HTTP, no header
+    for k in [k for k in os.environ if k.startswith("VITALWATCH__ELASTICSEARCH__")]:
+        monkeypatch.delenv(k)
+    assert spark_options("127.0.0.1:9200", Settings().elasticsearch) == spark_options("127.0.0.1:9200") == \
+        {"es.nodes": "127.0.0.1:9200", "es.nodes.wan.only": "true", "es.net.ssl": "false"}
+
+
+# -- images --------------------------------------------------------------------------------------
 def _dockerfile_copies(dockerfile: str = "Dockerfile.spark") -> dict[str, Path]:
     """Path in the image → path in the repository, from the Dockerfile's COPY lines."""
     out = {}
@@ -114,7 +710,8 @@ def test_dockerfile_copies_exist_and_its_entry_point_is_copied() -> None:
     copies = _dockerfile_copies()
     assert all(src.exists() for src in copies.values()), copies
     entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", (DOCKER / "Dockerfile.spark").read_text(), re.M)[1])
-    assert entry[0] == "/usr/bin/tini" and _in_image(entry[-1])
+    assert entry[0] == "/usr/bin/tini" and all(_in_image(p) for p in entry[2:]) and entry[-1].endswith("spark-submit.sh")
+    assert not [p for p in copies if p.rstrip("/") == f"{IMAGE_HOME}/docker"]   # never docker/ whole (docker/.env)
 
 
 def test_dashboard_image_serves_the_app_it_copies(stack: dict) -> None:
@@ -141,6 +738,10 @@ def test_dashboard_image_serves_the_app_it_copies(stack: dict) -> None:
     assert any(v["target"] == "/data" and v.get("read_only") for v in svc["volumes"])
     assert svc["environment"]["VITALWATCH_MONGO_DASHBOARD_PASSWORD"] == \
         stack["services"]["mongo"]["environment"]["VITALWATCH_MONGO_DASHBOARD_PASSWORD"]
+    env = svc["environment"]   # HTTPS with its own certificate, which the health check verifies
+    assert env["VITALWATCH__DASHBOARD__TLS"] == "true"
+    assert Path(env["VITALWATCH__DASHBOARD__TLS_KEY_FILE"]).parent.as_posix() in _mounts(svc)
+    assert "https://localhost:8501/_stcore/health" in " ".join(svc["healthcheck"]["test"])
 
 
 def _console_scripts() -> set[str]:
@@ -157,7 +758,8 @@ def test_every_jobs_image_service_runs_something_that_exists(stack: dict) -> Non
 
     jobs = {n: s for n, s in stack["services"].items()
             if s.get("build") and s["build"]["dockerfile"].endswith("Dockerfile.spark")}
-    assert {"mlflow", "spark-master", "spark-worker", "pipeline-alerts", "trainer", "kibana-init"} <= set(jobs)
+    assert {"mlflow", "spark-master", "spark-worker", "pipeline-alerts", "trainer", "kibana-init", "tls-init",
+            "es-security-init", "mlflow-init"} <= set(jobs)
     scripts = _console_scripts()
     spark_core = next((Path(__import__("pyspark").__file__).parent / "jars").glob("spark-core_*.jar"))
     classes = set(zipfile.ZipFile(spark_core).namelist())
@@ -168,7 +770,13 @@ def test_every_jobs_image_service_runs_something_that_exists(stack: dict) -> Non
             assert (ROOT / job).is_file(), (name, job)
             continue
         assert entry[:2] == ["/usr/bin/tini", "--"], name
-        prog = entry[2]
+        prog, rest = entry[2], entry[3:]
+        if prog.endswith("/entrypoint.sh"):   # the truststore, then the real program
+            assert _in_image(prog), name
+            prog, rest = rest[0], rest[1:]
+        if prog == "python":
+            assert _in_image(rest[0]), (name, rest[0])
+            continue
         if prog.startswith("/"):
             assert _in_image(prog), (name, prog)
             if prog.endswith("spark-daemon.sh"):
@@ -181,17 +789,18 @@ def test_every_jobs_image_service_runs_something_that_exists(stack: dict) -> Non
 
 
 def test_the_stack_environment_lands_in_settings_fields(stack: dict, monkeypatch) -> None:
+    for name, svc in stack["services"].items():   # a typo would be ignored silently
+        for key in [k for k in (svc.get("environment") or {}) if k.startswith("VITALWATCH__")]:
+            node = Settings.model_fields
+            for part in key.removeprefix("VITALWATCH__").lower().split("__"):
+                assert part in node, (name, key)
+                ann = node[part].annotation
+                node = getattr(ann, "model_fields", {}) if hasattr(ann, "model_fields") else {}
     env = stack["services"]["pipeline-alerts"]["environment"]
     assert env["VITALWATCH_PROFILE"] == "cluster"
-    for key in [k for k in env if k.startswith("VITALWATCH__")]:  # a typo would be ignored silently
-        node = Settings.model_fields
-        for part in key.removeprefix("VITALWATCH__").lower().split("__"):
-            assert part in node, key
-            ann = node[part].annotation
-            node = getattr(ann, "model_fields", {}) if hasattr(ann, "model_fields") else {}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     s = Settings()
     assert s.kafka.bootstrap_servers == "kafka:9092" and s.spark.master == "spark://spark-master:7077"
-    assert s.models.tracking_uri == "http://mlflow:5000" and s.lake.root == "/data/lake"
+    assert s.models.tracking_uri == "https://mlflow:5000" and s.lake.root == "/data/lake"
     assert s.mongo.uri == env["VITALWATCH__MONGO__URI"]

@@ -146,3 +146,42 @@ def test_fault_latency_windows_leave_out_another_faults_time() -> None:
     assert row["during"]["n"] == 2 and row["during"]["max"] == 3.0  # the 100 s one was the kills'
     assert row["after"] == {}  # [12 s, 50 s - 30 s): nothing but the next fault's
     assert row["excluded_s"] == [2]
+
+
+def test_a_query_running_degraded_is_shown_and_restarted_once_it_can_recover(spark, settings) -> None:
+    """A stage that runs in a degraded mode (the alert app scoring without a model) is shown
+    degraded with its reason while it runs; its recovery probe is asked only every
+    ``models.reload_check_s``, and once it says yes the query is restarted in its normal mode."""
+    clock, fine, recovered = Clock(), threading.Event(), threading.Event()
+    probes: list[float] = []
+    starts = {"n": 0}
+
+    def start(stage: str):
+        q = _rate_query(spark, settings, f"{stage}{starts['n']}", fine)
+        starts["n"] += 1
+        if not recovered.is_set():
+            q.degraded_reason = "scoring without a model: no champion"
+            q.recovered = lambda: (probes.append(clock.t), recovered.is_set())[1]
+        return q
+
+    s = with_updates(settings, models={"reload_check_s": 30})
+    sup = Supervisor(spark, s, ["gold"], start, clock=clock)
+    try:
+        sup.start_all()
+        _until(lambda: bool(sup.queries["gold"].recentProgress))  # it runs and completes batches ...
+        sup.check()
+        h = sup.health["gold"]
+        assert h.degraded and "without a model" in h.line() and sup.queries["gold"].isActive  # ... yet is degraded
+        assert probes == [clock.t]
+        clock.t += 10
+        sup.check()
+        assert len(probes) == 1 and h.degraded  # not asked again before reload_check_s
+        first = sup.queries["gold"]
+        recovered.set()
+        clock.t += 20
+        sup.check()
+        assert len(probes) == 2 and not first.isActive and starts["n"] == 2
+        assert not h.degraded and sup.queries["gold"].isActive
+        assert not getattr(sup.queries["gold"], "degraded_reason", None)
+    finally:
+        sup.stop()

@@ -1,7 +1,8 @@
 """The notifier's Kafka side: its own consumer group on the alerts topic, manual commits.
 
 Why manual: an offset is committed only past events whose deliveries are all final
-(:mod:`vitalwatch.alerts.offsets`). Why pause: a receiver down for long keeps its alerts
+(:mod:`vitalwatch.alerts.offsets`), and asynchronously (a broker that is away never blocks
+the consumer). Why pause: a receiver down for long keeps its alerts
 pending; past ``max_pending_events`` unfinished events the consumer stops fetching (while still
 polling, so it stays in the group) until half of them are done, which bounds memory."""
 
@@ -38,10 +39,12 @@ class AlertConsumer:
                            # restarted one waits that long (librdkafka's default is 45 s)
                            "session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000,
                            # a topic created after the notifier started is found within seconds
-                           "topic.metadata.refresh.interval.ms": 10_000})
+                           "topic.metadata.refresh.interval.ms": 10_000,
+                           "on_commit": self._on_commit})
         self.c.subscribe([settings.kafka.topics.alerts], on_assign=self._assigned, on_revoke=self._revoked)
         self.paused = False
         self._last_error_log = 0.0
+        self.last_read = self._last_check = time.monotonic()  # a message arrived / the lag was looked at
 
     def _assigned(self, _c: Any, _parts: list[TopicPartition]) -> None:
         self.paused = False  # a new assignment starts fetching
@@ -58,6 +61,7 @@ class AlertConsumer:
                 self._kafka_error(msg.error())
                 continue
             self.notifier.handle(msg, should_stop)
+            self.last_read = time.monotonic()  # after handling, which may have waited on MongoDB
             if should_stop():
                 return
         self._flow_control()
@@ -77,18 +81,57 @@ class AlertConsumer:
             log.warning("notifier: pause/resume failed: %s", e)
 
     def commit(self, only: set[tuple[str, int]] | None = None) -> int:
-        """Commit the finished prefix of each partition; the number of partitions advanced."""
+        """Commit the finished prefix of each partition, asynchronously; the number of
+        partitions sent. Why never synchronously: a synchronous commit while the broker is away
+        can block the consumer thread for as long as it is away or longer, and with it every
+        later alert's delivery. The broker's answer arrives in :meth:`_on_commit` (during
+        ``consume``); until then the same positions are sent again, which is harmless."""
         ready = self.notifier.tracker.committable(only)
         if not ready:
             return 0
         try:
-            self.c.commit(offsets=[TopicPartition(t, p, off) for (t, p), off in ready.items()], asynchronous=False)
+            self.c.commit(offsets=[TopicPartition(t, p, off) for (t, p), off in ready.items()], asynchronous=True)
         except KafkaException as e:
             log.warning("notifier: committing offsets failed (retried later): %s", e)
             return 0
-        self.notifier.tracker.committed(ready)
-        self.notifier.report.commits += 1
         return len(ready)
+
+    def _on_commit(self, err: Any, parts: list[TopicPartition]) -> None:
+        """The broker's answer to a commit: what it accepted is known committed."""
+        ok = {(p.topic, p.partition): p.offset for p in parts or [] if not p.error and p.offset >= 0}
+        if ok:
+            self.notifier.tracker.committed(ok)
+            self.notifier.report.commits += 1
+        if err is not None:
+            self._kafka_error(f"committing offsets failed (sent again later): {err}")
+
+    def flush_commits(self, timeout_s: float = 5.0) -> None:
+        """On the way out: send what is final and wait up to ``timeout_s`` for the answer."""
+        deadline = time.monotonic() + timeout_s
+        while self.commit() and time.monotonic() < deadline:
+            for msg in self.c.consume(num_messages=1, timeout=0.2):  # serves the commit callback
+                if not msg.error():  # not handled: it stays uncommitted and is read again next time
+                    break
+
+    def stalled(self) -> int:
+        """Alert events waiting on the topic that this consumer has not read for
+        ``stall_s`` while it is not paused (0: not stalled). Why: after a broker restart
+        librdkafka's consumer can, now and then, stay in the group and keep polling yet never
+        fetch again (confluentinc/librdkafka#5153); only a new consumer recovers, and no alert
+        may wait on that. Looked at every ``stall_s / 3`` at most (it asks the broker)."""
+        now = time.monotonic()
+        if self.paused or now - self.last_read < self.cfg.stall_s or now - self._last_check < self.cfg.stall_s / 3:
+            return 0
+        self._last_check = now
+        try:
+            parts = self.c.assignment()
+            waiting = 0
+            for tp in self.c.position(parts) if parts else []:
+                lo, hi = self.c.get_watermark_offsets(tp, timeout=2, cached=False)
+                waiting += max(0, hi - (tp.offset if tp.offset >= 0 else lo))
+        except KafkaException:  # the broker is away: nothing to judge by yet
+            return 0
+        return waiting
 
     def _kafka_error(self, err: Any) -> None:
         now = time.monotonic()
@@ -109,6 +152,12 @@ def consume(settings: Settings, bootstrap: str, notifier: Notifier, should_stop:
     try:
         while not should_stop():
             ac.poll_once(should_stop)
+            if waiting := ac.stalled():
+                log.warning("notifier: %d alert events wait on the topic and none was read for %.0f s: "
+                            "reconnecting the consumer", waiting, time.monotonic() - ac.last_read)
+                notifier.report.reconnects += 1
+                ac.close()  # leaves the group (what is final is committed first)
+                ac = AlertConsumer(settings, bootstrap, notifier)
             now = time.monotonic()
             if now - last_commit >= settings.alerts.notifier.commit_interval_s:
                 ac.commit()
@@ -120,5 +169,5 @@ def consume(settings: Settings, bootstrap: str, notifier: Notifier, should_stop:
                 notifier.log_line(f"notifier: {notifier.report.summary()}; {notifier.in_progress()} in progress")
     finally:
         notifier.stop()
-        ac.commit()
+        ac.flush_commits()
         ac.close()

@@ -24,6 +24,7 @@ class NotifierReport:
     already_final: int = 0
     duplicates: int = 0
     commits: int = 0
+    reconnects: int = 0  # consumers replaced because they stopped reading (AlertConsumer.stalled)
     channels: dict[str, dict[str, int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -40,4 +41,5 @@ class NotifierReport:
         """One line for logs."""
         return (f"{self.events} events read, {self.total('delivered')} delivered, {self.total('failed')} failed, "
                 f"{self.total('retries')} retries, {self.already_final} already final, "
-                f"{self.duplicates} duplicates, {self.invalid} invalid")
+                f"{self.duplicates} duplicates, {self.invalid} invalid"
+                + (f", {self.reconnects} consumer reconnects" if self.reconnects else ""))

@@ -123,7 +123,8 @@ class Run:
                 if self.missing(st, r.end_ms) == 0:
                     r.converge_s[st] = round(time.monotonic() - t0, 1)
                     left.discard(st)
-            time.sleep(2)
+            if left:
+                self.wait(2)  # supervising meanwhile: an application that exits is started again
         r.converge_s.update(dict.fromkeys(left))
         self.say(f"{r.name}: converged {r.converge_s}")
 
@@ -254,7 +255,8 @@ def run_faults(run: Run, env: dict[str, str], *, only: tuple[str, ...] = ("a", "
                 run.procs.resume("lake")
 
             r = run.window("f. lake app stopped", rest_of_lake_stop)
-            r.start_ms = lake_stop
+            r.start_ms = lake_stop  # the whole stop, d and e included (the rest alone may be seconds)
+            r.alerts_during = sum(1 for a in list(run.log.first.values()) if lake_stop <= a["alert_ms"] <= r.end_ms)
             if kills is not None:  # the alert app's own outage, and its catch-up, are e's latency, not f's:
                 # from a normal latency before the first kill (a reading still in the killed batch) to
                 # a minute after the last restart (the backlog it works through)
@@ -267,11 +269,22 @@ def run_faults(run: Run, env: dict[str, str], *, only: tuple[str, ...] = ("a", "
     run.converge(final)
     run.converge_scores(final, 2 * len(feed.sent))
     try:
-        return {"faults": [r.row(run.log) for r in run.results], "final": account(run, feed), "settled": final.converge_s}
+        return {"faults": [r.row(run.log) for r in run.results], "final": account(run, feed), "settled": final.converge_s,
+                "log_tails": {app: log_tail(c.log_file) for app, c in run.procs.children.items()}}
     finally:
         run.procs.stop()
         run.log.stop()
         run.receiver.close()
+
+
+def log_tail(path: Any, lines: int = 25) -> list[str]:
+    """The last ``lines`` lines of an application's log that are not librdkafka's connection
+    noise (for a failing run's report: what the application said last)."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [ln[:300] for ln in text if ln.strip() and not ln.startswith("%")][-lines:]
 
 
 def account(run: Run, feed: CrisisFeed) -> dict[str, Any]:

@@ -19,16 +19,43 @@ def app_path() -> Path:
     return project_root() / "dashboards" / "app.py"
 
 
+def tls_files(settings: Settings) -> tuple[Path, Path] | None:
+    """(certificate, key) Streamlit serves HTTPS with — ``dashboard.tls_cert_file``/``_key_file``,
+    else the local CA's ``dashboard`` certificate — or None when ``dashboard.tls`` is off."""
+    d = settings.dashboard
+    if not d.tls:
+        return None
+    if d.tls_cert_file and d.tls_key_file:
+        return Path(d.tls_cert_file), Path(d.tls_key_file)
+    from vitalwatch.infra.manager import InfraManager
+
+    ca = InfraManager(settings).ca()
+    ca.ensure()
+    return ca.path("dashboard", "crt"), ca.path("dashboard", "key")
+
+
+def ca_file(settings: Settings) -> Path | None:
+    """The CA a client checks the dashboard's certificate with (None: plain HTTP)."""
+    if not settings.dashboard.tls:
+        return None
+    from vitalwatch.infra.manager import InfraManager
+
+    return InfraManager(settings).ca().path("ca", "crt")
+
+
 def command(settings: Settings, port: int | None = None) -> list[str]:
     d = settings.dashboard
+    tls = tls_files(settings)
     return [sys.executable, "-m", "streamlit", "run", str(app_path()),
             "--server.address", d.host, "--server.port", str(d.port if port is None else port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"]
+            "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
+            *(["--server.sslCertFile", str(tls[0]), "--server.sslKeyFile", str(tls[1])] if tls else [])]
 
 
 def url(settings: Settings, port: int | None = None) -> str:
-    return f"http://{settings.dashboard.host}:{settings.dashboard.port if port is None else port}"
+    scheme = "https" if settings.dashboard.tls else "http"
+    return f"{scheme}://{settings.dashboard.host}:{settings.dashboard.port if port is None else port}"
 
 
 def start(settings: Settings, port: int | None = None, env: dict[str, str] | None = None,
@@ -43,7 +70,7 @@ def start(settings: Settings, port: int | None = None, env: dict[str, str] | Non
         if proc.poll() is not None:
             raise RuntimeError(f"the dashboard exited with {proc.returncode}" + (f"; see {log}" if log else ""))
         try:
-            if requests.get(health, timeout=2).ok:
+            if requests.get(health, timeout=2, verify=str(ca_file(settings) or True)).ok:
                 return proc
         except requests.RequestException:
             pass

@@ -13,9 +13,7 @@ Security is off for this loopback-only development node (see README)."""
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import shutil
 import subprocess
 import zipfile
@@ -24,9 +22,16 @@ from typing import Any
 
 import requests
 
-from vitalwatch.config import Settings
+from vitalwatch.config import ElasticsearchConfig, Settings
 from vitalwatch.infra import artifacts
-from vitalwatch.infra.process import InfraError, LocalServer, pick_port, start_detached, wait_until
+from vitalwatch.infra.process import (
+    InfraError,
+    LocalServer,
+    pick_port,
+    start_detached,
+    unprivileged,
+    wait_until,
+)
 
 
 class ElasticsearchServer(LocalServer):
@@ -39,20 +44,6 @@ class ElasticsearchServer(LocalServer):
 
     def prepare(self) -> None:
         artifacts.elasticsearch_zip(self.s.path(self.s.infra.cache_dir), self.cfg.version)
-
-    def _run_as(self) -> tuple[list[str], int | None, int | None]:
-        if os.geteuid() != 0:
-            return [], None, None
-        try:
-            pw = pwd.getpwnam(self.cfg.run_as_user)
-        except KeyError as e:
-            raise InfraError(f"user {self.cfg.run_as_user!r} for Elasticsearch does not exist") from e
-        setpriv = shutil.which("setpriv")
-        if not setpriv:
-            raise InfraError("running as root needs util-linux setpriv to start Elasticsearch unprivileged")
-        group = grp.getgrgid(pw.pw_gid).gr_name
-        return ([setpriv, f"--reuid={pw.pw_name}", f"--regid={group}", "--clear-groups"],
-                pw.pw_uid, pw.pw_gid)
 
     def start(self, prev: dict[str, Any]) -> dict[str, Any]:
         z = artifacts.elasticsearch_zip(self.s.path(self.s.infra.cache_dir), self.cfg.version)
@@ -83,11 +74,7 @@ class ElasticsearchServer(LocalServer):
             "action.destructive_requires_name: true",
             "",
         ]))
-        prefix, uid, gid = self._run_as()
-        if uid is not None:
-            _check_traversable(self.dir, uid)
-            for p in (self.dir,):
-                subprocess.run(["chown", "-R", f"{uid}:{gid}", str(p)], check=True)
+        prefix = unprivileged(self.cfg.run_as_user, "Elasticsearch", self.dir)
         env = {"ES_JAVA_HOME": _java_home(), "ES_PATH_CONF": str(conf), "ES_TMPDIR": str(tmp),
                "ES_JAVA_OPTS": f"-Xms{self.cfg.heap} -Xmx{self.cfg.heap}"}
         pid = start_detached([*prefix, str(home / "bin" / "elasticsearch")], log_file=self.log_file,
@@ -114,17 +101,6 @@ def _java_home() -> str:
     if not java:
         raise InfraError("java (17+) is not on PATH; Elasticsearch needs it")
     return str(Path(os.path.realpath(java)).parent.parent)
-
-
-def _check_traversable(path: Path, uid: int) -> None:
-    """The unprivileged user must reach the work dir: every parent needs o+x (or be theirs)."""
-    for p in [path, *path.parents]:
-        if not p.exists():
-            continue
-        st = p.stat()
-        if st.st_uid != uid and not st.st_mode & 0o001:
-            raise InfraError(f"Elasticsearch runs as uid {uid} but cannot enter {p} (mode "
-                             f"{oct(st.st_mode & 0o777)}); choose an infra.work_dir it can reach")
 
 
 PLUGIN_NAME = "vitalwatch-rest-root"
@@ -158,6 +134,25 @@ def install_rest_root_plugin(home: Path, version: str) -> Path:
     return target
 
 
-def spark_options(nodes: str) -> dict[str, str]:
-    """elasticsearch-spark options for ``nodes`` (one HTTP endpoint, no node discovery)."""
-    return {"es.nodes": nodes, "es.nodes.wan.only": "true", "es.net.ssl": "false"}
+def spark_options(nodes: str, es: ElasticsearchConfig | None = None) -> dict[str, str]:
+    """elasticsearch-spark options for ``nodes`` (one HTTP endpoint, no node discovery); with
+    ``es.ssl`` HTTPS trusting ``es.truststore``, with ``es.api_key_file`` its key as the
+    Authorization header (a value Spark's redaction regex hides: it holds "ApiKey")."""
+    opts = {"es.nodes": nodes, "es.nodes.wan.only": "true", "es.net.ssl": "false"}
+    if es is not None and es.ssl:
+        opts["es.net.ssl"] = "true"
+        if es.truststore:  # opened without a password: the store holds only the public CA certificate
+            opts["es.net.ssl.truststore.location"] = Path(es.truststore).absolute().as_uri()
+    if es is not None and (key := api_key(es)):
+        opts["es.net.http.header.Authorization"] = f"ApiKey {key}"
+    return opts
+
+
+def api_key(es: ElasticsearchConfig) -> str | None:
+    """The API key in ``es.api_key_file`` (Elasticsearch's ``encoded`` form), None without one."""
+    if not es.api_key_file:
+        return None
+    key = Path(es.api_key_file).read_text().strip()
+    if not key:
+        raise InfraError(f"elasticsearch.api_key_file {es.api_key_file} is empty")
+    return key

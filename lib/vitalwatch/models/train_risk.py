@@ -11,6 +11,7 @@ on the same validation readings."""
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from vitalwatch.models.metrics import (
 )
 from vitalwatch.models.scorer import RiskScorer, fit_calibration
 
+log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 BASELINES = {"current systolic": "systolic", "max(SBP/180, DBP/120)": "bp_ratio", "NEWS2": "news2_partial"}
 _EVAL_COLUMNS = ["patient_id", "observation_id", "effective_time", "systolic", "bp_ratio", "news2_partial", "crisis_now"]
@@ -272,12 +274,16 @@ def _champion_value(settings: Settings, metric: str, val_pdf: pd.DataFrame, x_va
                     horizons: list[int]) -> float | None:
     from mlflow.exceptions import MlflowException
 
+    from vitalwatch.models.integrity import ModelIntegrityError
     from vitalwatch.models.registry import load_risk_model
 
     try:
         champ = load_risk_model(settings)
-    except MlflowException:
+    except MlflowException:  # none yet
         return None
+    except ModelIntegrityError as e:  # refused: any sealed model is better than scoring by rules alone
+        log.error("%s; the new model replaces it", e)
+        return float("-inf")
     if champ.scorer.horizons != horizons:
         return None
     return _selection_value(metric, val_pdf, champ.scorer.predict(x_val), horizons)

@@ -8,6 +8,7 @@ heart disease (all 303 rows match the Cleveland rows of the UCI file; see
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def train_triage(spark: SparkSession, settings: Settings, csv: Path) -> TriageRe
 
     from vitalwatch.models import registry
     from vitalwatch.models.datasets import file_sha256
+    from vitalwatch.models.integrity import ModelIntegrityError
 
     data = with_label(read_csv(spark, csv))
     u = (F.abs(F.xxhash64(F.lit(str(settings.models.seed)), *FEATURES)) % 1000) / 1000.0
@@ -103,7 +105,7 @@ def train_triage(spark: SparkSession, settings: Settings, csv: Path) -> TriageRe
         try:
             champ = load_triage_model(settings)
             champ_auc = evaluate(champ[0], test)["auroc"]
-        except MlflowException:
+        except (MlflowException, ModelIntegrityError):
             champ_auc = None
         d = registry.decide_and_alias(settings, name, version, "test_auroc", met["auroc"], champ_auc)
         mlflow.set_tags({"registered_version": version, "promoted": str(d.promoted).lower(), "decision": d.explain()})
@@ -116,10 +118,13 @@ def load_triage_model(settings: Settings, alias: str | None = None):
     import mlflow.spark
 
     from vitalwatch.models import registry
+    from vitalwatch.models.integrity import verified_download
 
     name = settings.models.triage_model_name
     mv = registry.client(settings).get_model_version_by_alias(name, alias or settings.models.champion_alias)
-    return mlflow.spark.load_model(f"models:/{name}/{mv.version}"), str(mv.version)
+    with tempfile.TemporaryDirectory(prefix="vitalwatch-triage-") as tmp:
+        local = verified_download(settings, name, str(mv.version), Path(tmp))
+        return mlflow.spark.load_model(str(local)), str(mv.version)  # the stages are read while loading
 
 
 def score(spark: SparkSession, settings: Settings, csv: Path) -> DataFrame:

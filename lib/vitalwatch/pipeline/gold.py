@@ -38,7 +38,9 @@ vanish that way. It drives state expiry: a patient with nothing new for
 policy instead.
 
 The model is resolved by alias when the query starts; its name and version are on every
-score. A new champion is picked up at the next start of the query."""
+score. A new champion is picked up at the next start of the query. When no champion can be
+loaded (registry down, none yet, files refused by their checksum) the query scores by the
+rules alone and reports itself degraded until the champion loads (:func:`load_model_or_rules`)."""
 
 from __future__ import annotations
 
@@ -257,11 +259,39 @@ def with_effective_time(scored: DataFrame) -> DataFrame:
     return scored.select(*cols)
 
 
+NO_MODEL_VERSION = "none"  # model_version of readings scored without a model
+
+
 def load_model(settings: Settings) -> ModelRef:
     from vitalwatch.models.registry import load_risk_model
 
     m = load_risk_model(settings, settings.gold.model_alias)
     return ModelRef(m.name, m.version, m.scorer)
+
+
+def load_model_or_rules(settings: Settings) -> tuple[ModelRef, str | None]:
+    """The champion, or — when it cannot be loaded or is refused — scoring by the rules alone
+    (:class:`~vitalwatch.models.scorer.NoModel`, ``model_version`` ``none``) and why: the alert
+    path must never wait for the registry."""
+    from vitalwatch.models.scorer import NoModel
+    from vitalwatch.pipeline.supervisor import first_line
+
+    try:
+        return load_model(settings), None
+    except Exception as e:  # the registry down, no champion, a checksum refused
+        reason = f"scoring without a model (crisis and NEWS2 rules only): {first_line(e)}"
+        log.error("%s", reason)
+        return ModelRef(settings.models.risk_model_name, NO_MODEL_VERSION,
+                        NoModel(list(settings.clinical.horizons_hours))), reason
+
+
+def champion_loadable(settings: Settings) -> bool:
+    try:
+        load_model(settings)
+    except Exception as e:
+        log.info("champion still not loadable: %s", e)
+        return False
+    return True
 
 
 # -- gold tables ------------------------------------------------------------------------------
@@ -459,11 +489,17 @@ def start_gold(spark: SparkSession, settings: Settings, *, available_now: bool =
     from vitalwatch.sinks import Sinks
 
     ensure_gold(spark, settings)
-    model = model or load_model(settings)
+    reason = None
+    if model is None:
+        model, reason = load_model_or_rules(settings)
     sinks = sinks or Sinks.from_settings(spark, settings, [x for x in settings.gold.sinks if x in ALERT_PATH_SINKS])
     checkpoint = settings.checkpoint_path(checkpoint_name(settings, query_name))
     check_state_layout(spark, checkpoint, settings)
     rows = score_stream(gold_input(spark, settings, endpoints), model, settings)
-    return start_foreach_batch(rows, settings, query_name=query_name, checkpoint=checkpoint,
-                               write=lambda df, bid, _app_id: write_batch(df, bid, settings, sinks),
-                               available_now=available_now, stage="gold")
+    q = start_foreach_batch(rows, settings, query_name=query_name, checkpoint=checkpoint,
+                            write=lambda df, bid, _app_id: write_batch(df, bid, settings, sinks),
+                            available_now=available_now, stage="gold")
+    if reason is not None:  # the supervisor shows it degraded and restarts it once the champion loads
+        q.degraded_reason = reason  # type: ignore[attr-defined]
+        q.recovered = lambda: champion_loadable(settings)  # type: ignore[attr-defined]
+    return q

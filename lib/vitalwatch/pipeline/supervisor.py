@@ -49,6 +49,7 @@ class StageHealth:
     started_at: float = 0.0                # monotonic time the current query was started
     progressed: bool = False               # the current query has completed a trigger
     last_input_rows: int | None = None     # rows its last trigger read (0: caught up)
+    next_probe: float = 0.0                # running degraded: monotonic time of the next recovery probe
 
     @property
     def degraded(self) -> bool:
@@ -119,6 +120,9 @@ class Supervisor:
             if q is not None and q.isActive:
                 last = q.lastProgress
                 h.progressed, h.last_input_rows = last is not None, (last or {}).get("numInputRows")
+                if getattr(q, "degraded_reason", None):
+                    changed |= self._running_degraded(stage, q, h)
+                    continue
                 if h.degraded and self._completed_batch(q, h):
                     log.info("%s recovered after %d failures", stage, h.failures)
                     h.failures, h.failing_since, h.error = 0, None, None
@@ -162,6 +166,34 @@ class Supervisor:
         if h.failures:
             h.restarts += 1
         h.started_at = self.clock()
+        return True
+
+    def _running_degraded(self, stage: str, q: StreamingQuery, h: StageHealth) -> bool:
+        """A query that runs in a degraded mode (``q.degraded_reason``, e.g. scoring without a
+        model): shown as degraded; every ``models.reload_check_s`` its ``q.recovered()`` is
+        asked, and once it says yes the query is restarted to leave that mode. Whether the
+        health changed."""
+        reason = str(q.degraded_reason)  # type: ignore[attr-defined]
+        changed = h.error != reason
+        h.failing_since, h.error = h.failing_since or datetime.now(UTC), reason
+        if self.clock() < h.next_probe:
+            return changed
+        h.next_probe = self.clock() + self.settings.models.reload_check_s
+        try:
+            ok = bool(q.recovered())  # type: ignore[attr-defined]
+        except Exception as e:
+            log.warning("%s: recovery probe failed: %s", stage, first_line(e))
+            ok = False
+        if not ok:
+            return changed
+        log.warning("%s: leaving its degraded mode (%s): restarting it", stage, reason)
+        try:
+            q.stop()
+        except Exception as e:
+            log.warning("stopping %s: %s", stage, first_line(e))
+        self.queries[stage] = None
+        if self._try_start(stage) and not getattr(self.queries[stage], "degraded_reason", None):
+            h.failures, h.failing_since, h.error = 0, None, None
         return True
 
     def _fail(self, stage: str, err: BaseException | object) -> None:

@@ -8,8 +8,8 @@ as a mongosh script for ``docker/`` by :func:`render_script`:
 - ``vitalwatch_clinician`` — read everything; acknowledge an alert = insert into
   ``alert_acks`` (``_id`` = alert id: one acknowledgement per alert); cannot change alerts,
   scores or the registry;
-- ``vitalwatch_analyst`` — read-only, and never ``patients``: only the view
-  ``patients_deidentified`` (the registry without ``identifier_fields``), scores and alerts;
+- ``vitalwatch_analyst`` — read-only, and only their views (:mod:`vitalwatch.sinks.analyst_views`):
+  allow-listed fields, patients under a keyed pseudonym; never a collection itself;
 - ``vitalwatch_dashboard`` — the Streamlit app's account: reads what the pages show and the
   dashboard's own users (bcrypt hashes), acknowledges alerts for its logged-in users;
 - ``vitalwatch_notifier`` — the webhook notifier (``vitalwatch notify``): read and write its
@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
 from vitalwatch.config import MongoSecurityConfig, Settings
+from vitalwatch.sinks import analyst_views
 
 COLLECTIONS = ("patients", "risk_scores", "alerts", "alert_acks", "dashboard_users", "pipeline_progress",
                "deliveries", "audit", "sign_in_throttle")
@@ -54,7 +55,7 @@ VALIDATORS: dict[str, dict[str, Any]] = {
                        "patients": {"bsonType": "array", "items": {"bsonType": "string"}}}}},
 }
 CAPPED = ("pipeline_progress",)
-DEIDENTIFIED_VIEW = "patients_deidentified"
+LEGACY_VIEWS = ("patients_deidentified",)  # replaced by the analysts' views: dropped by init
 INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     "patients": [[("ward", 1)]],
     "risk_scores": [[("patient_id", 1), ("effective_time", -1)]],
@@ -130,12 +131,8 @@ def role_documents(settings: Settings) -> dict[str, dict[str, Any]]:
     return out
 
 
-def deidentified_pipeline(settings: Settings) -> list[dict[str, Any]]:
-    return [{"$project": dict.fromkeys(security(settings).identifier_fields, 0)}]
-
-
 def init(settings: Settings, admin_uri: str) -> dict[str, list[str]]:
-    """Create or update collections, indexes, the de-identified view, roles and users."""
+    """Create or update collections, indexes, the analysts' views, roles and users."""
     import pymongo
     from pymongo.errors import OperationFailure
 
@@ -152,11 +149,9 @@ def init(settings: Settings, admin_uri: str) -> dict[str, list[str]]:
             db[c].create_index(keys)
         done["collections"].append(c)
     _throttle_ttl(db, settings)
-    if DEIDENTIFIED_VIEW in existing:
-        db.command("collMod", DEIDENTIFIED_VIEW, viewOn="patients", pipeline=deidentified_pipeline(settings))
-    else:
-        db.command("create", DEIDENTIFIED_VIEW, viewOn="patients", pipeline=deidentified_pipeline(settings))
-    done["collections"].append(DEIDENTIFIED_VIEW)
+    for legacy in set(LEGACY_VIEWS) & existing:
+        db.drop_collection(legacy)
+    done["collections"] += analyst_views.ensure(db, settings)
     for name, doc in role_documents(settings).items():
         try:
             db.command("createRole", name, **doc)
@@ -216,11 +211,7 @@ def render_script(settings: Settings) -> str:
     for c, idx in INDEXES.items():
         for keys in idx:
             lines.append(f"vw.getCollection({json.dumps(c)}).createIndex({json.dumps(dict(keys))});")
-    lines += [
-        f"if (!vw.getCollectionNames().includes({json.dumps(DEIDENTIFIED_VIEW)})) {{",
-        f"  vw.createView({json.dumps(DEIDENTIFIED_VIEW)}, \"patients\", {json.dumps(deidentified_pipeline(settings))});",
-        "}",
-    ]
+    lines += analyst_views.script_lines(settings)
     for name, doc in role_documents(settings).items():
         lines += [
             f"if (vw.getRole({json.dumps(name)}) === null) {{",

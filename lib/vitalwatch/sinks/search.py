@@ -60,13 +60,17 @@ def base_url(nodes: str) -> str:
 
 
 def apply_templates(settings: Settings, nodes: str) -> list[str]:
-    """PUT each index template and create its index (idempotent)."""
-    base = base_url(nodes)
+    """PUT each index template and create its index (idempotent); over HTTPS checked against
+    ``elasticsearch.ca_file`` and with the API key when those are configured."""
+    options = spark_options(nodes, settings.elasticsearch)
+    base = rest_base(nodes, options)
+    kw: dict[str, Any] = {"headers": rest_headers(options), "verify": settings.elasticsearch.ca_file or True,
+                          "timeout": 30}
     done = []
     for name, body in templates(settings).items():
-        r = requests.put(f"{base}/_index_template/{name}", json=body, timeout=30)
+        r = requests.put(f"{base}/_index_template/{name}", json=body, **kw)
         r.raise_for_status()
-        r = requests.put(f"{base}/{name}", timeout=30)
+        r = requests.put(f"{base}/{name}", **kw)
         if r.status_code not in (200, 400) or (r.status_code == 400 and "already_exists" not in r.text):
             r.raise_for_status()
         done.append(name)
@@ -100,7 +104,7 @@ def write(df: DataFrame, settings: Settings, nodes: str, kind: str, id_column: s
 
     index = index_name(settings, kind)
     fields = template_fields(settings)[index]
-    options = spark_options(nodes)
+    options = spark_options(nodes, settings.elasticsearch)
 
     def connector(docs: DataFrame) -> None:
         (docs.write.format("org.elasticsearch.spark.sql").options(**options)
