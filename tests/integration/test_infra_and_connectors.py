@@ -64,14 +64,15 @@ def _tree(pid: int):
     return [root, *root.children(recursive=True)]
 
 
-def test_servers_listen_on_loopback_only_and_data_stores_not_as_root(infra: dict) -> None:
+def test_servers_listen_on_loopback_only_and_data_stores_not_as_root(base_settings: Settings, infra: dict) -> None:
     """Elasticsearch runs without security (the Maven Central distribution has no x-pack
     security; docs/security.md), so it — and every local server — must listen on loopback
     only; mongod and Elasticsearch hold patient data and never run as root."""
     import os
 
+    state = InfraManager(base_settings).read_state()  # now: the fault suite restarts servers
     for name in ("kafka", "mongo", "elasticsearch"):
-        procs = _tree(infra[name]["pid"])
+        procs = _tree(state[name]["pid"])
         listening = [c.laddr for p in procs for c in p.net_connections(kind="inet") if c.status == "LISTEN"]
         assert listening, name
         assert all(a.ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for a in listening), (name, listening)
