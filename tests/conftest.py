@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,16 @@ import pytest
 from vitalwatch.config import Settings
 
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # before pyspark.pandas is imported
+
+
+def _sigterm_is_an_interrupt(signum: int, _frame) -> None:
+    """SIGTERM (``timeout``, a CI runner giving up) ends the run as Ctrl-C does, so the session
+    fixtures' teardown runs and stops the local servers: killed outright, they would outlive the
+    run and hold gigabytes the next run needs."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+signal.signal(signal.SIGTERM, _sigterm_is_an_interrupt)
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 ARTIFACTS = ROOT / "test-artifacts"
