@@ -22,5 +22,28 @@ if [ -n "$ca" ] && [ -n "$store" ]; then
             -storepass:env VITALWATCH_TRUSTSTORE_PASS >/dev/null
   mv -f "$tmp" "$store"
 fi
+# With VITALWATCH__MONGO__CA_FILE and VITALWATCH__MONGO__TRUSTSTORE set, the same for MongoDB's
+# requireTLS: mongo-spark-connector's Java driver ignores the URI's tlsCAFile and trusts the JVM's
+# default trust store, so lib/vitalwatch/spark.py points javax.net.ssl.trustStore of the driver and
+# of every executor at this path. That store replaces the JDK's, and the same JVM fetches its
+# packages from Maven Central over HTTPS: it holds the JDK's CAs (cacerts, whose well-known
+# password is "changeit") plus ours. Built the same way (JKS, random password used and forgotten).
+mca="${VITALWATCH__MONGO__CA_FILE:-}" mstore="${VITALWATCH__MONGO__TRUSTSTORE:-}"
+if [ -n "$mca" ] && [ -n "$mstore" ]; then
+  [ -r "$mca" ] || { echo "entrypoint: no CA certificate at $mca (run \`vitalwatch infra certs\`, see docker/README.md)" >&2; exit 1; }
+  jhome="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")}"
+  mkdir -p "$(dirname "$mstore")"
+  tmp="$mstore.$$.tmp"
+  rm -f "$tmp"
+  (
+    export VITALWATCH_TRUSTSTORE_PASS="$(head -c 24 /dev/urandom | base64)" VITALWATCH_CACERTS_PASS=changeit
+    out="$(keytool -importkeystore -noprompt -srckeystore "$jhome/lib/security/cacerts" -srcstorepass:env VITALWATCH_CACERTS_PASS \
+                   -destkeystore "$tmp" -deststoretype JKS -deststorepass:env VITALWATCH_TRUSTSTORE_PASS 2>&1)" \
+      || { echo "entrypoint: copying the JDK's CAs into $mstore failed: $out" >&2; exit 1; }
+    keytool -importcert -noprompt -alias vitalwatch-ca -file "$mca" -keystore "$tmp" -storetype JKS \
+            -storepass:env VITALWATCH_TRUSTSTORE_PASS >/dev/null
+  )
+  mv -f "$tmp" "$mstore"
+fi
 [ $# -ge 1 ] || { echo "usage: $0 <command> [args...]" >&2; exit 2; }
 exec "$@"

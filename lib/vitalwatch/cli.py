@@ -25,6 +25,9 @@ app.add_typer(models_app, name="models")
 triage_app = typer.Typer(help="Heart-disease triage (the e-health source project's classifier).",
                          no_args_is_help=True)
 app.add_typer(triage_app, name="triage")
+kafka_app = typer.Typer(help="Kafka principals, ACLs and topics (conf: kafka.security, kafka.topics).",
+                        no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
 mongo_app = typer.Typer(help="MongoDB roles, users, collections and views (conf: mongo.security).",
                         no_args_is_help=True)
 app.add_typer(mongo_app, name="mongo")
@@ -146,7 +149,7 @@ def _print_status(mgr: object) -> bool:
 
 
 # -- producers ------------------------------------------------------------------------------
-def _send_with_progress(messages, total: int | None, topic: str, bootstrap: str, speedup: float,
+def _send_with_progress(messages, total: int | None, topic: str, access, speedup: float,
                         rate: float, label: str, should_stop=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -155,7 +158,7 @@ def _send_with_progress(messages, total: int | None, topic: str, bootstrap: str,
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as prog:
         task = prog.add_task(label, total=total)
-        rep = send(messages, bootstrap, topic, speedup=speedup, rate=rate,
+        rep = send(messages, access, topic, speedup=speedup, rate=rate,
                    on_sent=lambda _m: prog.advance(task), should_stop=should_stop)
     console.log(f"sent {rep.sent} messages to {topic} in {rep.seconds:.1f}s "
                 f"({rep.rate:.0f}/s); by kind: {rep.by_kind}")
@@ -189,7 +192,7 @@ def simulate(
     cfg = s.simulator.model_copy(update=upd)
     plan = SimulationPlan(datetime.fromisoformat(start), hours, cfg) if start else SimulationPlan.until_now(hours, cfg)
     ep = resolve(s, ("kafka",))
-    _send_with_progress(sim(plan), None, s.kafka.topics.observations, ep.kafka_bootstrap,
+    _send_with_progress(sim(plan), None, s.kafka.topics.observations, ep.kafka("device"),
                         cfg.speedup, cfg.rate, f"simulating {cfg.patients} patients, {hours} h")
 
 
@@ -217,7 +220,7 @@ def replay(
                    patients=patients, max_rows=max_rows, as_bundle=bundle,
                    faults=FaultPlan(seed, duplicates, late, malformed)))
     ep = resolve(s, ("kafka",))
-    _send_with_progress(iter(msgs), len(msgs), s.kafka.topics.observations, ep.kafka_bootstrap,
+    _send_with_progress(iter(msgs), len(msgs), s.kafka.topics.observations, ep.kafka("device"),
                         speedup, rate, "replaying ICU data")
 
 
@@ -299,11 +302,19 @@ def _best_effort(what: str, fn) -> None:
 
 
 def _ensure_topics(s, ep) -> None:
-    """The configured topics exist (the broker does not auto-create; idempotent)."""
-    from vitalwatch.infra.kafka import ensure_topics, topic_configs
+    """The configured topics exist and their principals may use them (the broker does not
+    auto-create; idempotent). Needs the Kafka admin password, which only operators hold: an
+    application without it leaves this to ``vitalwatch kafka init`` / ``infra up``."""
+    from vitalwatch.infra.kafka import provision
+    from vitalwatch.infra.kafka_access import password_env
+    from vitalwatch.infra.process import InfraError
 
-    ensure_topics(ep.kafka_bootstrap, list(s.kafka.topics.model_dump().values()), s.kafka.partitions,
-                  s.kafka.replication_factor, topic_configs(s))
+    try:
+        admin = ep.kafka("admin")
+    except InfraError:  # an application's environment: kafka init / infra up provisioned already
+        console.log(f"Kafka topics and ACLs: left to `vitalwatch kafka init` (no ${password_env('admin')} here)")
+        return
+    provision(admin, s)
 
 
 def _log_progress(queries) -> None:
@@ -457,7 +468,7 @@ def _run_apps(s, ep, procs, plan, speedup: float, duration: float):
 
     def produce() -> None:
         try:
-            result["report"] = send(sim(plan), ep.kafka_bootstrap, s.kafka.topics.observations,
+            result["report"] = send(sim(plan), ep.kafka("gateway"), s.kafka.topics.observations,
                                     speedup=speedup, should_stop=stop.is_set, side=edge)
         except Exception as e:
             result["error"] = e
@@ -554,7 +565,7 @@ def _gold_summary(spark, s, ep, since) -> None:
     for r in alerts.groupBy("level").count().orderBy("level").collect():
         t.add_row(r["level"], str(r["count"]))
     out.print(t)
-    q = percentiles(alert_latencies(ep.kafka_bootstrap, s.kafka.topics.alerts, since.timestamp() * 1000))
+    q = percentiles(alert_latencies(ep.kafka("watch"), s.kafka.topics.alerts, since.timestamp() * 1000))
     if q:
         console.log(f"event → alert on {s.kafka.topics.alerts} (reading's Kafka time → alert's Kafka time), "
                     f"{q['n']:.0f} alerts: p50 {q['p50']:.1f}s, p95 {q['p95']:.1f}s, p99 {q['p99']:.1f}s, "
@@ -696,7 +707,7 @@ def triage_score(
     with console.status("scoring"):
         spark = build_session(s, app_name="vitalwatch-triage-score")
         try:
-            counts = publish(score(spark, s, Path(csv)), resolve(s, ("kafka",)).kafka_bootstrap)
+            counts = publish(score(spark, s, Path(csv)), resolve(s, ("kafka",)).kafka("pipeline"))
         except TriageInputError as e:
             console.print(f"[red]{e}[/red]")
             raise typer.Exit(2) from e
@@ -737,6 +748,35 @@ def mongo_init() -> None:
     done = mongo.init(s, _admin_mongo_uri(s))
     for k, v in done.items():
         console.log(f"{k}: {', '.join(v)}")
+
+
+@kafka_app.command("init")
+def kafka_init() -> None:
+    """Create/update the SCRAM users of kafka.security.acls (each role's password from
+    $VITALWATCH_KAFKA_<ROLE>_PASSWORD or kafka.security.password_dir), sync their ACLs and
+    create the topics (idempotent). Signs in as admin; `infra up` does this for the local broker."""
+    from vitalwatch.infra.endpoints import resolve
+    from vitalwatch.infra.kafka import provision
+    from vitalwatch.infra.kafka_acls import ensure_principals, principals
+
+    s = get_settings()
+    ep = resolve(s, ("kafka",))
+    sec = s.kafka.security
+    roles = principals(s)
+    ensure_principals(ep.kafka("admin"), s, {r: ep.kafka(r).password for r in roles})
+    provision(ep.kafka("admin"), s)
+    console.log(f"kafka: users {', '.join(roles)} ({sec.mechanism}), their ACLs and topics "
+                f"{', '.join(s.kafka.topics.model_dump().values())} are in place")
+
+
+@kafka_app.command("acls")
+def kafka_acls() -> None:
+    """List what each principal is granted (from conf/, as `kafka init` applies it)."""
+    from vitalwatch.infra.kafka_acls import acl_bindings
+
+    for b in acl_bindings(get_settings()):
+        console.print(f"{b.principal:15} {b.operation.name:6} {b.restype.name.lower():6} "
+                      f"{b.name}{'*' if b.resource_pattern_type.name == 'PREFIXED' else ''}")
 
 
 @mongo_app.command("script")
@@ -905,7 +945,7 @@ def alerts_watch(
     console.log(f"following {s.kafka.topics.alerts}" + (f" for ward {ward}" if ward else "")
                 + (f" for caregiver {caregiver}" if caregiver else "") + "; Ctrl-C stops")
     try:
-        for ev in follow(ep.kafka_bootstrap, s.kafka.topics.alerts, keep=AlertFilter(ward, caregiver),
+        for ev in follow(ep.kafka("watch"), s.kafka.topics.alerts, keep=AlertFilter(ward, caregiver),
                          from_beginning=from_beginning, idle_timeout_s=idle_exit or None):
             sys.stdout.write((json.dumps(ev, default=str) if as_json else describe(ev)) + "\n")
             sys.stdout.flush()

@@ -85,9 +85,39 @@ class TopicsConfig(BaseModel):
     gold_alerts: str = "vitals.gold.alerts"
 
 
+KafkaRole = Literal["admin", "device", "gateway", "pipeline", "notifier", "watch"]
+KAFKA_ROLES: tuple[str, ...] = ("admin", "device", "gateway", "pipeline", "notifier", "watch")
+
+
+class KafkaGrant(BaseModel):
+    """What one principal may do: topics named by their key in ``kafka.topics``; consumer
+    groups by exact name or by prefix. Anything not granted is refused by the broker."""
+
+    read: list[str] = []
+    write: list[str] = []
+    groups: list[str] = []
+    group_prefixes: list[str] = []
+
+
+class KafkaSecurityConfig(BaseModel):
+    """Every client authenticates with SCRAM over TLS (SASL_SSL), each application as its own
+    principal (``User:<role>``) holding only its own password; the broker's authorizer refuses
+    what ``acls`` does not grant. A password comes from ``$VITALWATCH_KAFKA_<ROLE>_PASSWORD``,
+    else ``<password_dir>/<role>``, else (local profile) the file ``vitalwatch infra up``
+    wrote. ``ca_file`` (null: the local CA) is the CA that signed the broker's certificate."""
+
+    protocol: Literal["SASL_SSL"] = "SASL_SSL"
+    mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    ca_file: str | None = None
+    password_dir: str | None = None
+    scram_iterations: int = Field(8192, ge=4096, le=16384)
+    acls: dict[KafkaRole, KafkaGrant] = {}
+
+
 class KafkaConfig(BaseModel):
     bootstrap_servers: str | None = None
     topics: TopicsConfig
+    security: KafkaSecurityConfig = KafkaSecurityConfig()
     partitions: int = Field(4, ge=1)
     replication_factor: int = Field(1, ge=1)
     starting_offsets: str = "earliest"
@@ -96,6 +126,16 @@ class KafkaConfig(BaseModel):
     # The input topic's record cap, above fhir.max_message_bytes: a larger message still reaches
     # bronze and is quarantined with its reason instead of being refused at the producer.
     observations_max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _grants_name_topics(self) -> KafkaConfig:
+        known = set(TopicsConfig.model_fields)
+        for role, g in self.security.acls.items():
+            unknown = set(g.read + g.write) - known
+            if unknown:
+                raise ValueError(f"kafka.security.acls.{role} names unknown topics {sorted(unknown)}; "
+                                 f"topics are named by their key in kafka.topics: {sorted(known)}")
+        return self
 
 
 class AnalystView(BaseModel):
@@ -133,6 +173,14 @@ class MongoConfig(BaseModel):
     # its query restarts from the checkpoint (the driver's default is 30 s per operation).
     server_selection_timeout_ms: int = Field(10_000, ge=500)
     security: MongoSecurityConfig | None = None
+    # TLS: pymongo clients trust the CA named by the URI's tlsCAFile. The Spark connector (Java
+    # driver) ignores tlsCAFile and trusts the JVM's default trust store, so Spark's JVMs get
+    # -Djavax.net.ssl.trustStore=<truststore>: the JDK's CAs (Maven Central is fetched over HTTPS
+    # by the same JVM) plus ca_file. Unset truststore: built under infra.cache_dir from ca_file,
+    # else the URI's tlsCAFile, else (local profile, infra.mongo.tls) the local CA. On a cluster
+    # it must name a file present on every node (docker/entrypoint.sh builds it from ca_file).
+    truststore: str | None = None
+    ca_file: str | None = None
 
 
 class ElasticsearchConfig(BaseModel):
@@ -218,6 +266,9 @@ class MongoServerConfig(BaseModel):
     port: int = 0
     admin_user: str = "vitalwatch_admin"
     run_as_user: str = "nobody"  # when started by root: mongod never runs as root
+    # --tlsMode requireTLS with the local CA's `mongo` certificate (infra.tls); clients verify
+    # it against the CA (the state's URI carries tls=true&tlsCAFile=<work_dir>/tls/ca.crt)
+    tls: bool = True
 
 
 class ElasticsearchServerConfig(BaseModel):

@@ -2,12 +2,16 @@
 
 Connectors come from Maven Central through ``spark.jars.packages`` (coordinates in
 conf/spark-packages.txt); Delta Lake is configured as the catalog; time is UTC everywhere so
-FHIR instants keep their meaning."""
+FHIR instants keep their meaning. MongoDB over TLS: the connector's Java driver trusts the JVM's
+default trust store (it ignores the URI's ``tlsCAFile``), so the driver and executors get
+``javax.net.ssl.trustStore`` = the JDK's CAs plus the MongoDB server's CA (:func:`mongo_truststore`)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
 
 from vitalwatch.config import Settings, conf_dir
 from vitalwatch.packages import load_packages
@@ -21,6 +25,10 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
     from vitalwatch.jvm import jar_path
 
     pk = load_packages()
+    java_opts = "-Duser.timezone=UTC"
+    if (store := mongo_truststore(settings)) is not None:
+        # no password: a JKS store of public certificates opens without one (see infra.tls)
+        java_opts += f" -Djavax.net.ssl.trustStore={store} -Djavax.net.ssl.trustStoreType=JKS"
     ivy = settings.spark.ivy_dir or str(settings.path(settings.infra.cache_dir) / "ivy")
     conf = {
         "spark.app.name": app_name or settings.spark.app_name,
@@ -50,8 +58,8 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.log.level": "WARN",
         "spark.driver.memory": settings.spark.driver_memory,
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
-        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.executor.extraJavaOptions": java_opts,
         # No secret in a plan, the UI or the event log; nobody kills jobs from the UI.
         "spark.redaction.regex": settings.spark.redaction_regex,
         "spark.sql.redaction.options.regex": settings.spark.redaction_regex,
@@ -63,6 +71,43 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
         conf["spark.python.daemon.module"] = settings.spark.python_daemon_module
     conf.update(settings.spark.extra_conf)
     return conf
+
+
+def mongo_ca_file(settings: Settings) -> Path | None:
+    """The CA a MongoDB TLS client checks the server against: ``mongo.ca_file``, else the
+    ``tlsCAFile`` of ``mongo.uri``, else (no ``mongo.uri``: the local mongod of ``infra up``, with
+    ``infra.mongo.tls``) the local CA, created now if ``infra up`` has not yet (idempotent);
+    None when MongoDB is not reached over TLS with a CA of ours."""
+    m = settings.mongo
+    if m.ca_file:
+        return settings.path(m.ca_file)
+    if m.uri:
+        opts = {k.lower(): v for k, v in parse_qsl(urlsplit(m.uri).query)}
+        return Path(opts["tlscafile"]) if opts.get("tlscafile") else None
+    if not settings.infra.mongo.tls:
+        return None
+    from vitalwatch.infra.manager import InfraManager
+    from vitalwatch.infra.mongo import local_ca_file
+
+    mgr = InfraManager(settings)
+    ca = local_ca_file(mgr.work)
+    if not ca.is_file():
+        mgr.ensure_ca()
+    return ca
+
+
+def mongo_truststore(settings: Settings) -> Path | None:
+    """The trust store Spark's JVMs use (see the module doc): ``mongo.truststore`` as configured
+    (a cluster's, present on every node), else one built under ``<infra.cache_dir>/truststores``
+    from :func:`mongo_ca_file` (renewed when the CA or the JDK changes); None without TLS."""
+    if settings.mongo.truststore:
+        return settings.path(settings.mongo.truststore)
+    ca = mongo_ca_file(settings)
+    if ca is None:
+        return None
+    from vitalwatch.infra.tls import java_truststore
+
+    return java_truststore(ca, settings.path(settings.infra.cache_dir) / "truststores")
 
 
 def build_session(settings: Settings, app_name: str | None = None,

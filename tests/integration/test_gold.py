@@ -34,7 +34,7 @@ from vitalwatch.alerts.feed import follow
 from vitalwatch.config import Settings, TopicsConfig, WebhookConfig
 from vitalwatch.features.build import silver_rows
 from vitalwatch.infra.endpoints import Endpoints
-from vitalwatch.infra.kafka import ensure_topics
+from vitalwatch.infra.kafka import provision
 from vitalwatch.pipeline import STAGES
 from vitalwatch.pipeline.gold import (
     GOLD_ALERTS,
@@ -90,12 +90,12 @@ def gold_settings(trained: Settings, endpoints: Endpoints, name: str, **alerts: 
     """Own topics, lake, MongoDB database and Elasticsearch indices for one test."""
     tag = uuid.uuid4().hex[:8]
     topics = {k: f"test.{k}.{tag}" for k in TopicsConfig.model_fields}
-    ensure_topics(endpoints.kafka_bootstrap, list(topics.values()), 2, 1)
     d = ROOT / ".work" / f"test-{os.getpid()}" / "gold" / f"{name}-{tag}"
     s = with_updates(trained, kafka={"topics": trained.kafka.topics.model_copy(update=topics)},
                      lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
                      mongo={"database": f"vw_{name}_{tag}"}, elasticsearch={"index_prefix": f"vw-{name}-{tag}"},
                      alerts=alerts)
+    provision(endpoints.kafka("admin"), with_updates(s, kafka={"partitions": 2}))
     mongo.init(s, endpoints.mongo_uri or "")
     return s
 
@@ -170,7 +170,7 @@ def check_every_sink_once(spark: SparkSession, s: Settings, endpoints: Endpoints
         json.dumps([p, o], separators=(",", ":")) for p, o in zip(latest.patient_id, latest.observation_id, strict=True)}
     assert es_count(endpoints, index_name(s, "risk")) == len(want)
     assert es_ids(endpoints, index_name(s, "alerts")) == want_alerts
-    feed = list(follow(endpoints.kafka_bootstrap, s.kafka.topics.alerts, from_beginning=True, idle_timeout_s=8))
+    feed = list(follow(endpoints.kafka("watch"), s.kafka.topics.alerts, from_beginning=True, idle_timeout_s=8))
     assert sorted(e["alert_id"] for e in feed if e["source"] == "server") == sorted(want_alerts)
     return alerts
 
@@ -186,7 +186,7 @@ def test_stream_equals_batch_and_alerts_reach_every_sink_routed(
     unregistered = "p00001"
     registry = register(s, endpoints, p, skip=unregistered)
     for part in split_at_instants(msgs, 2):  # two arrivals: the state carries across batches
-        send(part, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+        send(part, endpoints.kafka("device"), s.kafka.topics.observations)
         run_available_now(spark, s, endpoints, STAGES)
 
     want = expected(spark, s)
@@ -236,7 +236,7 @@ def test_stream_equals_batch_and_alerts_reach_every_sink_routed(
 def _topic_size(endpoints: Endpoints, topic: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": endpoints.kafka_bootstrap, "group.id": "size"})
+    c = Consumer(endpoints.kafka("admin").conf(**{"group.id": "size"}))
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     n = 0
     for p in parts:
@@ -282,7 +282,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
     # the second part arrives while the first run is going, the third during the MongoDB outage,
     # the fourth once it is back, the last for the final restart to drain
     first, rest, during_outage, after_outage, last = split_at_instants(msgs, 5)
-    send(first, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+    send(first, endpoints.kafka("device"), s.kafka.topics.observations)
     rng = random.Random(4)
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "sigkill-gold.log"
@@ -300,7 +300,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
                 assert time.monotonic() < deadline, "pipeline made no progress"
                 time.sleep(0.3)
             if run == 0:
-                send(rest, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+                send(rest, endpoints.kafka("device"), s.kafka.topics.observations)
             if run == 1:  # MongoDB goes away mid-stream: the serving query fails and is restarted
                 # once every stage has started (the supervisor's heartbeat names this process; on a
                 # loaded machine starting nine queries can take minutes, and failures are watched
@@ -314,7 +314,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
                 try:
                     t0, during = time.monotonic(), _gold_commits(s)
                     # new readings during the outage: scored and alerted; their copies fail to reach MongoDB
-                    send(during_outage, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+                    send(during_outage, endpoints.kafka("device"), s.kafka.topics.observations)
                     # the supervisor reports the stage degraded (and retries it on its back-off)
                     while not re.search(rb"degraded: serve_(scores|alerts) failing since", log_path.read_bytes()):
                         assert time.monotonic() - t0 < 180, "the outage was not noticed"
@@ -325,7 +325,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
                         time.sleep(0.3)
                 finally:  # never leave the session's mongod down for the tests after this one
                     mgr.up(["mongo"])
-                send(after_outage, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+                send(after_outage, endpoints.kafka("device"), s.kafka.topics.observations)
                 target = _gold_commits(s) + 1
                 while _gold_commits(s) < target:
                     assert proc.poll() is None and time.monotonic() - t0 < 300, f"no recovery; see {log_path}"
@@ -336,7 +336,7 @@ def test_sigkill_restarts_and_a_mongodb_outage_lose_and_duplicate_nothing(
             proc.wait(30)
             kills += 1
     assert kills == 2 and outage_seen
-    send(last, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+    send(last, endpoints.kafka("device"), s.kafka.topics.observations)
     partial = _gold_commits(s)
     run_available_now(spark, s, endpoints, STAGES)  # the last restart drains
     want = expected(spark, s)
@@ -379,7 +379,7 @@ def test_live_alerts_reach_the_topic_and_gateway_alerts_dedupe(
 
     def produce() -> None:
         assert warm.wait(300), "the queries did not start"
-        send(msgs, endpoints.kafka_bootstrap, s.kafka.topics.observations, speedup=speedup, side=edge)
+        send(msgs, endpoints.kafka("gateway"), s.kafka.topics.observations, speedup=speedup, side=edge)
         sent_at.append(time.monotonic())
 
     def pipeline() -> None:
@@ -393,7 +393,7 @@ def test_live_alerts_reach_the_topic_and_gateway_alerts_dedupe(
     ward = registry["p00000"]["ward"]
     try:
         done = lambda: bool(sent_at) and time.monotonic() - sent_at[0] > 45  # noqa: E731 - drained by then
-        feed = list(follow(endpoints.kafka_bootstrap, s.kafka.topics.alerts, from_beginning=True, should_stop=done))
+        feed = list(follow(endpoints.kafka("watch"), s.kafka.topics.alerts, from_beginning=True, should_stop=done))
     finally:
         stop.set()
         threads[1].join(120)

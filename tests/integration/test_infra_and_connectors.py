@@ -40,18 +40,18 @@ def test_servers_are_what_the_readme_says(base_settings: Settings, infra: dict) 
     assert client.server_info()["version"] == "6.0.5"
     from confluent_kafka.admin import AdminClient
 
-    md = AdminClient({"bootstrap.servers": infra["kafka"]["bootstrap_servers"]}).list_topics(timeout=10)
+    md = AdminClient(InfraManager(base_settings).servers["kafka"].access(infra["kafka"], "admin").conf()).list_topics(timeout=10)
     topic = md.topics[base_settings.kafka.topics.observations]
     assert len(topic.partitions) == base_settings.kafka.partitions
     assert infra["kafka"]["server"].startswith(f"Apache Kafka {base_settings.infra.kafka.version} (KRaft")
 
 
 def test_mongod_enforces_auth(infra: dict) -> None:
-    port = infra["mongo"]["port"]
-    anon = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=3000)
+    port, tls = infra["mongo"]["port"], f"tls=true&tlsCAFile={infra['mongo']['ca_file']}"  # requireTLS
+    anon = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true&{tls}", serverSelectionTimeoutMS=3000)
     with pytest.raises(pymongo.errors.OperationFailure):
         anon.vitalwatch.list_collection_names()
-    bad = pymongo.MongoClient(f"mongodb://{infra['mongo']['admin_user']}:wrong@127.0.0.1:{port}/?authSource=admin",
+    bad = pymongo.MongoClient(f"mongodb://{infra['mongo']['admin_user']}:wrong@127.0.0.1:{port}/?authSource=admin&{tls}",
                               serverSelectionTimeoutMS=3000)
     with pytest.raises(pymongo.errors.OperationFailure, match="Authentication failed"):
         bad.admin.command("ping")
@@ -82,10 +82,11 @@ def test_servers_listen_on_loopback_only_and_data_stores_not_as_root(base_settin
 
 def test_kafka_connector_write_and_read(spark: SparkSession, endpoints: Endpoints) -> None:
     topic = f"test.connector.{uuid.uuid4().hex[:8]}"
-    ensure_topics(endpoints.kafka_bootstrap, [topic], 2, 1)
+    admin = endpoints.kafka("admin")  # SASL_SSL with SCRAM through the Spark connector (test topic: admin's)
+    ensure_topics(admin, [topic], 2, 1)
     df = spark.createDataFrame([(f"k{i}", f"v{i}") for i in range(100)], "key string, value string")
-    df.write.format("kafka").option("kafka.bootstrap.servers", endpoints.kafka_bootstrap).option("topic", topic).save()
-    back = (spark.read.format("kafka").option("kafka.bootstrap.servers", endpoints.kafka_bootstrap)
+    df.write.format("kafka").options(**admin.spark_options()).option("topic", topic).save()
+    back = (spark.read.format("kafka").options(**admin.spark_options())
             .option("subscribe", topic).option("startingOffsets", "earliest").option("endingOffsets", "latest")
             .load().select(F.col("key").cast("string"), F.col("value").cast("string")))
     assert sorted(map(tuple, back.collect())) == sorted(map(tuple, df.collect()))

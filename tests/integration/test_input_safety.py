@@ -24,7 +24,7 @@ from vitalwatch.alerts.feed import follow
 from vitalwatch.config import Settings, TopicsConfig
 from vitalwatch.fhir.parse import IGNORED, ParseRules, dedupe_key, parse_observations
 from vitalwatch.infra.endpoints import Endpoints
-from vitalwatch.infra.kafka import ensure_topics, topic_configs
+from vitalwatch.infra.kafka import ensure_topics, provision
 from vitalwatch.pipeline import STAGES
 from vitalwatch.pipeline.lake import (
     BRONZE,
@@ -47,7 +47,7 @@ def isolated(trained: Settings, endpoints: Endpoints) -> Settings:
     d = ROOT / ".work" / f"test-{os.getpid()}" / "safety" / tag
     s = with_updates(trained, kafka={"topics": topics}, lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
                      mongo={"database": f"vw_safety_{tag}"}, elasticsearch={"index_prefix": f"vw-safety-{tag}"})
-    ensure_topics(endpoints.kafka_bootstrap, list(topics.model_dump().values()), 2, 1, topic_configs(s))
+    provision(endpoints.kafka("admin"), with_updates(s, kafka={"partitions": 2}))
     mongo.init(s, endpoints.mongo_uri or "")
     return s
 
@@ -60,6 +60,27 @@ def crisis_patient_messages() -> list:
     crisis = [m for m in msgs if '"8480-6"' in m.value.decode() and _systolic(m) >= 180]
     assert crisis, "the simulated patient has a crisis reading"
     return msgs
+
+
+def assert_forgeries_refused(s: Settings, endpoints: Endpoints, patient: list) -> None:
+    """A device that predicts the alert ids of the patient's crisis readings and publishes them
+    first, as gold alert records (so the scoring query would drop the genuine alert as a
+    duplicate) or as alerts, is refused by the broker: nothing reaches either topic."""
+    import json
+
+    from vitalwatch.producers.simulator import gateway_alert
+
+    forged = [ev for m in patient if (ev := gateway_alert(m, s.clinical))]
+    assert forged, "the crisis readings have predictable alert ids"
+    p = Producer(endpoints.kafka("device").conf(**{"message.timeout.ms": 20_000, "retries": 0}))
+    errors: list = []
+    for topic in (s.kafka.topics.gold_alerts, s.kafka.topics.alerts):
+        for ev in forged:
+            p.produce(topic, key=ev["patient_id"].encode(), value=json.dumps(ev).encode(),
+                      on_delivery=lambda err, _m: errors.append(err))
+    p.flush(60)
+    assert len(errors) == 2 * len(forged) and all(e is not None and e.name() == "TOPIC_AUTHORIZATION_FAILED"
+                                                  for e in errors), errors[:3]
 
 
 def _systolic(m) -> float:
@@ -102,15 +123,16 @@ def test_the_adversarial_corpus_never_silences_a_patient_s_crisis(
     runner.start()
     try:
         assert warm.wait(400), f"the queries did not start: {failures}"
-        p = Producer({"bootstrap.servers": endpoints.kafka_bootstrap, "enable.idempotence": True, "acks": "all",
-                      "message.max.bytes": s.kafka.observations_max_message_bytes})
+        assert_forgeries_refused(s, endpoints, patient)
+        p = Producer(endpoints.kafka("device").conf(**{"enable.idempotence": True, "acks": "all",
+                                                       "message.max.bytes": s.kafka.observations_max_message_bytes}))
         for key, value in sent:
             p.produce(s.kafka.topics.observations, key=key, value=value)
             p.poll(0)
         assert p.flush(120) == 0
         t0 = time.monotonic()
         critical = []
-        for ev in follow(endpoints.kafka_bootstrap, s.kafka.topics.alerts, from_beginning=True,
+        for ev in follow(endpoints.kafka("watch"), s.kafka.topics.alerts, from_beginning=True,
                          should_stop=lambda: bool(critical) or time.monotonic() - t0 > 300 or bool(failures)):
             if ev["patient_id"].startswith("safety-") and ev["level"] == "CRITICAL" and ev["source"] == "server":
                 critical.append(ev)
@@ -190,16 +212,16 @@ def test_topics_stamp_records_with_the_broker_s_clock(endpoints: Endpoints) -> N
 
     tag = uuid.uuid4().hex[:8]
     fresh, old = f"test.stamp.new.{tag}", f"test.stamp.old.{tag}"
-    admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
+    admin = AdminClient(endpoints.kafka("admin").conf())
     for fut in admin.create_topics([NewTopic(old, 1, 1)]).values():  # as another tool would create it
         fut.result(30)
-    ensure_topics(endpoints.kafka_bootstrap, [fresh, old], 1, 1)
+    ensure_topics(endpoints.kafka("admin"), [fresh, old], 1, 1)
     for res, fut in admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, t) for t in (fresh, old)]).items():
         assert fut.result(30)["message.timestamp.type"].value == "LogAppendTime", res.name
-    p = Producer({"bootstrap.servers": endpoints.kafka_bootstrap})
+    p = Producer(endpoints.kafka("admin").conf())
     p.produce(old, key=b"k", value=b"v", timestamp=946_684_800_000)  # 2000-01-01, claimed by the producer
     assert p.flush(30) == 0
-    c = Consumer({"bootstrap.servers": endpoints.kafka_bootstrap, "group.id": f"stamp-{tag}", "auto.offset.reset": "earliest"})
+    c = Consumer(endpoints.kafka("admin").conf(**{"group.id": f"stamp-{tag}", "auto.offset.reset": "earliest"}))
     c.assign([TopicPartition(old, 0, 0)])
     msg = c.poll(30)
     c.close()

@@ -1,13 +1,20 @@
 """MongoDB roles and users from conf/ on the real ``mongod --auth``: each role can do what it
-should and is refused the rest; a wrong password is refused; the docker/ script is current."""
+should and is refused the rest; a wrong password is refused; the docker/ script is current.
+TLS (``--tlsMode requireTLS``): clients verified against the local CA work, a plain-text client
+and a TLS client that does not trust our CA are refused."""
 
 from __future__ import annotations
 
+import socket
+import ssl
 import uuid
+from pathlib import Path
 
+import bson
 import pymongo
 import pytest
-from pymongo.errors import OperationFailure
+from cryptography import x509
+from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from tests.conftest import ROOT, with_updates
 from vitalwatch.config import Settings
@@ -217,6 +224,111 @@ def test_a_wrong_password_is_refused(sec) -> None:
     with pytest.raises(OperationFailure) as e:
         as_user("vitalwatch_clinician", "not-the-password").alerts.find_one()
     assert e.value.code == 18  # AuthenticationFailed
+
+
+# -- TLS: mongod --tlsMode requireTLS with the local CA's `mongo` certificate -------------------
+def _reachable(uri: str) -> bool:
+    client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
+    try:
+        return client.admin.command("ping")["ok"] == 1
+    except ServerSelectionTimeoutError:
+        return False
+    finally:
+        client.close()
+
+
+def _other_ca(tmp: Path) -> Path:
+    import datetime as dt
+
+    from vitalwatch.infra.tls import _pem_cert, make_ca
+
+    _key, cert = make_ca(1, dt.datetime.now(dt.UTC))
+    (tmp / "other-ca.crt").write_bytes(_pem_cert(cert))
+    return tmp / "other-ca.crt"
+
+
+def test_every_client_speaks_tls_verified_against_the_local_ca(sec, infra: dict, endpoints: Endpoints,
+                                                               tmp_path: Path) -> None:
+    s, as_user = sec
+    port, ca = infra["mongo"]["port"], infra["mongo"]["ca_file"]
+    assert infra["mongo"]["tls"] and Path(ca) == Path(s.infra.work_dir) / "tls" / "ca.crt"
+    assert "tls=true" in endpoints.mongo_uri and f"tlsCAFile={ca}" in endpoints.mongo_uri
+    # every account's URI keeps the server URI's TLS options, and works
+    uri = mongo.user_uri(endpoints.mongo_uri or "", "vitalwatch_clinician",
+                         mongo.user_password(s, "vitalwatch_clinician"), s.mongo.database)
+    assert "tls=true" in uri and f"tlsCAFile={ca}" in uri
+    assert as_user("vitalwatch_clinician").alerts.find_one({"_id": "a1"})["level"] == "CRITICAL"
+    assert "tls=true" in mongo.pipeline_uri(s, endpoints.mongo_uri or "")
+    # the server presents the local CA's `mongo` certificate, for the address clients use
+    pem = ssl.get_server_certificate(("127.0.0.1", port), ca_certs=ca)
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "mongo"
+    ca_cert = x509.load_pem_x509_certificate(Path(ca).read_bytes())
+    assert cert.issuer == ca_cert.subject
+
+
+def test_a_client_without_tls_is_refused(sec, infra: dict) -> None:
+    s, _as_user = sec
+    port, user = infra["mongo"]["port"], "vitalwatch_clinician"
+    plain = (f"mongodb://{user}:{mongo.user_password(s, user)}@127.0.0.1:{port}/"
+             f"?authSource={s.mongo.database}&directConnection=true")
+    assert not _reachable(plain)                                   # the right password, in clear: refused
+    assert not _reachable(f"mongodb://127.0.0.1:{port}/?directConnection=true")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:   # a plain-text hello ...
+        hello = bson.encode({"hello": 1, "$db": "admin"})
+        body = (0).to_bytes(4, "little") + b"\0" + hello                      # OP_MSG, flags 0, section 0
+        sock.sendall((16 + len(body)).to_bytes(4, "little") + (1).to_bytes(4, "little") + (0).to_bytes(4, "little")
+                     + (2013).to_bytes(4, "little") + body)
+        sock.settimeout(5)
+        try:
+            answer = sock.recv(4096)
+        except ConnectionResetError:
+            answer = b""
+    assert answer == b""                                           # ... gets no answer: mongod closed it
+
+
+def test_a_tls_client_that_does_not_trust_the_local_ca_is_refused(sec, infra: dict, tmp_path: Path) -> None:
+    s, _as_user = sec
+    port, user = infra["mongo"]["port"], "vitalwatch_clinician"
+    base = (f"mongodb://{user}:{mongo.user_password(s, user)}@127.0.0.1:{port}/"
+            f"?authSource={s.mongo.database}&directConnection=true&tls=true")
+    system_bundle = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
+    assert Path(system_bundle).is_file()
+    assert not _reachable(f"{base}&tlsCAFile={system_bundle}")       # the public CAs do not vouch for it
+    assert not _reachable(f"{base}&tlsCAFile={_other_ca(tmp_path)}")  # nor does another CA
+    assert _reachable(f"{base}&tlsCAFile={infra['mongo']['ca_file']}")  # ours does
+
+
+def test_a_data_dir_from_a_plain_text_run_restarts_with_tls(base_settings: Settings, work_dir: Path) -> None:
+    """The TLS flags are per start: a mongod whose data dir was written without TLS starts with
+    requireTLS on the same accounts; its old plain-text state is not healthy (``infra up``
+    restarts it)."""
+    from tests.conftest import with_updates as upd
+    from vitalwatch.infra.manager import InfraManager
+    from vitalwatch.infra.mongo import MongoServer
+    from vitalwatch.infra.process import stop_pid
+
+    s = upd(base_settings, infra={"work_dir": str(work_dir / f"tls-upgrade-{uuid.uuid4().hex[:6]}")})
+    plain_s = upd(s, infra={"mongo": s.infra.mongo.model_copy(update={"tls": False})})
+    work = s.path(s.infra.work_dir)
+    InfraManager(s).ca().ensure()
+    pids = []
+    try:
+        before = MongoServer(plain_s, work).start({})
+        pids.append(before["pid"])
+        assert not before["tls"] and "tls=" not in before["uri"]
+        pymongo.MongoClient(before["uri"]).scratch.docs.insert_one({"_id": "kept"})
+        stop_pid(before["pid"], grace_s=30)
+        srv = MongoServer(s, work)
+        assert not srv.healthy(before)
+        after = srv.start(before)
+        pids.append(after["pid"])
+        assert after["tls"] and after["port"] == before["port"] and srv.healthy(after)
+        assert pymongo.MongoClient(after["uri"]).scratch.docs.find_one({"_id": "kept"}) == {"_id": "kept"}
+        assert not _reachable(before["uri"])
+    finally:
+        for pid in pids:
+            stop_pid(pid, grace_s=30)
 
 
 def test_docker_script_is_rendered_from_the_same_definition(base_settings: Settings) -> None:

@@ -30,7 +30,7 @@ from vitalwatch.alerts.report import NotifierReport
 from vitalwatch.alerts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from vitalwatch.config import NotifierConfig, Settings, WebhookConfig
 from vitalwatch.infra.endpoints import Endpoints
-from vitalwatch.infra.kafka import ensure_topics
+from vitalwatch.infra.kafka import provision
 from vitalwatch.sinks import mongo
 
 pytestmark = pytest.mark.integration
@@ -145,8 +145,8 @@ def settings_for(base: Settings, endpoints: Endpoints, hooks: list[WebhookConfig
     """Own alerts topic, consumer group and MongoDB database; fast back-off."""
     tag = uuid.uuid4().hex[:8]
     topics = base.kafka.topics.model_copy(update={"alerts": f"test.notify.{tag}"})
-    ensure_topics(endpoints.kafka_bootstrap, [topics.alerts], 2, 1)
-    cfg = NotifierConfig(**{"consumer_group": f"notify-{tag}", "backoff_base_s": 0.2, "backoff_max_s": 1,
+    provision(endpoints.kafka("admin"), with_updates(base, kafka={"topics": topics, "partitions": 2}))
+    cfg = NotifierConfig(**{"consumer_group": f"vitalwatch-notifier-{tag}", "backoff_base_s": 0.2, "backoff_max_s": 1,
                             "commit_interval_s": 0.2, "workers_per_channel": 2, **notifier})
     s = with_updates(base, kafka={"topics": topics}, mongo={"database": f"vw_notify_{tag}"},
                      alerts={"webhooks": hooks, "notifier": cfg})
@@ -162,7 +162,7 @@ def event(alert_id: str, level: str, source: str = "server", patient: str = "p1"
 
 
 def publish(endpoints: Endpoints, topic: str, values: list[bytes], key: str = "p1") -> None:
-    p = Producer({"bootstrap.servers": endpoints.kafka_bootstrap, "enable.idempotence": True})
+    p = Producer(endpoints.kafka("gateway").conf(**{"enable.idempotence": True}))
     for v in values:
         p.produce(topic, key=key.encode(), value=v)
     assert p.flush(30) == 0
@@ -183,7 +183,7 @@ def admin_db(s: Settings, endpoints: Endpoints):
 
 def uncommitted(s: Settings, endpoints: Endpoints) -> int:
     """Messages on the alerts topic past the notifier group's committed offsets."""
-    c = Consumer({"bootstrap.servers": endpoints.kafka_bootstrap, "group.id": s.alerts.notifier.consumer_group})
+    c = Consumer(endpoints.kafka("notifier").conf(**{"group.id": s.alerts.notifier.consumer_group}))
     try:
         parts = [TopicPartition(s.kafka.topics.alerts, p)
                  for p in c.list_topics(s.kafka.topics.alerts, timeout=10).topics[s.kafka.topics.alerts].partitions]

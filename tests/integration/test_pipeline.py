@@ -18,7 +18,7 @@ from tests.conftest import ROOT, with_updates
 from tests.integration.expect import expected_values, silver_values
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints
-from vitalwatch.infra.kafka import ensure_topics
+from vitalwatch.infra.kafka import provision
 from vitalwatch.pipeline.lake import BRONZE, SILVER_QUARANTINE, read_table
 from vitalwatch.pipeline.runner import run_available_now
 from vitalwatch.producers.fhir import Message
@@ -30,9 +30,10 @@ pytestmark = pytest.mark.integration
 
 def own_topic(settings: Settings, endpoints: Endpoints) -> Settings:
     topic = f"test.obs.{uuid.uuid4().hex[:8]}"
-    ensure_topics(endpoints.kafka_bootstrap, [topic], settings.kafka.partitions, 1)
     topics = settings.kafka.topics.model_copy(update={"observations": topic})
-    return with_updates(settings, kafka={"topics": topics})
+    s = with_updates(settings, kafka={"topics": topics})
+    provision(endpoints.kafka("admin"), s)
+    return s
 
 
 def messages(settings: Settings, **upd: object) -> list[Message]:
@@ -46,7 +47,7 @@ def test_simulator_to_silver_counts_values_reasons_and_replay(
         spark: SparkSession, lake_settings: Settings, endpoints: Endpoints) -> None:
     s = own_topic(lake_settings, endpoints)
     msgs = messages(s)
-    rep = send(msgs, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+    rep = send(msgs, endpoints.kafka("device"), s.kafka.topics.observations)
     assert rep.sent == len(msgs)
 
     counts = run_available_now(spark, s, endpoints, ("bronze", "silver"))
@@ -68,7 +69,7 @@ def test_simulator_to_silver_counts_values_reasons_and_replay(
     assert q.where(F.col("raw").isNull() | F.col("detail").isNull()).count() == 0
 
     # The same messages again (a producer replay): bronze keeps everything, silver adds nothing.
-    send(msgs, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+    send(msgs, endpoints.kafka("device"), s.kafka.topics.observations)
     run_available_now(spark, s, endpoints, ("bronze", "silver"))
     assert read_table(spark, s, BRONZE).count() == 2 * len(msgs)
     got2 = silver_values(spark, s)
@@ -82,10 +83,11 @@ def test_spark_submit_script_runs_a_job_with_the_pinned_packages(
         spark: SparkSession, lake_settings: Settings, endpoints: Endpoints) -> None:
     s = own_topic(lake_settings, endpoints)
     msgs = messages(s, patients=3, malformed_fraction=0.0)
-    send(msgs, endpoints.kafka_bootstrap, s.kafka.topics.observations)
+    send(msgs, endpoints.kafka("device"), s.kafka.topics.observations)
     env = {**os.environ, "VITALWATCH__LAKE__ROOT": s.lake.root,
            "VITALWATCH__LAKE__CHECKPOINT_ROOT": s.lake.checkpoint_root,
            "VITALWATCH__KAFKA__BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
+           "VITALWATCH__INFRA__WORK_DIR": s.infra.work_dir,  # the broker's CA and credentials
            "VITALWATCH__KAFKA__TOPICS__OBSERVATIONS": s.kafka.topics.observations,
            "VITALWATCH__SPARK__SHUFFLE_PARTITIONS": "2"}
     out = subprocess.run([str(ROOT / "spark-submit.sh"), "--master", "local[2]", "jobs/bronze.py",

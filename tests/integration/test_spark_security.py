@@ -5,10 +5,11 @@ kill jobs."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
@@ -60,9 +61,22 @@ def test_the_event_log_holds_no_password_and_the_ui_cannot_kill(base_settings: S
         df.count()
         spark.stop()
     """)
-    done = subprocess.run([sys.executable, "-c", script], text=True,
-                          capture_output=True, cwd=ROOT, timeout=300)
+    # the connector's JVM trusts the test's mongod (requireTLS) through the CA named in its URI
+    ca = dict(parse_qsl(urlsplit(uri).query))["tlsCAFile"]
+    done = subprocess.run([sys.executable, "-c", script], text=True, capture_output=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "VITALWATCH__MONGO__CA_FILE": ca})
     assert done.returncode == 0, done.stderr[-3000:]
     text = "".join(p.read_text(errors="replace") for p in events.iterdir())
     assert "SparkListenerSQLExecutionStart" in text and "redaction-probe" in text
     assert pw not in text and "redacted" in text
+
+
+def test_a_kafka_plan_shows_no_sasl_password(spark, endpoints) -> None:
+    """The Kafka source's SASL login (a JAAS line with the ``pipeline`` password) is redacted
+    in the plan as the MongoDB URI is."""
+    access = endpoints.kafka("pipeline")
+    opts = ", ".join(f"'{k}' '{v}'" for k, v in {**access.spark_options(), "subscribe": "visible-topic"}.items())
+    rows = spark.sql(f"EXPLAIN EXTENDED CREATE TEMPORARY VIEW vw_kafka_probe USING kafka OPTIONS ({opts})").collect()
+    plan = "\n".join(r[0] for r in rows)
+    assert "visible-topic" in plan and "kafka.sasl.jaas.config" in plan
+    assert access.password not in plan and "redacted" in plan

@@ -63,14 +63,14 @@ def test_score_routes_rows_to_alerts_or_normal(trained, spark, model_settings, e
         for row in r:
             w.writerow({k: row[k] for k in FEATURES})
     topics = model_settings.kafka.topics
-    before = {t: _end(endpoints.kafka_bootstrap, t) for t in (topics.alerts, topics.normal)}
+    before = {t: _end(endpoints.kafka("admin"), t) for t in (topics.alerts, topics.normal)}
     scored = score(spark, model_settings, unlabelled)
     pred = scored.select("row_index", "prediction", "topic").toPandas()
     assert len(pred) == 303 and pred.row_index.tolist() == list(range(303))
     assert set(pred.topic) == {topics.alerts, topics.normal}
-    counts = publish(scored, endpoints.kafka_bootstrap)
+    counts = publish(scored, endpoints.kafka("pipeline"))
     assert counts == pred.topic.value_counts().to_dict()
-    got = {t: _read(endpoints.kafka_bootstrap, t, before[t]) for t in before}
+    got = {t: _read(endpoints.kafka("admin"), t, before[t]) for t in before}
     alerts = [json.loads(v) for v in got[topics.alerts]]
     normal = [json.loads(v) for v in got[topics.normal]]
     assert len(alerts) == counts[topics.alerts] and len(normal) == counts[topics.normal]
@@ -90,18 +90,18 @@ def test_score_rejects_csv_without_features(spark, model_settings, tmp_path):
         score(spark, model_settings, Path(bad))
 
 
-def _end(bootstrap: str, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "triage-test-offsets"})
+def _end(access, topic: str) -> dict[int, int]:
+    c = Consumer(access.conf(**{"group.id": "triage-test-offsets"}))
     md = c.list_topics(topic, timeout=10).topics[topic]
     out = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.partitions}
     c.close()
     return out
 
 
-def _read(bootstrap: str, topic: str, start: dict[int, int]) -> list[bytes]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "triage-test-read", "enable.auto.commit": False})
+def _read(access, topic: str, start: dict[int, int]) -> list[bytes]:
+    c = Consumer(access.conf(**{"group.id": "triage-test-read", "enable.auto.commit": False}))
     c.assign([TopicPartition(topic, p, o) for p, o in start.items()])
-    end = _end(bootstrap, topic)
+    end = _end(access, topic)
     want = sum(end[p] - start[p] for p in start)
     out: list[bytes] = []
     while len(out) < want:

@@ -33,7 +33,7 @@ from vitalwatch.infra.artifacts import compose_command
 
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
-STACK = {"kafka", "mongo", "tls-init", "elasticsearch", "es-security-init", "kibana", "mlflow", "mlflow-init",
+STACK = {"kafka", "kafka-init", "mongo", "tls-init", "elasticsearch", "es-security-init", "kibana", "mlflow", "mlflow-init",
          "spark-master", "spark-worker", "search-init", "kibana-init", "trainer", "pipeline-alerts", "pipeline-lake",
          "pipeline-serving", "notifier", "dashboard"}
 APPS = ("alerts", "lake", "serving")
@@ -216,6 +216,86 @@ def test_each_server_gets_only_its_own_key_owned_by_its_user(stack: dict, tmp_pa
         users = {n for n, s in svc.items() if any(v.get("source") == volume for v in s.get("volumes", []))}
         assert users == {"tls-init", server}, (volume, users)
         assert _mounts(svc[server])[target]["read_only"], server
+
+
+# -- MongoDB: requireTLS ------------------------------------------------------------------------
+MONGO_UID = "999:999"   # the mongodb user of the official mongo image
+
+
+def test_mongo_requires_tls_with_its_own_certificate(stack: dict) -> None:
+    svc = stack["services"]
+    cmd = svc["mongo"]["command"]
+    flag = {k: cmd[i + 1] for i, k in enumerate(cmd[:-1]) if k.startswith("--tls") and not cmd[i + 1].startswith("--")}
+    assert "--auth" in cmd and flag["--tlsMode"] == "requireTLS"
+    assert "--tlsAllowInvalidCertificates" not in cmd and "--tlsAllowInvalidHostnames" not in cmd
+    mounts = _mounts(svc["mongo"])
+    tls_dir = str(Path(flag["--tlsCertificateKeyFile"]).parent)
+    assert Path(flag["--tlsCAFile"]).parent == Path(tls_dir) and mounts[tls_dir]["read_only"]
+    assert mounts[tls_dir]["type"] == "volume" and svc["mongo"]["depends_on"]["tls-init"]["condition"] == \
+        "service_completed_successfully"
+    volume = mounts[tls_dir]["source"]
+    users = {n for n, s in svc.items() if any(v.get("source") == volume for v in s.get("volumes", []))}
+    assert users == {"tls-init", "mongo"}
+    # tls-init writes exactly mongod's certificate+key and the CA into it, owned by mongod's user
+    dest = next(v["target"] for v in svc["tls-init"]["volumes"] if v.get("source") == volume)
+    spec = next(s for s in svc["tls-init"]["command"] if s.split("=")[0] == dest)
+    assert spec.split("=")[1] == MONGO_UID
+    assert set(spec.split("=")[2].split(",")) == {"ca.crt", "mongo.pem"} == \
+        {Path(flag["--tlsCertificateKeyFile"]).name, Path(flag["--tlsCAFile"]).name}
+    pems = {n for n, s in svc.items() for v in s.get("volumes", []) if str(v.get("source", "")).endswith(".pem")}
+    assert pems == {"tls-init"}   # the key inside mongo.pem reaches tls-init only
+    health = svc["mongo"]["healthcheck"]["test"]
+    assert "--tls" in health and health[health.index("--tlsCAFile") + 1] == flag["--tlsCAFile"]
+
+
+def test_every_mongo_client_connects_over_tls_verified_against_the_ca(stack: dict, monkeypatch) -> None:
+    import vitalwatch.jvm
+    from vitalwatch.sinks import mongo
+    from vitalwatch.spark import session_conf
+
+    svc = stack["services"]
+    clients = {n for n, s in svc.items() if "VITALWATCH__MONGO__URI" in (s.get("environment") or {})}
+    assert clients == {*PIPELINE, "notifier", "dashboard"}
+    for name in clients:
+        env = svc[name]["environment"]
+        q = parse_qs(urlsplit(env["VITALWATCH__MONGO__URI"]).query)
+        assert q["tls"] == ["true"] and q["tlsCAFile"] == [CA_IN_CONTAINERS], name
+        assert _mounts(svc[name])[CA_IN_CONTAINERS]["read_only"], name
+        assert "tlsInsecure" not in env["VITALWATCH__MONGO__URI"] and "tlsAllowInvalid" not in env["VITALWATCH__MONGO__URI"]
+        # the per-account URIs built from it (dashboard, notifier) keep TLS
+        q = parse_qs(urlsplit(mongo.user_uri(env["VITALWATCH__MONGO__URI"], "u", "p", "vitalwatch")).query)
+        assert q["tls"] == ["true"] and q["tlsCAFile"] == [CA_IN_CONTAINERS], name
+    # the Spark connector (Java driver: no tlsCAFile) trusts the JVM trust store docker/entrypoint.sh
+    # builds from the CA, on each driver and on the workers that run their executors, at one path
+    stores = {n: (svc[n]["environment"].get("VITALWATCH__MONGO__TRUSTSTORE"), svc[n]["environment"].get("VITALWATCH__MONGO__CA_FILE"))
+              for n in {*PIPELINE, "spark-worker"}}
+    assert len(set(stores.values())) == 1 and next(iter(stores.values()))[1] == CA_IN_CONTAINERS, stores
+    store = next(iter(stores.values()))[0]
+    assert store.startswith(IMAGE_HOME + "/.work/")   # writable by the image's user
+    env = svc["pipeline-serving"]["environment"]
+    monkeypatch.delenv("VITALWATCH_SPARK_SUBMIT", raising=False)
+    monkeypatch.setattr(vitalwatch.jvm, "jar_path", lambda _s: Path("/x/vitalwatch-spark.jar"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    conf = session_conf(Settings())
+    for side in ("driver", "executor"):
+        opts = conf[f"spark.{side}.extraJavaOptions"].split()
+        assert f"-Djavax.net.ssl.trustStore={store}" in opts and not any("trustStorePassword" in o for o in opts), side
+
+
+def test_entrypoint_builds_the_mongo_truststore_with_the_jdks_cas_and_ours(tmp_path: Path) -> None:
+    ca, store = tmp_path / "ca.crt", tmp_path / "store" / "mongo.jks"
+    _a_ca_certificate(ca)
+    env = {**os.environ, "VITALWATCH__MONGO__CA_FILE": str(ca), "VITALWATCH__MONGO__TRUSTSTORE": str(store)}
+    out = subprocess.run([str(DOCKER / "entrypoint.sh"), "true"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    listed = subprocess.run(["keytool", "-list", "-keystore", str(store), "-storetype", "JKS"], input="\n",
+                            capture_output=True, text=True, timeout=120).stdout
+    # ours, and the public CAs the same JVM needs for Maven Central
+    assert "vitalwatch-ca," in listed and listed.count("trustedCertEntry") > 20, listed[-2000:]
+    env["VITALWATCH__MONGO__CA_FILE"] = str(tmp_path / "absent.crt")
+    out = subprocess.run([str(DOCKER / "entrypoint.sh"), "true"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "vitalwatch infra certs" in out.stderr
 
 
 # -- Elasticsearch and Kibana -------------------------------------------------------------------
@@ -591,7 +671,7 @@ def test_spark_authenticates_with_the_secret_only_in_the_environment(stack: dict
 
 
 # -- scripts -------------------------------------------------------------------------------------
-SCRIPTS = ["entrypoint.sh", "spark-daemon.sh", "tls/install-certs.sh"]
+SCRIPTS = ["entrypoint.sh", "spark-daemon.sh", "tls/install-certs.sh", "kafka/start.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -804,3 +884,276 @@ def test_the_stack_environment_lands_in_settings_fields(stack: dict, monkeypatch
     assert s.kafka.bootstrap_servers == "kafka:9092" and s.spark.master == "spark://spark-master:7077"
     assert s.models.tracking_uri == "https://mlflow:5000" and s.lake.root == "/data/lake"
     assert s.mongo.uri == env["VITALWATCH__MONGO__URI"]
+
+
+# -- Kafka: SASL_SSL, SCRAM, ACLs ---------------------------------------------------------------
+KAFKA_CA_IN_BROKER = "/etc/kafka/tls/ca.crt"
+KAFKA_PASSWORD = re.compile(r"VITALWATCH_KAFKA_([A-Z]+)_PASSWORD")
+# the Kafka principal each compose service runs as: the role its program asks for
+# (jobs/pipeline.py → pipeline, `vitalwatch notify` → notifier, `vitalwatch simulate` → device)
+KAFKA_ROLE_OF = {**{p: "pipeline" for p in PIPELINE}, "notifier": "notifier", "simulator": "device"}
+KAFKA_SERVER_ONLY = {"kafka", "kafka-init"}   # the broker and its one-shot set-up
+
+
+def _props(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def _kafka_env(stack: dict, tmp: Path, **extra: str) -> dict[str, str]:
+    """The kafka service's environment, its files moved under ``tmp``; nothing else of ours."""
+    tls = tmp / "tls"
+    tls.mkdir(exist_ok=True)
+    for f in ("kafka.pem", "ca.crt"):
+        (tls / f).write_text("pem\n")
+    env = {k: str(v) for k, v in stack["services"]["kafka"]["environment"].items()}
+    env |= {"PATH": os.environ["PATH"], "HOME": str(tmp),
+            "KAFKA_LOG_DIRS": str(tmp / "data"), "KAFKA_LISTENER_NAME_CLIENT_SSL_KEYSTORE_LOCATION": str(tls / "kafka.pem"),
+            "KAFKA_LISTENER_NAME_CLIENT_SSL_TRUSTSTORE_LOCATION": str(tls / "ca.crt"),
+            "VITALWATCH_KAFKA_HOME": str(tmp / "kafka"), "VITALWATCH_KAFKA_IMAGE_RUN": str(tmp / "image-run"),
+            "VITALWATCH_KAFKA_RUN_DIR": str(tmp / "run")}
+    if "JAVA_HOME" in os.environ:
+        env["JAVA_HOME"] = os.environ["JAVA_HOME"]
+    (tmp / "data").mkdir(exist_ok=True)
+    return env | extra
+
+
+def _script(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/usr/bin/env bash\n" + body)
+    path.chmod(0o755)
+
+
+def _kafka_start(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(DOCKER / "kafka" / "start.sh")], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.fixture(scope="module")
+def kafka_boot(stack: dict, tmp_path_factory) -> dict:
+    """docker/kafka/start.sh run as the kafka service runs it, the image's parts replaced by the
+    real Kafka classes of the image's version: its ``bin/kafka-storage.sh`` (kafka.tools.StorageTool)
+    and its start, /etc/kafka/docker/run, up to the broker's launch (kafka.docker.KafkaDockerWrapper
+    setup: server.properties from the KAFKA_* variables, then the image's own format). Each part
+    records what it was given."""
+    from vitalwatch.infra.artifacts import kafka_libs
+
+    s = Settings()
+    image = stack["services"]["kafka"]["image"]
+    assert image == f"apache/kafka:{s.infra.kafka.version}"   # the jars below are the image's version
+    libs = kafka_libs(s.path(s.infra.cache_dir), s.infra.kafka.version, s.infra.kafka.scala)
+    tmp = tmp_path_factory.mktemp("kafka")
+    rec = tmp / "rec"
+    rec.mkdir()
+    env = _kafka_env(stack, tmp, VITALWATCH_KAFKA_ADMIN_PASSWORD=_values()["VITALWATCH_KAFKA_ADMIN_PASSWORD"],
+                     VITALWATCH_KAFKA_CONTROLLER_PASSWORD=_values()["VITALWATCH_KAFKA_CONTROLLER_PASSWORD"])
+    _script(tmp / "kafka" / "bin" / "kafka-storage.sh", f"""set -eu
+printf '%s\\n' "$@" >{rec}/storage.argv
+f="${{1#@}}"
+stat -c %a "$f" >{rec}/args.mode; cp "$f" {rec}/args
+p="$(sed -n 4p "$f")"; stat -c %a "$p" >{rec}/props.mode
+exec java -cp '{libs}/*' kafka.tools.StorageTool "$@"
+""")
+    _script(tmp / "image-run", f"""env >{rec}/run.env
+ls -A {tmp}/run >{rec}/run-dir
+mkdir -p {rec}/default {rec}/mounted {rec}/final
+java -cp '{libs}/*' kafka.docker.KafkaDockerWrapper setup --default-configs-dir {rec}/default \\
+  --mounted-configs-dir {rec}/mounted --final-configs-dir {rec}/final >{rec}/setup.out 2>&1
+echo $? >{rec}/setup.rc
+""")
+    out = _kafka_start(env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    checkpoint = subprocess.run(["java", "-cp", f"{libs}/*", "kafka.tools.DumpLogSegments", "--cluster-metadata-decoder",
+                                 "--files", str(tmp / "data" / "bootstrap.checkpoint")],
+                                capture_output=True, text=True, timeout=120)
+    return {"tmp": tmp, "rec": rec, "env": env, "out": out.stdout + out.stderr, "checkpoint": checkpoint.stdout,
+            "server": _props((rec / "final" / "server.properties").read_text())}
+
+
+def test_kafka_has_no_unauthenticated_listener(stack: dict, kafka_boot: dict) -> None:
+    """server.properties as the image writes it from compose's variables: CLIENT is SASL_SSL with
+    SCRAM-SHA-512, the controller SASL_PLAINTEXT with PLAIN on loopback; no PLAINTEXT or SSL
+    listener, and no listener whose name would default to one."""
+    p = kafka_boot["server"]
+    protocols = dict(e.split(":") for e in p["listener.security.protocol.map"].split(","))
+    assert protocols == {"CLIENT": "SASL_SSL", "CONTROLLER": "SASL_PLAINTEXT"}
+    assert not {"PLAINTEXT", "SSL"} & set(protocols.values())
+    listeners = {e.split("://")[0]: e.split("://")[1] for e in p["listeners"].split(",")}
+    assert set(listeners) == set(protocols)   # every listener is mapped (none defaults to a protocol of its name)
+    assert p["advertised.listeners"] == "CLIENT://kafka:9092" and p["inter.broker.listener.name"] == "CLIENT"
+    assert p["controller.listener.names"] == "CONTROLLER" and listeners["CONTROLLER"].startswith("127.0.0.1:")
+    assert p["controller.quorum.voters"] == f"1@{listeners['CONTROLLER']}"
+    assert p["sasl.enabled.mechanisms"] == "SCRAM-SHA-512" == p["sasl.mechanism.inter.broker.protocol"]
+    assert p["sasl.mechanism.controller.protocol"] == "PLAIN" == p["listener.name.controller.sasl.enabled.mechanisms"]
+    assert 'username="admin"' in p["listener.name.client.scram-sha-512.sasl.jaas.config"]
+    assert "ScramLoginModule" in p["listener.name.client.scram-sha-512.sasl.jaas.config"]
+    assert 'username="controller"' in p["listener.name.controller.plain.sasl.jaas.config"]
+    # TLS: the local CA's `kafka` certificate and the CA, from the volume tls-init fills
+    svc = stack["services"]["kafka"]
+    env = svc["environment"]
+    assert env["KAFKA_LISTENER_NAME_CLIENT_SSL_KEYSTORE_TYPE"] == "PEM" == env["KAFKA_LISTENER_NAME_CLIENT_SSL_TRUSTSTORE_TYPE"]
+    assert env["KAFKA_LISTENER_NAME_CLIENT_SSL_TRUSTSTORE_LOCATION"] == KAFKA_CA_IN_BROKER
+    assert Path(env["KAFKA_LISTENER_NAME_CLIENT_SSL_KEYSTORE_LOCATION"]).name == "kafka.pem"
+    assert "ssl.client.auth" not in p and not svc.get("ports")   # SCRAM signs clients in; the compose network only
+    tls_dir = str(Path(KAFKA_CA_IN_BROKER).parent)
+    assert Path(env["KAFKA_LISTENER_NAME_CLIENT_SSL_KEYSTORE_LOCATION"]).parent == Path(tls_dir)
+    assert _mounts(svc)[tls_dir]["read_only"] and _mounts(svc)[tls_dir]["type"] == "volume"
+
+
+def test_kafka_authorizer_refuses_what_no_acl_grants(kafka_boot: dict) -> None:
+    p = kafka_boot["server"]
+    assert p["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert p["allow.everyone.if.no.acl.found"] == "false"
+    assert sorted(p["super.users"].split(";")) == ["User:admin", "User:controller"]
+    assert p["auto.create.topics.enable"] == "false"
+
+
+def test_the_compose_broker_is_secured_as_the_local_one(kafka_boot: dict, tmp_path: Path) -> None:
+    """Every setting of the local broker (lib/vitalwatch/infra/kafka.py) is the compose broker's,
+    but for its addresses, paths and tuning; passwords aside, the same JAAS lines."""
+    from vitalwatch.infra.kafka import KafkaServer
+
+    work = tmp_path / "infra"
+    (work / "tls").mkdir(parents=True)
+    for f in ("kafka.pem", "ca.crt"):
+        (work / "tls" / f).write_text("pem\n")
+    local = _props(KafkaServer(Settings(), work)._properties(9092, 9093, work / "data", "ADMIN_PW", "CONTROLLER_PW"))
+    values = _values()
+    docker = {k: v.replace(values["VITALWATCH_KAFKA_ADMIN_PASSWORD"], "ADMIN_PW")
+                  .replace(values["VITALWATCH_KAFKA_CONTROLLER_PASSWORD"], "CONTROLLER_PW")
+              for k, v in kafka_boot["server"].items()}
+    where = {"listeners", "advertised.listeners", "controller.quorum.voters", "log.dirs",
+             "listener.name.client.ssl.keystore.location", "listener.name.client.ssl.truststore.location"}
+    tuning = {"num.partitions", "group.initial.rebalance.delay.ms", "log.retention.hours"}
+    assert {k: local[k] for k in local if k not in where | tuning} == \
+        {k: docker.get(k) for k in local if k not in where | tuning}
+    assert set(docker) - set(local) <= {"offsets.topic.replication.factor", "transaction.state.log.replication.factor",
+                                        "transaction.state.log.min.isr"} | where
+
+
+def test_kafka_start_formats_with_the_admin_credential_kept_out_of_argv(kafka_boot: dict) -> None:
+    """A new volume is formatted with the admin's SCRAM credential (the image's own format step
+    cannot add one), its arguments in a 0600 file on the tmpfs, deleted at once; the image's format
+    then finds the directory formatted, with the same cluster id, and goes on to the broker."""
+    rec, tmp, values = kafka_boot["rec"], kafka_boot["tmp"], _values()
+    admin, controller = values["VITALWATCH_KAFKA_ADMIN_PASSWORD"], values["VITALWATCH_KAFKA_CONTROLLER_PASSWORD"]
+    sec = Settings().kafka.security
+    argv = (rec / "storage.argv").read_text().splitlines()
+    assert argv == [f"@{tmp / 'run' / 'format.args'}"]   # the password is on no command line
+    assert (rec / "args.mode").read_text().strip() == "600" == (rec / "props.mode").read_text().strip()
+    assert (rec / "args").read_text().splitlines() == [
+        "format", f"--cluster-id={kafka_boot['env']['CLUSTER_ID']}", "-c", str(tmp / "run" / "format.properties"),
+        "--add-scram", f"{sec.mechanism}=[name=admin,iterations={sec.scram_iterations},password={admin}]"]
+    # the credential is in the metadata log from the start (salted: the password is not)
+    records = [json.loads(line.split("payload: ", 1)[1]) for line in kafka_boot["checkpoint"].splitlines()
+               if "USER_SCRAM_CREDENTIAL_RECORD" in line]
+    assert [(r["data"]["name"], r["data"]["mechanism"], r["data"]["iterations"]) for r in records] == \
+        [("admin", 2, sec.scram_iterations)]   # 2: SCRAM-SHA-512
+    assert admin.encode() not in (tmp / "data" / "bootstrap.checkpoint").read_bytes()
+    # the image's start: its format step refuses to format again, which its launch script accepts
+    assert (rec / "setup.rc").read_text().strip() == "1" and "is already formatted" in (rec / "setup.out").read_text()
+    assert "clusterId" not in (rec / "setup.out").read_text()   # same cluster id, no mismatch
+    # what is left: only the health check's client settings, 0600; the broker's environment
+    # without the passwords (server.properties has them)
+    assert (rec / "run-dir").read_text().split() == ["client.properties"]
+    client = tmp / "run" / "client.properties"
+    assert stat.S_IMODE(client.stat().st_mode) == 0o600
+    c = _props(client.read_text())
+    assert c["security.protocol"] == "SASL_SSL" and c["sasl.mechanism"] == sec.mechanism
+    assert c["ssl.truststore.type"] == "PEM" and c["ssl.truststore.location"] == kafka_boot["env"]["KAFKA_LISTENER_NAME_CLIENT_SSL_TRUSTSTORE_LOCATION"]
+    assert f'username="admin" password="{admin}"' in c["sasl.jaas.config"]
+    run_env = (rec / "run.env").read_text().splitlines()
+    assert not [v for v in run_env if KAFKA_PASSWORD.match(v)]
+    assert sorted(v.split("=", 1)[0] for v in run_env if admin in v or controller in v) == \
+        ["KAFKA_LISTENER_NAME_CLIENT_SCRAM___SHA___512_SASL_JAAS_CONFIG", "KAFKA_LISTENER_NAME_CONTROLLER_PLAIN_SASL_JAAS_CONFIG"]
+    assert (tmp / "data" / ".vitalwatch-admin-scram").exists()
+    assert "formatted with the admin's" in kafka_boot["out"]
+
+
+def test_kafka_start_refuses_bad_passwords_and_unauthenticated_data(stack: dict, tmp_path: Path) -> None:
+    env = _kafka_env(stack, tmp_path, VITALWATCH_KAFKA_ADMIN_PASSWORD="a" * 24, VITALWATCH_KAFKA_CONTROLLER_PASSWORD="c" * 24)
+    _script(tmp_path / "kafka" / "bin" / "kafka-storage.sh", f"touch {tmp_path}/formatted; touch {tmp_path}/data/meta.properties\n")
+    _script(tmp_path / "image-run", f"touch {tmp_path}/ran\n")
+    for name in ("VITALWATCH_KAFKA_ADMIN_PASSWORD", "VITALWATCH_KAFKA_CONTROLLER_PASSWORD"):
+        out = _kafka_start({k: v for k, v in env.items() if k != name})
+        assert out.returncode == 2 and name in out.stderr
+        out = _kafka_start({**env, name: 'short"quote'})   # would break a JAAS line or --add-scram
+        assert out.returncode == 2 and name in out.stderr
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "formatted").exists()
+    (tmp_path / "data" / "meta.properties").write_text("version=1\n")   # formatted without the admin credential
+    out = _kafka_start(env)
+    assert out.returncode == 1 and "predates authentication" in out.stderr and not (tmp_path / "ran").exists()
+    (tmp_path / "data" / ".vitalwatch-admin-scram").touch()   # ours: started as is, not formatted again
+    out = _kafka_start(env)
+    assert out.returncode == 0 and (tmp_path / "ran").exists() and not (tmp_path / "formatted").exists(), out.stderr
+
+
+def test_kafka_runs_its_start_script_with_its_own_certificate(stack: dict) -> None:
+    svc = stack["services"]
+    kafka = svc["kafka"]
+    script = next(v for v in kafka["volumes"] if v.get("source") == str(DOCKER / "kafka" / "start.sh"))
+    assert script["read_only"] and kafka["entrypoint"] == ["/bin/bash", script["target"]]
+    run_dir = "/run/vitalwatch-kafka"   # the script's default: a tmpfs, nothing written to a volume
+    assert f'run_dir="${{VITALWATCH_KAFKA_RUN_DIR:-{run_dir}}}"' in (DOCKER / "kafka" / "start.sh").read_text()
+    assert run_dir in kafka["tmpfs"]
+    assert kafka["depends_on"]["tls-init"]["condition"] == "service_completed_successfully"
+    tls_dir = str(Path(KAFKA_CA_IN_BROKER).parent)
+    volume = _mounts(kafka)[tls_dir]["source"]
+    assert {n for n, s in svc.items() if any(v.get("source") == volume for v in s.get("volumes", []))} == {"tls-init", "kafka"}
+    dest = next(v["target"] for v in svc["tls-init"]["volumes"] if v.get("source") == volume)
+    spec = next(x for x in svc["tls-init"]["command"] if x.split("=")[0] == dest)
+    assert spec.split("=")[1] == "1000:1000"   # the apache/kafka image's appuser
+    assert set(spec.split("=")[2].split(",")) == {"ca.crt", "kafka.pem"}
+    # healthy = admin signs in over SASL_SSL, checked against the CA, its settings in a file
+    check = kafka["healthcheck"]["test"]
+    assert check[check.index("--bootstrap-server") + 1] == "kafka:9092"
+    assert check[check.index("--command-config") + 1] == f"{run_dir}/client.properties"
+    assert not [v for v in kafka["environment"] if v.startswith("KAFKA_") and KAFKA_PASSWORD.search(v)]
+
+
+def test_kafka_passwords_one_principal_per_service(stack: dict) -> None:
+    """The admin's password only in the broker and kafka-init, the controller's only in the
+    broker; every other service holds at most one Kafka password: its own principal's."""
+    from vitalwatch.infra.kafka_acls import principals
+
+    svc, values = stack["services"], _values()
+    assert _holders(stack, values["VITALWATCH_KAFKA_ADMIN_PASSWORD"]) == KAFKA_SERVER_ONLY
+    assert _holders(stack, values["VITALWATCH_KAFKA_CONTROLLER_PASSWORD"]) == {"kafka"}
+    held = {n: {m[1].lower() for k in (s.get("environment") or {}) if (m := KAFKA_PASSWORD.fullmatch(k))}
+            for n, s in svc.items()}
+    assert held["kafka"] == {"admin", "controller"}
+    assert held["kafka-init"] == {"admin", *principals(Settings())}   # `kafka init` sets every role's
+    clients = {n: h for n, h in held.items() if h and n not in KAFKA_SERVER_ONLY}
+    assert clients == {n: {r} for n, r in KAFKA_ROLE_OF.items()}
+    for role in principals(Settings()):
+        name = f"VITALWATCH_KAFKA_{role.upper()}_PASSWORD"
+        assert _holders(stack, values[name]) == {"kafka-init"} | {n for n, r in KAFKA_ROLE_OF.items() if r == role}
+    for name in ("VITALWATCH_KAFKA_ADMIN_PASSWORD", "VITALWATCH_KAFKA_CONTROLLER_PASSWORD"):
+        assert not [n for n, s in svc.items() if n not in KAFKA_SERVER_ONLY and name in json.dumps(s)], name
+
+
+def test_every_kafka_client_signs_in_as_itself_over_tls_after_kafka_init(stack: dict, monkeypatch) -> None:
+    from vitalwatch.infra.endpoints import resolve
+
+    svc = stack["services"]
+    init = svc["kafka-init"]
+    assert init["command"] == ["kafka", "init"] and init["restart"] == "on-failure"
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    # the services with a principal, and the workers that run their executors' Kafka source/sink
+    for name in [*KAFKA_ROLE_OF, "kafka-init", "spark-worker"]:
+        env = svc[name]["environment"]
+        assert env["VITALWATCH__KAFKA__SECURITY__CA_FILE"] == CA_IN_CONTAINERS, name
+        assert _mounts(svc[name])[CA_IN_CONTAINERS]["read_only"], name
+        if name in KAFKA_ROLE_OF:
+            assert svc[name]["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully", name
+    for name, role in KAFKA_ROLE_OF.items():   # the settings it yields: SASL_SSL as its role, checked against the CA
+        for k in [k for k in os.environ if k.startswith("VITALWATCH")]:
+            monkeypatch.delenv(k)
+        for k, v in svc[name]["environment"].items():
+            monkeypatch.setenv(k, v)
+        access = resolve(Settings(), ("kafka",)).kafka(role)
+        assert access.bootstrap == "kafka:9092" and access.protocol == "SASL_SSL" and access.user == role, name
+        assert access.password == _values()[f"VITALWATCH_KAFKA_{role.upper()}_PASSWORD"], name
+        conf = access.conf()
+        assert conf["ssl.ca.location"] == CA_IN_CONTAINERS and conf["ssl.endpoint.identification.algorithm"] == "https"
+        if role == "pipeline":
+            assert access.spark_options()["kafka.ssl.truststore.location"] == CA_IN_CONTAINERS

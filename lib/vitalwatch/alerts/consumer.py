@@ -20,6 +20,7 @@ from vitalwatch.config import Settings
 
 if TYPE_CHECKING:
     from vitalwatch.alerts.notifier import Notifier
+    from vitalwatch.infra.kafka_access import KafkaAccess
 
 log = logging.getLogger(__name__)
 SUMMARY_EVERY_S = 60.0
@@ -29,18 +30,18 @@ ERROR_LOG_EVERY_S = 30.0
 class AlertConsumer:
     """Reads the alerts topic for a :class:`~vitalwatch.alerts.notifier.Notifier`."""
 
-    def __init__(self, settings: Settings, bootstrap: str, notifier: Notifier) -> None:
+    def __init__(self, settings: Settings, access: KafkaAccess, notifier: Notifier) -> None:
         cfg = settings.alerts.notifier
         self.notifier, self.cfg = notifier, cfg
-        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": cfg.consumer_group,
-                           "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                           "client.id": notifier.owner,
-                           # a notifier that died holds its partitions until this expires; the
-                           # restarted one waits that long (librdkafka's default is 45 s)
-                           "session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000,
-                           # a topic created after the notifier started is found within seconds
-                           "topic.metadata.refresh.interval.ms": 10_000,
-                           "on_commit": self._on_commit})
+        self.c = Consumer(access.conf(**{
+            "group.id": cfg.consumer_group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "client.id": notifier.owner,
+            # a notifier that died holds its partitions until this expires; the
+            # restarted one waits that long (librdkafka's default is 45 s)
+            "session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000,
+            # a topic created after the notifier started is found within seconds
+            "topic.metadata.refresh.interval.ms": 10_000,
+            "on_commit": self._on_commit}))
         self.c.subscribe([settings.kafka.topics.alerts], on_assign=self._assigned, on_revoke=self._revoked)
         self.paused = False
         self._last_error_log = 0.0
@@ -143,11 +144,11 @@ class AlertConsumer:
         self.c.close()
 
 
-def consume(settings: Settings, bootstrap: str, notifier: Notifier, should_stop: Callable[[], bool],
+def consume(settings: Settings, access: KafkaAccess, notifier: Notifier, should_stop: Callable[[], bool],
             on_progress: Callable[[NotifierReport], None] | None = None) -> None:
     """Run until ``should_stop()``; then stop the channel workers (attempts under way finish and
     are recorded), commit what is final and leave the group."""
-    ac = AlertConsumer(settings, bootstrap, notifier)
+    ac = AlertConsumer(settings, access, notifier)
     last_commit = last_summary = time.monotonic()
     try:
         while not should_stop():
@@ -157,7 +158,7 @@ def consume(settings: Settings, bootstrap: str, notifier: Notifier, should_stop:
                             "reconnecting the consumer", waiting, time.monotonic() - ac.last_read)
                 notifier.report.reconnects += 1
                 ac.close()  # leaves the group (what is final is committed first)
-                ac = AlertConsumer(settings, bootstrap, notifier)
+                ac = AlertConsumer(settings, access, notifier)
             now = time.monotonic()
             if now - last_commit >= settings.alerts.notifier.commit_interval_s:
                 ac.commit()

@@ -11,7 +11,10 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vitalwatch.infra.kafka_access import KafkaAccess
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Deduper:
         return True
 
 
-def follow(bootstrap: str, topic: str, *, keep: AlertFilter | None = None, from_beginning: bool = False,
+def follow(access: KafkaAccess, topic: str, *, keep: AlertFilter | None = None, from_beginning: bool = False,
            group: str | None = None, idle_timeout_s: float | None = None,
            should_stop: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
     """Yield alert events as they arrive, each ``alert_id`` once; stop after ``idle_timeout_s``
@@ -50,9 +53,9 @@ def follow(bootstrap: str, topic: str, *, keep: AlertFilter | None = None, from_
 
     from confluent_kafka import Consumer
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"vitalwatch-watch-{uuid.uuid4().hex[:8]}",
-                  "auto.offset.reset": "earliest" if from_beginning else "latest",
-                  "enable.auto.commit": group is not None})
+    c = Consumer(access.conf(**{"group.id": group or f"vitalwatch-watch-{uuid.uuid4().hex[:8]}",
+                                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                                "enable.auto.commit": group is not None}))
     c.subscribe([topic])
     keep = keep or AlertFilter()
     dedupe = Deduper()
@@ -96,11 +99,11 @@ def _kafka_ms(ts: str) -> float:
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() * 1000
 
 
-def alert_latencies(bootstrap: str, topic: str, since_ms: float = 0) -> list[float]:
+def alert_latencies(access: KafkaAccess, topic: str, since_ms: float = 0) -> list[float]:
     """Seconds from each server alert's reading (its Kafka time, ``source_kafka_time``) to the
     alert on ``topic`` (the alert's Kafka time), for alerts published since ``since_ms``; sorted."""
     return sorted((e["_kafka_timestamp_ms"] - _kafka_ms(e["source_kafka_time"])) / 1000
-                  for e in follow(bootstrap, topic, from_beginning=True, idle_timeout_s=5)
+                  for e in follow(access, topic, from_beginning=True, idle_timeout_s=5)
                   if e.get("source") == "server" and e.get("source_kafka_time")
                   and e["_kafka_timestamp_ms"] >= since_ms)
 

@@ -194,7 +194,7 @@ def run_notifier(settings: Settings, endpoints: Endpoints, *, should_stop: Calla
                  on_progress: Callable[[NotifierReport], None] | None = None) -> NotifierReport:
     """Deliver the webhooks of ``alerts.webhooks`` for every event on the alerts topic until
     ``should_stop()`` is true (the caller maps SIGTERM/SIGINT to it); then finish the attempts
-    under way, commit what is final and return the totals. ``endpoints`` needs ``kafka_bootstrap``
+    under way, commit what is final and return the totals. ``endpoints`` needs Kafka (it reads as ``notifier``)
     and ``mongo_uri`` (the server; the notifier signs in as ``alerts.notifier.mongo_user``).
     ``on_progress`` gets the running totals about every ``commit_interval_s`` (health reporting)."""
     stop = should_stop or (lambda: False)
@@ -205,7 +205,7 @@ def run_notifier(settings: Settings, endpoints: Endpoints, *, should_stop: Calla
              f"{settings.kafka.topics.alerts}; webhooks: {describe_hooks(hooks)}")
     notifier.start()
     try:
-        consume(settings, endpoints.kafka_bootstrap, notifier, stop, on_progress)
+        consume(settings, endpoints.kafka("notifier"), notifier, stop, on_progress)
     finally:
         notifier.stop()  # done already unless the consumer could not start
         db.client.close()

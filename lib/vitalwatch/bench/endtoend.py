@@ -99,7 +99,7 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
     say = progress or (lambda _m: None)
     tag = f"{int(rate) if rate else 'max'}-{uuid.uuid4().hex[:6]}"
     s = fresh(settings, work, tag)
-    ensure_topics(ep.kafka_bootstrap, list(s.kafka.topics.model_dump().values()), s.kafka.partitions,
+    ensure_topics(ep.kafka("admin"), list(s.kafka.topics.model_dump().values()), s.kafka.partitions,
                   s.kafka.replication_factor, topic_configs(s))
     mongo.init(s, ep.mongo_uri or "")
     steps = math.ceil(readings / (patients * READINGS_PER_STEP)) + 1
@@ -130,14 +130,14 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
         time.sleep(1)
     say(f"{tag}: sending {readings:,} readings at {rate:,.0f}/s" if rate else f"{tag}: sending {readings:,} readings as fast as possible")
     sent = [0]
-    sampler = Sampler(spark, ep.kafka_bootstrap, lambda: sent[0])
+    sampler = Sampler(spark, ep.kafka("admin"), lambda: sent[0])
     sending = threading.Event()
     sampling = threading.Thread(target=sampler.every, args=(sample_s, sending.is_set), daemon=True)
     t0 = time.monotonic()
     t0_ms = time.time() * 1000
     sending.set()
     sampling.start()
-    report = send(islice(simulate(plan), readings), ep.kafka_bootstrap, s.kafka.topics.observations, rate=rate,
+    report = send(islice(simulate(plan), readings), ep.kafka("device"), s.kafka.topics.observations, rate=rate,
                   on_sent=lambda _m: sent.__setitem__(0, sent[0] + 1))
     t_sent = time.monotonic()
     half_ms = t0_ms + (t_sent - t0) * 500
@@ -164,8 +164,8 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
         raise RuntimeError(f"the pipeline failed under load: {failure[0]}")
     say(f"{tag}: counting what reached the stores")
     stores, bp, mongo_expected = _stored(s, ep)
-    lat = alert_latencies(ep.kafka_bootstrap, s.kafka.topics.alerts)
-    late = alert_latencies(ep.kafka_bootstrap, s.kafka.topics.alerts, since_ms=half_ms)
+    lat = alert_latencies(ep.kafka("watch"), s.kafka.topics.alerts)
+    late = alert_latencies(ep.kafka("watch"), s.kafka.topics.alerts, since_ms=half_ms)
     drained = None if drained_at is None else max(0.0, drained_at - t_sent)
     agree = stores.get("delta") == stores.get("elasticsearch") == bp and stores.get("mongo") == mongo_expected
     samples = [(p["t"], p["queries"].get(SCORING_QUERY, {}).get("backlog")) for p in sampler.timeline]
@@ -213,12 +213,12 @@ class Sampler:
     told apart by their start time, not their batch id: an idle trigger reports the id of the
     batch that has not run yet, which the next real batch then carries."""
 
-    def __init__(self, spark, bootstrap: str, sent) -> None:
+    def __init__(self, spark, access, sent) -> None:
         from confluent_kafka import Consumer
 
         self.spark, self.sent = spark, sent
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"vitalwatch-bench-{uuid.uuid4().hex[:8]}",
-                                  "enable.auto.commit": False})
+        self.consumer = Consumer(access.conf(**{"group.id": f"vitalwatch-bench-{uuid.uuid4().hex[:8]}",
+                                                "enable.auto.commit": False}))
         self.timeline: list[dict[str, Any]] = []
         # query → start time of the last trigger counted: those before the load (start-up,
         # warm-up) are not; ISO-8601 UTC strings of one format compare as times

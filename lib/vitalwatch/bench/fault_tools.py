@@ -31,11 +31,11 @@ class CrisisFeed:
     one in crisis (SBP 205 / DBP 125), both dated now. A first crisis always raises CRITICAL, so
     each patient must get exactly one alert; ``sent`` holds when each crisis was sent (ms)."""
 
-    def __init__(self, bootstrap: str, topic: str, prefix: str, interval_s: float = 2.0) -> None:
+    def __init__(self, access, topic: str, prefix: str, interval_s: float = 2.0) -> None:
         from vitalwatch.producers.kafka_out import producer
 
         self.topic, self.prefix, self.interval_s = topic, prefix, interval_s
-        self.p = producer(bootstrap, **{"message.timeout.ms": 600_000})
+        self.p = producer(access, **{"message.timeout.ms": 600_000})
         self.sent: dict[str, float] = {}
         self.failed: list[str] = []
         self._stop = threading.Event()
@@ -77,8 +77,8 @@ class AlertLog:
     """Every record on the alert topic: the first server copy of each alert (with its reading's
     and its own Kafka time) and how many copies of each alert id the topic holds."""
 
-    def __init__(self, bootstrap: str, topic: str, prefix: str) -> None:
-        self.bootstrap, self.topic, self.prefix = bootstrap, topic, prefix
+    def __init__(self, access, topic: str, prefix: str) -> None:
+        self.access, self.topic, self.prefix = access, topic, prefix
         self.first: dict[str, dict[str, Any]] = {}
         self.copies: dict[str, int] = defaultdict(int)
         self._stop = threading.Event()
@@ -93,8 +93,8 @@ class AlertLog:
 
         from confluent_kafka import Consumer
 
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"vitalwatch-faults-{uuid.uuid4().hex[:8]}",
-                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c = Consumer(self.access.conf(**{"group.id": f"vitalwatch-watch-faults-{uuid.uuid4().hex[:8]}",
+                                         "auto.offset.reset": "earliest", "enable.auto.commit": False}))
         c.subscribe([self.topic])
         try:
             while not self._stop.is_set():

@@ -226,8 +226,8 @@ def run_faults(run: Run, env: dict[str, str], *, only: tuple[str, ...] = ("a", "
     """The whole run (module doc); the per-fault rows and the final accounting."""
     s = run.settings
     run.procs = AppProcesses(s, ["alerts", "lake", "serving", "notifier"], overlay=True, env=env, say=run.say)
-    run.log = AlertLog(run.endpoints.kafka_bootstrap, s.kafka.topics.alerts, run.prefix).start()
-    feed = CrisisFeed(run.endpoints.kafka_bootstrap, s.kafka.topics.observations, run.prefix)
+    run.log = AlertLog(run.endpoints.kafka("watch"), s.kafka.topics.alerts, run.prefix).start()
+    feed = CrisisFeed(run.endpoints.kafka("device"), s.kafka.topics.observations, run.prefix)
     try:
         run.procs.start_all()
         if not run.procs.wait_for(lambda: all(run.procs.reported(a) for a in ("alerts", "lake", "serving")), 600):

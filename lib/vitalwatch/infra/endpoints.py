@@ -3,10 +3,11 @@ from the state that ``vitalwatch infra up`` wrote."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from vitalwatch.config import Settings
+from vitalwatch.config import KafkaSecurityConfig, Settings
+from vitalwatch.infra.kafka_access import KafkaAccess, resolve_password
 from vitalwatch.infra.process import InfraError
 
 
@@ -15,16 +16,29 @@ class Endpoints:
     kafka_bootstrap: str
     mongo_uri: str | None
     es_nodes: str | None
+    kafka_ca_file: str | None = None
+    kafka_credentials_dir: str | None = None  # the local broker's per-role password files
+    kafka_security: KafkaSecurityConfig = field(default_factory=KafkaSecurityConfig)
+
+    def kafka(self, role: str) -> KafkaAccess:
+        """How ``role`` (a principal of ``kafka.security.acls``, or admin) reaches the broker."""
+        if not self.kafka_bootstrap:
+            raise InfraError("no Kafka endpoint resolved (resolve(settings, need=('kafka', ...)))")
+        sec = self.kafka_security
+        return KafkaAccess(self.kafka_bootstrap, role, resolve_password(role, sec, self.kafka_credentials_dir),
+                           ca_file=self.kafka_ca_file, mechanism=sec.mechanism, protocol=sec.protocol)
 
 
 def resolve(settings: Settings, need: tuple[str, ...] = ("kafka",)) -> Endpoints:
     """Endpoints for ``need`` (kafka, mongo, elasticsearch); fail clearly when one is missing."""
     state: dict[str, Any] = {}
-    if any(_unset(settings, n) for n in need):
+    sec = settings.kafka.security
+    if any(_unset(settings, n) for n in need) or ("kafka" in need and not sec.ca_file):
         from vitalwatch.infra.manager import InfraManager
 
         state = InfraManager(settings).read_state()
-    kafka = settings.kafka.bootstrap_servers or state.get("kafka", {}).get("bootstrap_servers")
+    ks = state.get("kafka", {})
+    kafka = settings.kafka.bootstrap_servers or ks.get("bootstrap_servers")
     mongo = settings.mongo.uri or state.get("mongo", {}).get("uri")
     es = settings.elasticsearch.nodes or state.get("elasticsearch", {}).get("nodes")
     found = {"kafka": kafka, "mongo": mongo, "elasticsearch": es}
@@ -34,7 +48,8 @@ def resolve(settings: Settings, need: tuple[str, ...] = ("kafka",)) -> Endpoints
             f"no endpoint for {', '.join(missing)}: set it in conf/ or the environment "
             f"(e.g. VITALWATCH__KAFKA__BOOTSTRAP_SERVERS), or start the local servers with "
             f"`vitalwatch infra up`")
-    return Endpoints(kafka or "", mongo, es)
+    return Endpoints(kafka or "", mongo, es, kafka_ca_file=sec.ca_file or ks.get("ca_file"),
+                     kafka_credentials_dir=ks.get("credentials_dir"), kafka_security=sec)
 
 
 def _unset(settings: Settings, name: str) -> bool:

@@ -123,6 +123,14 @@ class InfraManager:
         return LocalCA(self.work / "tls", ids, ca_days=t.ca_days, cert_days=t.cert_days,
                        renew_before_days=t.renew_before_days)
 
+    def ensure_ca(self) -> LocalCA:
+        """The local CA and certificates, created or renewed now if needed (under the lock
+        ``up`` holds): for a client that starts before ``infra up`` (a Spark session)."""
+        with self._lock():
+            ca = self.ca()
+            ca.ensure()
+            return ca
+
     def down(self, only: list[str] | None = None, progress: Any = None) -> None:
         with self._lock():
             state = self.read_state()

@@ -206,3 +206,50 @@ class LocalCA:
         """Each certificate's notAfter (for ``infra status``)."""
         return {n: f"{self._not_after(n):%Y-%m-%d}" for n in ["ca", *(i.name for i in self.identities)]
                 if self.path(n).exists()}
+
+
+def java_home() -> Path:
+    """The JDK Spark launches: ``$JAVA_HOME``, else the one ``java`` on the path belongs to."""
+    if home := os.environ.get("JAVA_HOME"):
+        return Path(home)
+    java = shutil.which("java")
+    if not java:
+        raise FileNotFoundError("no JDK: set JAVA_HOME or put java on the path")
+    return Path(os.path.realpath(java)).parent.parent
+
+
+def java_truststore(ca_file: Path, dest_dir: Path) -> Path:
+    """A JKS trust store of the JDK's CAs (``lib/security/cacerts``) plus ``ca_file``, for a JVM's
+    ``javax.net.ssl.trustStore``: the JVM keeps trusting the public CAs (Spark fetches its
+    connectors from Maven Central over HTTPS) and also trusts our servers. Named by the digest of
+    both inputs, so a rotated CA or an updated JDK gets a new store; written atomically, reused
+    while current. The store holds public certificates only: its password (random, never
+    written anywhere) guards integrity, and the JVM opens a JKS store without one."""
+    import hashlib
+    import secrets
+    import subprocess
+    import tempfile
+
+    home = java_home()
+    cacerts = home / "lib" / "security" / "cacerts"
+    keytool = home / "bin" / "keytool"
+    ca = Path(ca_file).read_bytes()
+    digest = hashlib.sha256(ca + b"\0" + cacerts.read_bytes()).hexdigest()[:16]
+    store = dest_dir / f"truststore-{digest}.jks"
+    if store.is_file():
+        return store
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "VW_STORE_PASS": secrets.token_urlsafe(18), "VW_SRC_PASS": "changeit"}
+    with tempfile.TemporaryDirectory(dir=dest_dir) as tmp:
+        part = Path(tmp) / store.name
+        for argv in ([str(keytool), "-importkeystore", "-noprompt", "-srckeystore", str(cacerts),
+                      "-srcstorepass:env", "VW_SRC_PASS", "-destkeystore", str(part), "-deststoretype", "JKS",
+                      "-deststorepass:env", "VW_STORE_PASS"],
+                     [str(keytool), "-importcert", "-noprompt", "-alias", "vitalwatch-local-ca", "-file", str(ca_file),
+                      "-keystore", str(part), "-storetype", "JKS", "-storepass:env", "VW_STORE_PASS"]):
+            out = subprocess.run(argv, env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"building the Java trust store {store} failed: {out.stdout}{out.stderr}")
+        os.chmod(part, 0o644)
+        os.replace(part, store)
+    return store

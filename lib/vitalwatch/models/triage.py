@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from vitalwatch.config import Settings
+from vitalwatch.infra.kafka_access import KafkaAccess
 
 FEATURES = ["age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach", "exang", "oldpeak",
             "slope", "ca", "thal"]
@@ -154,11 +155,12 @@ def score(spark: SparkSession, settings: Settings, csv: Path) -> DataFrame:
                       F.col("p_critical"), F.col("prediction"), F.col("row_index"))
 
 
-def publish(scored: DataFrame, bootstrap: str) -> dict[str, int]:
-    """Write the events to Kafka (topic per row); return counts per topic."""
+def publish(scored: DataFrame, access: KafkaAccess) -> dict[str, int]:
+    """Write the events to Kafka (topic per row) as ``access`` (the ``pipeline`` principal);
+    return counts per topic."""
     scored = scored.cache()
     (scored.select("key", "value", "topic").write.format("kafka")
-     .option("kafka.bootstrap.servers", bootstrap).save())
+     .options(**access.spark_options()).save())
     counts = {r["topic"]: int(r["count"]) for r in scored.groupBy("topic").count().collect()}
     scored.unpersist()
     return counts

@@ -17,10 +17,11 @@ from vitalwatch.pipeline.triggers import apply_trigger
 
 
 def kafka_stream(spark: SparkSession, settings: Settings, endpoints: Endpoints, topic: str) -> DataFrame:
-    """The raw Kafka source of ``topic`` (subscribe; offsets owned by the checkpoint)."""
+    """The raw Kafka source of ``topic`` (subscribe; offsets owned by the checkpoint), read as
+    the ``pipeline`` principal."""
     k = settings.kafka
     return (spark.readStream.format("kafka")
-            .option("kafka.bootstrap.servers", endpoints.kafka_bootstrap)
+            .options(**endpoints.kafka("pipeline").spark_options())
             .option("subscribe", topic)
             .option("startingOffsets", k.starting_offsets)
             .option("maxOffsetsPerTrigger", str(k.max_offsets_per_trigger))

@@ -8,8 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vitalwatch.producers.fhir import Message
+
+if TYPE_CHECKING:
+    from vitalwatch.infra.kafka_access import KafkaAccess
 
 
 @dataclass
@@ -25,21 +29,22 @@ class SendReport:
         return self.sent / self.seconds if self.seconds else 0.0
 
 
-def producer(bootstrap: str, **extra: object):
+def producer(access: KafkaAccess, **extra: object):
+    """An idempotent producer signed in as ``access``'s principal (``device`` for readings)."""
     from confluent_kafka import Producer
 
-    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                     "linger.ms": 5, "compression.type": "lz4", "queue.buffering.max.messages": 200000,
-                     **extra})
+    return Producer(access.conf(**{"enable.idempotence": True, "acks": "all", "linger.ms": 5,
+                                   "compression.type": "lz4", "queue.buffering.max.messages": 200000,
+                                   **extra}))
 
 
-def send(messages: Iterable[Message], bootstrap: str, topic: str, *, speedup: float = 0.0,
+def send(messages: Iterable[Message], access: KafkaAccess, topic: str, *, speedup: float = 0.0,
          rate: float = 0.0, on_sent: Callable[[Message], None] | None = None,
          should_stop: Callable[[], bool] | None = None,
          side: Callable[[Message], list[tuple[str, str, bytes]]] | None = None) -> SendReport:
     """Send ``messages`` in order. ``speedup`` > 0 paces by simulated time (that many simulated
     seconds per wall second); ``rate`` > 0 caps messages per second; both 0: as fast as possible."""
-    p = producer(bootstrap)
+    p = producer(access)
     rep = SendReport()
 
     def delivered(err, _msg) -> None:

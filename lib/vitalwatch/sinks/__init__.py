@@ -175,6 +175,6 @@ class Sinks:
         self._publish(records, None)
 
     def _publish(self, records: DataFrame, topic: str | None) -> None:
-        w = (records.write.format("kafka").option("kafka.bootstrap.servers", self.endpoints.kafka_bootstrap)
+        w = (records.write.format("kafka").options(**self.endpoints.kafka("pipeline").spark_options())
              .option("kafka.acks", "all").option("kafka.enable.idempotence", "true"))
         (w.option("topic", topic) if topic else w).save()

@@ -97,10 +97,14 @@ def user_password(settings: Settings, user: str, *, create: bool = False) -> str
 
 
 def user_uri(server_uri: str, user: str, password: str, database: str) -> str:
-    """A connection string for ``user`` (defined in ``database``) on the server of ``server_uri``."""
-    netloc = urlsplit(server_uri).netloc.rsplit("@", 1)[-1]
+    """A connection string for ``user`` (defined in ``database``) on the server of ``server_uri``,
+    with the server URI's TLS options (``tls``/``ssl``, ``tlsCAFile``, …) kept: a client never
+    falls back to plain text, and verifies the server against the same CA."""
+    parts = urlsplit(server_uri)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    tls = [kv for kv in parts.query.split("&") if kv.split("=", 1)[0].lower().startswith(("tls", "ssl"))]
     return (f"mongodb://{quote_plus(user)}:{quote_plus(password)}@{netloc}/"
-            f"?authSource={database}&directConnection=true")
+            f"?authSource={database}&directConnection=true" + "".join(f"&{kv}" for kv in tls))
 
 
 def pipeline_uri(settings: Settings, server_uri: str) -> str:
