@@ -380,8 +380,8 @@ def run(
 ) -> None:
     """The local main command: infra up, MongoDB roles and registry, a champion model (trained
     on the ICU data if the registry has none), the applications as separate processes (the
-    alert path first; the lake and serving copies; the notifier), the simulator with its
-    gateway's edge alerts, the dashboard, then a summary with the alert latency seen (in a
+    alert path first; the lake and serving copies; the notifier), the simulator (as a
+    device: readings only), the dashboard, then a summary with the alert latency seen (in a
     terminal the dashboard stays up until Ctrl-C)."""
     from vitalwatch.infra.endpoints import resolve
     from vitalwatch.infra.manager import InfraManager
@@ -438,7 +438,6 @@ def _run_apps(s, ep, procs, plan, speedup: float, duration: float):
     the latency printed at the end is the running pipeline's, not its start-up's), and run
     until the duration passes or everything sent has been processed. When the simulation
     started (None if the applications never came up)."""
-    import json
     import threading
     import time
     from datetime import UTC, datetime
@@ -446,7 +445,6 @@ def _run_apps(s, ep, procs, plan, speedup: float, duration: float):
     from vitalwatch.pipeline.health import lines, read_all
     from vitalwatch.pipeline.triggers import slowest_trigger_s
     from vitalwatch.producers.kafka_out import send
-    from vitalwatch.producers.simulator import gateway_alert
     from vitalwatch.producers.simulator import simulate as sim
 
     t0 = time.monotonic()
@@ -462,14 +460,10 @@ def _run_apps(s, ep, procs, plan, speedup: float, duration: float):
         return None
     stop, done, result = threading.Event(), threading.Event(), {}
 
-    def edge(m):
-        ev = gateway_alert(m, s.clinical)
-        return [(s.kafka.topics.alerts, ev["patient_id"], json.dumps(ev).encode())] if ev else []
-
     def produce() -> None:
         try:
-            result["report"] = send(sim(plan), ep.kafka("gateway"), s.kafka.topics.observations,
-                                    speedup=speedup, should_stop=stop.is_set, side=edge)
+            result["report"] = send(sim(plan), ep.kafka("device"), s.kafka.topics.observations,
+                                    speedup=speedup, should_stop=stop.is_set)
         except Exception as e:
             result["error"] = e
         finally:

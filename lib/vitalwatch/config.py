@@ -85,8 +85,8 @@ class TopicsConfig(BaseModel):
     gold_alerts: str = "vitals.gold.alerts"
 
 
-KafkaRole = Literal["admin", "device", "gateway", "pipeline", "notifier", "watch"]
-KAFKA_ROLES: tuple[str, ...] = ("admin", "device", "gateway", "pipeline", "notifier", "watch")
+KafkaRole = Literal["admin", "device", "pipeline", "notifier", "watch"]
+KAFKA_ROLES: tuple[str, ...] = ("admin", "device", "pipeline", "notifier", "watch")
 
 
 class KafkaGrant(BaseModel):
@@ -601,6 +601,16 @@ class Settings(BaseSettings):
     benchmark: BenchmarkConfig = BenchmarkConfig()
     alerts: AlertsConfig
     dashboard: DashboardConfig
+
+    @model_validator(mode="after")
+    def _notifier_group_granted(self) -> Settings:
+        """The notifier's consumer group must be one its Kafka principal is granted: otherwise
+        the broker refuses it and no webhook is sent."""
+        grant, group = self.kafka.security.acls.get("notifier"), self.alerts.notifier.consumer_group
+        if grant is not None and group not in grant.groups and not any(group.startswith(p) for p in grant.group_prefixes):
+            raise ValueError(f"alerts.notifier.consumer_group {group!r} is not granted to the notifier in "
+                             f"kafka.security.acls.notifier (groups {grant.groups}, prefixes {grant.group_prefixes})")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -1,6 +1,6 @@
 """The notifier on the real servers (Kafka, mongod --auth) with real local webhook receivers
 (ThreadingHTTPServer on 127.0.0.1): signed bodies; 500 and 429 retried and delivered once; the
-gateway's and the server's copy of an alert delivered once; routing by level; a black-holed
+two copies of an alert (a replayed batch) delivered once; routing by level; a black-holed
 receiver that delays only its own channel and then gets every alert exactly once; a redirect
 and a 404 failed for good (not followed, kept in ``deliveries``, nothing leaked to logs); a
 restart, a stop in the middle of a back-off and a rebuilt consumer group sending nothing twice;
@@ -162,7 +162,7 @@ def event(alert_id: str, level: str, source: str = "server", patient: str = "p1"
 
 
 def publish(endpoints: Endpoints, topic: str, values: list[bytes], key: str = "p1") -> None:
-    p = Producer(endpoints.kafka("gateway").conf(**{"enable.idempotence": True}))
+    p = Producer(endpoints.kafka("pipeline").conf(**{"enable.idempotence": True}))  # as the scoring app
     for v in values:
         p.produce(topic, key=key.encode(), value=v)
     assert p.flush(30) == 0
@@ -229,8 +229,8 @@ def test_signed_retried_routed_and_each_alert_delivered_once(base_settings: Sett
 
     pager, ward = receivers("pager", flaky), receivers("ward")
     s = settings_for(base_settings, endpoints, [pager.hook(["CRITICAL", "HIGH"]), ward.hook(["MEDIUM"])])
-    gateway_a1, server_a1 = event("a1", "CRITICAL", "gateway"), event("a1", "CRITICAL", "server")
-    publish(endpoints, s.kafka.topics.alerts, [gateway_a1, server_a1, event("a2", "HIGH"), event("a3", "MEDIUM"),
+    first_a1, replay_a1 = event("a1", "CRITICAL", "server"), event("a1", "CRITICAL", "server")
+    publish(endpoints, s.kafka.topics.alerts, [first_a1, replay_a1, event("a2", "HIGH"), event("a3", "MEDIUM"),
                                                event("a4", "LOW"), b"not an alert event"])
     run = Running(s, endpoints)
     wait_for(lambda: pager.delivered() == Counter(a1=1, a2=1) and ward.delivered() == Counter(a3=1), 30,
@@ -248,9 +248,9 @@ def test_signed_retried_routed_and_each_alert_delivered_once(base_settings: Sett
     for r in pager.requests + ward.requests:
         assert r["headers"]["Idempotency-Key"] == r["alert_id"]
     assert [r["headers"]["X-Vitalwatch-Attempt"] for r in pager.requests if r["alert_id"] == "a1"] == ["1", "2"]
-    assert {r["body"] for r in pager.requests if r["alert_id"] == "a1"} <= {gateway_a1, server_a1}
+    assert {r["body"] for r in pager.requests if r["alert_id"] == "a1"} <= {first_a1, replay_a1}
     assert report.invalid == 1 and report.unrouted == 1 and report.events == 5
-    assert report.duplicates + report.already_final == 1  # the gateway's and the server's copy of a1
+    assert report.duplicates + report.already_final == 1  # the two copies of a1
 
     db = admin_db(s, endpoints)
     docs = {d["_id"]: d for d in db.deliveries.find()}

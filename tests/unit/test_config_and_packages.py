@@ -73,3 +73,13 @@ def test_pipeline_mongo_uri_fails_fast_when_the_server_is_gone(uri: str, want: s
     assert pipeline_uri(s, "mongodb://127.0.0.1:27017") == want
     local = pipeline_uri(with_updates(s, mongo={"uri": None}), "mongodb://127.0.0.1:27017")
     assert local.startswith("mongodb://vitalwatch_pipeline:pw@127.0.0.1:27017/") and local.endswith("&serverSelectionTimeoutMS=1500")
+
+
+def test_the_notifier_group_must_be_granted_to_its_kafka_principal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("VITALWATCH__ALERTS__NOTIFIER__CONSUMER_GROUP", "vitalwatch-notifier-blue")
+    assert Settings().alerts.notifier.consumer_group == "vitalwatch-notifier-blue"  # within the prefix
+    monkeypatch.setenv("VITALWATCH__ALERTS__NOTIFIER__CONSUMER_GROUP", "notifications")
+    with pytest.raises(ValidationError, match="not granted to the notifier"):
+        Settings()

@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from vitalwatch.alerts.report import NotifierReport
 from vitalwatch.config import Settings
+from vitalwatch.infra.process import InfraError
 
 if TYPE_CHECKING:
     from vitalwatch.alerts.notifier import Notifier
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SUMMARY_EVERY_S = 60.0
+REFUSED = {"TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED",
+           "SASL_AUTHENTICATION_FAILED", "_AUTHENTICATION"}
 ERROR_LOG_EVERY_S = 30.0
 
 
@@ -44,11 +47,15 @@ class AlertConsumer:
             "on_commit": self._on_commit}))
         self.c.subscribe([settings.kafka.topics.alerts], on_assign=self._assigned, on_revoke=self._revoked)
         self.paused = False
+        self.user = access.user
+        self._refused_since: float | None = None
+        self._refusal = ""
         self._last_error_log = 0.0
         self.last_read = self._last_check = time.monotonic()  # a message arrived / the lag was looked at
 
     def _assigned(self, _c: Any, _parts: list[TopicPartition]) -> None:
         self.paused = False  # a new assignment starts fetching
+        self._refused_since = None  # the group and the topic were granted
 
     def _revoked(self, _c: Any, parts: list[TopicPartition]) -> None:
         """Commit what is final in the partitions leaving us, then forget them."""
@@ -59,12 +66,15 @@ class AlertConsumer:
     def poll_once(self, should_stop: Callable[[], bool]) -> None:
         for msg in self.c.consume(num_messages=200, timeout=0.5):
             if msg.error():
+                self._refused(msg.error())
                 self._kafka_error(msg.error())
                 continue
+            self._refused_since = None
             self.notifier.handle(msg, should_stop)
             self.last_read = time.monotonic()  # after handling, which may have waited on MongoDB
             if should_stop():
                 return
+        self._check_refused()
         self._flow_control()
 
     def _flow_control(self) -> None:
@@ -133,6 +143,26 @@ class AlertConsumer:
         except KafkaException:  # the broker is away: nothing to judge by yet
             return 0
         return waiting
+
+    def _refused(self, err: Any) -> None:
+        """The broker refusing this principal (authentication, or the topic or group not granted:
+        ``alerts.notifier.consumer_group`` outside ``kafka.security.acls.notifier``) for
+        ``stall_s`` in a row ends the notifier with the reason: idling while delivering nothing
+        would hide it. A refusal that clears sooner (a broker still loading its ACLs) does not."""
+        if getattr(err, "name", lambda: "")() not in REFUSED:
+            return
+        self._refused_since = self._refused_since or time.monotonic()
+        self._refusal = f"{err.name()}: {err.str()}"
+
+    def _check_refused(self) -> None:
+        """Raise once a refusal has not been followed by an assignment or a message for ``stall_s``."""
+        if self._refused_since is None:
+            return
+        waited = time.monotonic() - self._refused_since
+        if waited >= self.cfg.stall_s:
+            raise InfraError(f"notifier: the Kafka broker refuses {self.user!r} ({self._refusal}), nothing read for "
+                             f"{waited:.0f} s; check kafka.security.acls.notifier against "
+                             f"alerts.notifier.consumer_group ({self.cfg.consumer_group}) and the credentials")
 
     def _kafka_error(self, err: Any) -> None:
         now = time.monotonic()

@@ -5,7 +5,7 @@ committed only once every delivery it needs is *final* here (``delivered`` or ``
 a notifier that stops or crashes re-reads the event, finds the record and
 
 - skips a delivery already ``delivered`` or ``failed`` (a restart, a rebuilt consumer group, a
-  replayed topic, the gateway's and the server's copy of one alert: no second page);
+  replayed topic: no second page);
 - resumes a ``pending`` one with its attempt count and back-off (nothing is lost).
 
 The residual window, stated honestly: a POST that succeeded just before a crash, whose

@@ -1,7 +1,7 @@
 """Following alerts live from ``vitals.alerts`` (the source project's alert consumer).
 
-Delivery on the topic is at-least-once (a replayed micro-batch publishes again; a gateway
-publishes its edge alert before the server's), so the feed yields each ``alert_id`` once.
+Delivery on the topic is at-least-once (a replayed micro-batch publishes again), so the
+feed yields each ``alert_id`` once; a record that is not an alert event is skipped.
 Filters: a ward, or a caregiver (one of the alert's recipients)."""
 
 from __future__ import annotations
@@ -72,8 +72,10 @@ def follow(access: KafkaAccess, topic: str, *, keep: AlertFilter | None = None, 
                 continue
             try:
                 ev = json.loads(msg.value())
-            except ValueError:
+            except (TypeError, ValueError):  # a tombstone, not JSON
                 continue
+            if not isinstance(ev, dict) or not isinstance(ev.get("alert_id"), str):
+                continue  # not an alert event: never the end of the feed
             ev["_kafka_timestamp_ms"] = msg.timestamp()[1]
             if keep(ev) and dedupe.first(str(ev.get("alert_id"))):
                 yield ev
@@ -83,11 +85,11 @@ def follow(access: KafkaAccess, topic: str, *, keep: AlertFilter | None = None, 
 
 def describe(ev: dict[str, Any]) -> str:
     """One line for a terminal."""
-    who = ", ".join(f"{r['role']}={r['id']}" for r in ev.get("recipients") or []) or "-"
+    who = ", ".join(f"{r.get('role')}={r.get('id')}" for r in ev.get("recipients") or [] if isinstance(r, dict)) or "-"
     risk = ev.get("risk_6h")
     risk_s = f"risk6h={risk:.2f}" if isinstance(risk, int | float) else ""
     bp = f"BP {ev.get('systolic') or '?'}/{ev.get('diastolic') or '?'}"
-    return (f"{ev.get('level', '?'):8} {ev.get('kind', ''):9} {ev.get('patient_id')} ward={ev.get('ward', '-')} "
+    return (f"{ev.get('level') or '?'!s:8} {ev.get('kind') or ''!s:9} {ev.get('patient_id')} ward={ev.get('ward', '-')} "
             f"{bp} {risk_s} reasons={','.join(ev.get('reasons') or [])} → {who} [{ev.get('source')}] "
             f"{ev.get('effective_time')}")
 

@@ -6,7 +6,7 @@ alert topic (PRODUCT §5, §7). Here it delays only its own channel's workers.
 
 Per event: route it to every webhook whose ``levels`` include the event's level; per
 (alert_id, channel) claim the MongoDB ``deliveries`` record (a final one is skipped: restarts,
-rebuilt consumer groups and the gateway's copy of an alert send nothing twice), hand pending
+rebuilt consumer groups and replays send nothing twice), hand pending
 ones to the channel's workers (:mod:`vitalwatch.alerts.channel`), and commit the event's
 offset only once all its deliveries are final (:mod:`vitalwatch.alerts.offsets`). See
 :mod:`vitalwatch.alerts.deliveries` for the one residual at-least-once window."""

@@ -21,8 +21,9 @@ never move the patient's level; a late reading that is itself a crisis still rai
 alert marked ``late`` unless a CRITICAL alert was raised within the suppression window around it.
 
 Times are the readings' effective times, so a replay gives the same events, and
-``alert_id`` is a UUID-5 of (patient, observation, level): deterministic, and the same id a
-device gateway computes for its own crisis-now alert on that reading (so the two dedupe).
+``alert_id`` is a UUID-5 of (patient, observation, level): deterministic, so replays and
+restarts dedupe. Being predictable, it must come only from the pipeline: the Kafka ACLs let no
+other principal write the alert topic.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ class NotifierReport:
     ``events``: alert events read; ``invalid``: messages that were no alert event (logged);
     ``unrouted``: events no webhook takes (their level); ``already_final``: deliveries found
     ``delivered``/``failed`` in MongoDB and not sent again; ``duplicates``: a second event for a
-    delivery still in progress (the gateway's and the server's copy of one alert);
+    delivery still in progress (a replayed copy of one alert);
     ``channels``: per webhook, delivered / failed / retries / store_errors."""
 
     events: int = 0

@@ -88,7 +88,7 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
     import pymongo
 
     from vitalwatch.alerts.feed import alert_latencies, percentiles
-    from vitalwatch.infra.kafka import ensure_topics, topic_configs
+    from vitalwatch.infra.kafka import provision
     from vitalwatch.pipeline import STAGES
     from vitalwatch.pipeline.runner import run_continuous
     from vitalwatch.pipeline.triggers import slowest_trigger_s
@@ -99,8 +99,7 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
     say = progress or (lambda _m: None)
     tag = f"{int(rate) if rate else 'max'}-{uuid.uuid4().hex[:6]}"
     s = fresh(settings, work, tag)
-    ensure_topics(ep.kafka("admin"), list(s.kafka.topics.model_dump().values()), s.kafka.partitions,
-                  s.kafka.replication_factor, topic_configs(s))
+    provision(ep.kafka("admin"), s)  # its own topics, and the principals' grants on them
     mongo.init(s, ep.mongo_uri or "")
     steps = math.ceil(readings / (patients * READINGS_PER_STEP)) + 1
     cfg = s.simulator.model_copy(update={"patients": patients, "profile_mix": {"crisis_prone": 0.3,

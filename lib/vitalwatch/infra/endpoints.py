@@ -25,7 +25,9 @@ class Endpoints:
         if not self.kafka_bootstrap:
             raise InfraError("no Kafka endpoint resolved (resolve(settings, need=('kafka', ...)))")
         sec = self.kafka_security
-        return KafkaAccess(self.kafka_bootstrap, role, resolve_password(role, sec, self.kafka_credentials_dir),
+        local = self.kafka_credentials_dir is not None  # the local broker of `infra up`
+        return KafkaAccess(self.kafka_bootstrap, role,
+                           resolve_password(role, sec, self.kafka_credentials_dir, local_first=local),
                            ca_file=self.kafka_ca_file, mechanism=sec.mechanism, protocol=sec.protocol)
 
 
@@ -48,8 +50,9 @@ def resolve(settings: Settings, need: tuple[str, ...] = ("kafka",)) -> Endpoints
             f"no endpoint for {', '.join(missing)}: set it in conf/ or the environment "
             f"(e.g. VITALWATCH__KAFKA__BOOTSTRAP_SERVERS), or start the local servers with "
             f"`vitalwatch infra up`")
-    return Endpoints(kafka or "", mongo, es, kafka_ca_file=sec.ca_file or ks.get("ca_file"),
-                     kafka_credentials_dir=ks.get("credentials_dir"), kafka_security=sec)
+    local = bool(kafka) and kafka == ks.get("bootstrap_servers")  # the broker `infra up` started
+    return Endpoints(kafka or "", mongo, es, kafka_ca_file=sec.ca_file or (ks.get("ca_file") if local else None),
+                     kafka_credentials_dir=ks.get("credentials_dir") if local else None, kafka_security=sec)
 
 
 def _unset(settings: Settings, name: str) -> bool:

@@ -14,7 +14,14 @@ from vitalwatch.config import Settings
 from vitalwatch.infra import artifacts
 from vitalwatch.infra.kafka_access import KafkaAccess, ensure_password_file, resolve_password
 from vitalwatch.infra.kafka_acls import ensure_principals, grant, principals
-from vitalwatch.infra.process import InfraError, LocalServer, pick_port, start_detached, wait_until
+from vitalwatch.infra.process import (
+    InfraError,
+    LocalServer,
+    pick_port,
+    start_detached,
+    stop_pid,
+    wait_until,
+)
 
 LOG4J = """log4j.rootLogger=INFO, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
@@ -132,11 +139,15 @@ class KafkaServer(LocalServer):
                  "ca_file": str(self.dir.parent / "tls" / "ca.crt"), "credentials_dir": str(self.credentials),
                  "log": str(self.log_file),
                  "server": f"Apache Kafka {self.cfg.version} (KRaft, Maven Central jars), SASL_SSL/SCRAM, ACLs"}
-        wait_until(lambda: self.healthy(state), timeout_s=self.s.infra.start_timeout_s,
-                   what="Kafka broker", pid=pid, log_file=self.log_file)
-        admin = self.access(state, "admin")
-        ensure_principals(admin, self.s, {r: ensure_password_file(self.credentials, r) for r in principals(self.s)})
-        self.ensure_topics(admin)
+        try:
+            wait_until(lambda: self.healthy(state), timeout_s=self.s.infra.start_timeout_s,
+                       what="Kafka broker", pid=pid, log_file=self.log_file)
+            admin = self.access(state, "admin")
+            ensure_principals(admin, self.s, {r: ensure_password_file(self.credentials, r) for r in principals(self.s)})
+            self.ensure_topics(admin)
+        except BaseException:
+            stop_pid(pid)  # not recorded in the state yet: never leave it running untracked
+            raise
         return state
 
     def _format(self, jvm: list[str], props: Path, cluster_id: str, admin_pw: str) -> None:
@@ -157,7 +168,7 @@ class KafkaServer(LocalServer):
     def access(self, state: dict[str, Any], role: str) -> KafkaAccess:
         sec = self.s.kafka.security
         return KafkaAccess(state["bootstrap_servers"], role,
-                           resolve_password(role, sec, state.get("credentials_dir")),
+                           resolve_password(role, sec, state.get("credentials_dir"), local_first=True),
                            ca_file=state.get("ca_file"), mechanism=sec.mechanism, protocol=sec.protocol)
 
     def healthy(self, state: dict[str, Any]) -> bool:

@@ -60,12 +60,19 @@ class KafkaAccess:
         return o
 
 
-def resolve_password(role: str, sec: KafkaSecurityConfig, credentials_dir: str | None) -> str:
-    """``role``'s password from the environment, ``password_dir`` or the local credentials."""
+def resolve_password(role: str, sec: KafkaSecurityConfig, credentials_dir: str | None,
+                     *, local_first: bool = False) -> str:
+    """``role``'s password from the environment, ``password_dir`` or the local credentials
+    (``local_first``: the local broker's own files win, so a variable left in the shell for
+    another cluster cannot lock a local client out)."""
     if role not in KAFKA_ROLES:
         raise InfraError(f"unknown Kafka role {role!r}; known: {', '.join(KAFKA_ROLES)}")
-    pw = os.environ.get(password_env(role))
-    where = f"${password_env(role)}"
+    pw, where = None, ""
+    local = Path(os.path.expanduser(credentials_dir)) / role if credentials_dir else None
+    if local_first and local is not None and local.is_file():
+        pw, where = local.read_text().strip(), str(local)
+    if not pw:
+        pw, where = os.environ.get(password_env(role)), f"${password_env(role)}"
     if not pw:
         for d in (sec.password_dir, credentials_dir):
             f = Path(os.path.expanduser(d)) / role if d else None

@@ -45,10 +45,10 @@ def _key(b) -> tuple:
 
 
 def sync_acls(admin_access: KafkaAccess, settings: Settings, timeout_s: float = 30) -> tuple[int, int]:
-    """Create the configured ACLs and revoke any other on the configured topics and any other
-    group grant of our principals (a grant removed from ``conf/`` is gone after the next
-    ``infra up``; ACLs on other topics, e.g. a test's own, are left alone); returns (created,
-    revoked)."""
+    """Create the configured ACLs and revoke every other ALLOW of our principals, on any
+    resource (a grant removed from ``conf/`` is gone after the next ``infra up`` / ``kafka
+    init``); DENY entries and other principals' ACLs are left alone. Returns (created, revoked).
+    A test's grants on its own topics are revoked too: tests provision them again."""
     from confluent_kafka.admin import (
         AclBindingFilter,
         AclOperation,
@@ -60,14 +60,14 @@ def sync_acls(admin_access: KafkaAccess, settings: Settings, timeout_s: float = 
 
     admin = AdminClient(admin_access.conf())
     wanted = {_key(b): b for b in acl_bindings(settings)}
-    topics = set(settings.kafka.topics.model_dump().values())
-    principals = {f"User:{r}" for r in KAFKA_ROLES}
+    ours = {f"User:{r}" for r in KAFKA_ROLES}
     everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
                                   AclOperation.ANY, AclPermissionType.ANY)
     existing = {_key(b): b for b in admin.describe_acls(everything, request_timeout=timeout_s).result()}
     created = grant(admin_access, settings, timeout_s, existing=set(existing))
-    stale = [b for k, b in existing.items() if k not in wanted
-             and (b.name in topics or (b.restype == ResourceType.GROUP and b.principal in principals))]
+    # only our principals' grants: an operator's DENY or another consumer's ACL stays
+    stale = [b for k, b in existing.items() if k not in wanted and b.principal in ours
+             and b.permission_type == AclPermissionType.ALLOW]
     if stale:
         filters = [AclBindingFilter(b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
                                     b.operation, b.permission_type) for b in stale]
@@ -137,11 +137,13 @@ def _wait_signed_in(access: KafkaAccess, timeout_s: float) -> None:
     from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + timeout_s
-    while True:
+    client = AdminClient(access.conf(**{"socket.timeout.ms": 3000}))
+    last: object = "no broker in the metadata"
+    while time.monotonic() < deadline:
         try:
-            if AdminClient(access.conf(**{"socket.timeout.ms": 3000})).list_topics(timeout=3).brokers:
+            if client.list_topics(timeout=3).brokers:
                 return
         except Exception as e:
-            if time.monotonic() > deadline:
-                raise InfraError(f"Kafka: {access.user} cannot sign in: {e}") from e
+            last = e
         time.sleep(0.5)
+    raise InfraError(f"Kafka: {access.user} cannot sign in after {timeout_s:.0f} s: {last}")

@@ -94,9 +94,11 @@ def registry_entries(plan: SimulationPlan) -> list[dict]:
 
 
 def gateway_alert(m: Message, cfg: ClinicalConfig) -> dict | None:
-    """The device gateway's own crisis-now alert at the edge for a message carrying a
-    blood-pressure reading that is itself a crisis; ``alert_id`` is the one the server computes
-    for that reading at CRITICAL, so consumers see one alert (``source`` tells who was first)."""
+    """The crisis-now alert event a device gateway could compute at the edge for a message
+    carrying a blood-pressure reading that is itself a crisis: ``alert_id`` is the one the server
+    computes for that reading at CRITICAL. Devices and gateways may not publish it (Kafka ACLs:
+    a predicted id would pre-empt the genuine alert); the tests use it as the forgery to refuse
+    and to know which alert ids the server must raise."""
     import json
 
     from vitalwatch.alerts.policy import alert_id

@@ -4,8 +4,8 @@ and an Elasticsearch document) and the below-threshold assessment for ``vitals.n
 Schema version 1 fields: ``schema_version, alert_id, kind, level, previous_level,
 patient_id, observation_id, effective_time, reasons, late, risk_<h>h…, news2, crisis_now,
 systolic, diastolic, heart_rate, model_name, model_version, ward, recipients[{role,id}],
-source, raised_time, source_kafka_time``. ``source`` is ``server`` (this pipeline) or
-``gateway`` (a device gateway's crisis-now alert at the edge, same ``alert_id``)."""
+source, raised_time, source_kafka_time``. ``source`` is ``server`` (this pipeline; only
+the pipeline's Kafka principal may write the alert topic)."""
 
 from __future__ import annotations
 
