@@ -3,7 +3,6 @@ run with ``java`` from the Apache Kafka jars on Maven Central."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import uuid
@@ -21,6 +20,7 @@ from vitalwatch.infra.process import (
     start_detached,
     stop_pid,
     wait_until,
+    write_private,
 )
 
 LOG4J = """log4j.rootLogger=INFO, stdout
@@ -121,7 +121,7 @@ class KafkaServer(LocalServer):
                              f"{self.credentials}); stop the servers and remove {self.dir} to start afresh")
         admin_pw = ensure_password_file(self.credentials, "admin")
         props = self.dir / "server.properties"  # holds the broker's own passwords: 0600
-        _write_private(props, self._properties(port, cport, data, admin_pw,
+        write_private(props, self._properties(port, cport, data, admin_pw,
                                                ensure_password_file(self.credentials, "controller")))
         (self.dir / "log4j.properties").write_text(LOG4J)
         cp = f"{libs}/*"
@@ -155,7 +155,7 @@ class KafkaServer(LocalServer):
         arguments file (``@file``), never on the command line."""
         sec = self.s.kafka.security
         args = self.dir / "format.args"
-        _write_private(args, "\n".join(["format", f"--cluster-id={cluster_id}", "-c", str(props), "--add-scram",
+        write_private(args, "\n".join(["format", f"--cluster-id={cluster_id}", "-c", str(props), "--add-scram",
                                         f"{sec.mechanism}=[name=admin,iterations={sec.scram_iterations},"
                                         f"password={admin_pw}]", ""]))
         try:
@@ -181,16 +181,6 @@ class KafkaServer(LocalServer):
     def ensure_topics(self, admin: KafkaAccess) -> None:
         ensure_topics(admin, list(self.s.kafka.topics.model_dump().values()),
                       self.s.kafka.partitions, self.s.kafka.replication_factor, topic_configs(self.s))
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``, readable by its owner only from the first byte."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _random_cluster_id() -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vitalwatch.config import KAFKA_ROLES, KafkaSecurityConfig
-from vitalwatch.infra.process import InfraError
+from vitalwatch.infra.process import InfraError, write_private
 
 # SCRAM passwords travel inside a JAAS line (Spark) and a StorageTool argument: keep them to
 # characters neither needs to quote.
@@ -94,7 +94,5 @@ def ensure_password_file(credentials_dir: Path, role: str) -> str:
     os.chmod(credentials_dir, 0o700)
     f = credentials_dir / role
     if not f.exists():
-        fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(24))
+        write_private(f, secrets.token_hex(24))
     return f.read_text().strip()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from vitalwatch.config import Settings
 from vitalwatch.infra.elasticsearch import ElasticsearchServer
 from vitalwatch.infra.kafka import KafkaServer
 from vitalwatch.infra.mongo import MongoServer
-from vitalwatch.infra.process import InfraError, pid_alive, stop_pid
+from vitalwatch.infra.process import InfraError, pid_alive, stop_pid, write_private
 from vitalwatch.infra.tls import Identity, LocalCA
 
 SERVER_NAMES = ("kafka", "mongo", "elasticsearch")
@@ -65,10 +64,7 @@ class InfraManager:
 
     def _write_state(self, state: dict[str, Any]) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.touch(mode=0o600)
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self.state_file)
+        write_private(self.state_file, json.dumps(state, indent=2))
 
     @contextmanager
     def _lock(self) -> Iterator[None]:

@@ -14,7 +14,6 @@ certificate. Client certificates are not required (accounts authenticate with SC
 from __future__ import annotations
 
 import importlib.util
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from vitalwatch.infra.process import (
     start_detached,
     unprivileged,
     wait_until,
+    write_private,
 )
 
 
@@ -76,8 +76,7 @@ class MongoServer(LocalServer):
         if self.secret_file.exists():
             return self.secret_file.read_text().strip()
         pw = secrets.token_urlsafe(24)
-        self.secret_file.touch(mode=0o600)
-        self.secret_file.write_text(pw)
+        write_private(self.secret_file, pw)
         return pw
 
     def _tls_args(self) -> list[str]:
@@ -91,12 +90,7 @@ class MongoServer(LocalServer):
         self.tls_dir.mkdir(mode=0o711, parents=True, exist_ok=True)  # its user enters it (setpriv)
         copies = {"mongo.pem": self.server_pem, "ca.crt": self.ca_file}
         for name, src in copies.items():
-            part = self.tls_dir / f".{name}.tmp"
-            part.unlink(missing_ok=True)
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(src.read_bytes())
-            os.replace(part, self.tls_dir / name)
+            write_private(self.tls_dir / name, src.read_bytes(), mode=0o400)
         unprivileged(self.cfg.run_as_user, "mongod", self.tls_dir)  # as root: hand them to its user
         return ["--tlsMode", "requireTLS", "--tlsCertificateKeyFile", str(self.tls_dir / "mongo.pem"),
                 "--tlsCAFile", str(self.tls_dir / "ca.crt"), "--tlsAllowConnectionsWithoutCertificates"]

@@ -186,3 +186,14 @@ def _check_traversable(path: Path, uid: int, what: str) -> None:
         if st.st_uid != uid and not st.st_mode & 0o001:
             raise InfraError(f"{what} runs as uid {uid} but cannot enter {p} (mode "
                              f"{oct(st.st_mode & 0o777)}); choose an infra.work_dir it can reach")
+
+
+def write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically, with ``mode`` from the first byte: secrets,
+    keys and state are never readable by others, nor seen half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
