@@ -12,6 +12,9 @@ Measurements:
   (started if they are not), event → alert latency at fixed offered loads, and the maximum;
 - soak: one load (5,000/s) held for minutes, with the scoring query's backlog sampled throughout:
   sustained, not just absorbed as a burst;
+- api: p50/p95/p99 of the REST API's ``GET /api/v1/patients`` over a ward of 10,000 patients and
+  of a patient's 24 h observations, as a signed-in clinician over HTTPS with a real HTTP client
+  (httpx), the API as ``vitalwatch api`` runs it (:mod:`vitalwatch.bench.api`);
 - faults (only with ``--only faults``, about 15 minutes): the applications as separate processes
   while Elasticsearch, mongod, the broker, the webhook receiver, the alert app and the lake app
   fail in turn — event → alert p50/p99 before, during and after each, and the time each store
@@ -31,7 +34,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-MEASUREMENTS = ("parse", "scoring", "memory", "e2e", "soak", "faults")
+MEASUREMENTS = ("parse", "scoring", "memory", "e2e", "soak", "api", "faults")
 console = Console() if sys.stdout.isatty() else Console(width=170)  # a log keeps the tables whole
 
 
@@ -49,7 +52,8 @@ def main(
     if smoke:
         b = b.model_copy(update={"parse_patients": 5, "parse_hours": 2, "score_vectors": 2000, "repeat": 1,
                                  "memory_patients": [200], "memory_readings": 31, "memory_state_buckets": 16,
-                                 "e2e_loads": [100], "e2e_seconds": 10, "e2e_readings_per_patient": 50})
+                                 "e2e_loads": [100], "e2e_seconds": 10, "e2e_readings_per_patient": 50,
+                                 "api_patients": 200, "api_requests": 20})
     todo = only or [m for m in MEASUREMENTS if m != "faults" and not (smoke and m == "soak")]  # the smoke's e2e runs its code
     unknown = set(todo) - set(MEASUREMENTS)
     if unknown:
@@ -73,6 +77,8 @@ def main(
         result["soak"] = _e2e(s, b, master, [(b.soak_rate, int(b.soak_rate * b.soak_seconds))],
                               f"soak: {b.soak_rate:,.0f} readings/s held for {b.soak_seconds:,.0f} s",
                               growth_limit=b.soak_backlog_growth)
+    if "api" in todo:
+        result["api"] = _api(s, b, master)
     if "faults" in todo:
         result["faults"] = _faults(s, b)
     path = out or s.path(b.out)
@@ -166,6 +172,38 @@ def _memory(s, b, master: str) -> list[dict]:
     console.print(t)
     return runs
 
+
+def _api(s, b, master: str) -> dict:
+    """The REST API on a ward of its own (a fresh lake and MongoDB database, dropped after)."""
+    from vitalwatch.bench.api import admin_uri, fresh, measure
+    from vitalwatch.infra.manager import InfraManager
+    from vitalwatch.spark import build_session
+
+    work = s.path(b.out).parent
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vw-bench-api-", dir=work) as tmp, console.status("api") as st:
+        if not s.mongo.uri:
+            InfraManager(s).up(only=["mongo"], progress=st.update)  # the local server (idempotent)
+        fs = fresh(s, Path(tmp))
+        spark = build_session(fs, app_name="vitalwatch-benchmark-api", master=master)
+        log = work / "api-uvicorn.log"  # this run's (the server appends)
+        log.unlink(missing_ok=True)
+        run = measure(spark, fs, admin_uri(fs), b.api_patients, b.api_requests, log=log, stop_spark=True,
+                      progress=st.update)
+    t = Table(title=f"REST API over {'HTTPS' if run.tls else 'HTTP'}, a ward of {run.patients:,} patients, "
+                    f"one client, one request at a time (after {run.warmup} warm-up requests)")
+    for c in ("endpoint", "requests", "p50 ms", "p95 ms", "p99 ms", "mean ms", "first ms", "items", "total"):
+        t.add_column(c, justify="left" if c == "endpoint" else "right")
+    for e in run.endpoints:
+        t.add_row(e.endpoint, f"{e.requests:,}", f"{e.p50_ms:.1f}", f"{e.p95_ms:.1f}", f"{e.p99_ms:.1f}",
+                  f"{e.mean_ms:.1f}", f"{e.cold_ms:.0f}", f"{e.items:,}", f"{e.total:,}")
+    console.print(t)
+    console.print(f"  items = one page (api.page_size {s.api.page_size}), total = all pages; first = the first "
+                  f"request after the API started (its cold reads), not among the timed ones;\n  observations: the "
+                  f"default {s.api.default_hours:g} h window over {run.featured_hours:g} h of a featured patient's "
+                  f"vitals; ward built in {run.build_s:.0f} s, API up in {run.start_s:.1f} s; load average (1 min) "
+                  f"{' → '.join(f'{x:.1f}' for x in run.load_avg)} while timed (log: {log})")
+    return run.as_dict()
 
 
 def _faults(s, b) -> dict:

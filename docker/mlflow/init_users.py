@@ -6,8 +6,9 @@ MLFLOW_TRACKING_PASSWORD in its environment, which the MLflow client reads nativ
 
 - ``vitalwatch_trainer`` registers the models, so it manages them (MANAGE: a creator's right;
   granted here too once a model exists, e.g. after a restore);
-- ``vitalwatch_pipeline`` (the alert app loads the champion) and ``vitalwatch_dashboard`` (the
-  champion's page) only read them (READ): neither can register a version or move ``champion``.
+- ``vitalwatch_pipeline`` (the alert app loads the champion), ``vitalwatch_dashboard`` (the
+  champion's page) and ``vitalwatch_api`` (``/api/v1/model``) only read them (READ): none can
+  register a version or move ``champion``.
 
 A user that exists gets the password from the environment again (so changing it in docker/.env
 and re-running takes effect). Runs as the admin (MLFLOW_TRACKING_USERNAME/PASSWORD); passwords
@@ -25,6 +26,7 @@ USERS = {
     "vitalwatch_trainer": ("VITALWATCH_MLFLOW_TRAINER_PASSWORD", "MANAGE"),
     "vitalwatch_pipeline": ("VITALWATCH_MLFLOW_PIPELINE_PASSWORD", "READ"),
     "vitalwatch_dashboard": ("VITALWATCH_MLFLOW_DASHBOARD_PASSWORD", "READ"),
+    "vitalwatch_api": ("VITALWATCH_MLFLOW_API_PASSWORD", "READ"),
 }
 
 

@@ -56,6 +56,11 @@ if (vw.getRole("vitalwatch_dashboard") === null) {
 } else {
   vw.updateRole("vitalwatch_dashboard", {privileges: [{"resource": {"db": "vitalwatch", "collection": "patients"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "risk_scores"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "alerts"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "alert_acks"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "dashboard_users"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "pipeline_progress"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "alert_acks"}, "actions": ["insert"]}, {"resource": {"db": "vitalwatch", "collection": "audit"}, "actions": ["find", "insert"]}, {"resource": {"db": "vitalwatch", "collection": "sign_in_throttle"}, "actions": ["find", "insert", "remove", "update"]}], roles: []});
 }
+if (vw.getRole("vitalwatch_api") === null) {
+  vw.createRole({role: "vitalwatch_api", privileges: [{"resource": {"db": "vitalwatch", "collection": "patients"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "alerts"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "alert_acks"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "dashboard_users"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "pipeline_progress"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "alert_acks"}, "actions": ["insert"]}, {"resource": {"db": "vitalwatch", "collection": "audit"}, "actions": ["insert"]}, {"resource": {"db": "vitalwatch", "collection": "sign_in_throttle"}, "actions": ["find", "insert", "remove", "update"]}], roles: []});
+} else {
+  vw.updateRole("vitalwatch_api", {privileges: [{"resource": {"db": "vitalwatch", "collection": "patients"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "alerts"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "alert_acks"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "dashboard_users"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "pipeline_progress"}, "actions": ["find"]}, {"resource": {"db": "vitalwatch", "collection": "alert_acks"}, "actions": ["insert"]}, {"resource": {"db": "vitalwatch", "collection": "audit"}, "actions": ["insert"]}, {"resource": {"db": "vitalwatch", "collection": "sign_in_throttle"}, "actions": ["find", "insert", "remove", "update"]}], roles: []});
+}
 if (vw.getRole("vitalwatch_notifier") === null) {
   vw.createRole({role: "vitalwatch_notifier", privileges: [{"resource": {"db": "vitalwatch", "collection": "deliveries"}, "actions": ["find", "insert", "update"]}], roles: []});
 } else {
@@ -89,6 +94,12 @@ if (vw.getUser("vitalwatch_dashboard") === null) {
   vw.createUser({user: "vitalwatch_dashboard", pwd: process.env.VITALWATCH_MONGO_DASHBOARD_PASSWORD, roles: [{"role": "vitalwatch_dashboard", "db": "vitalwatch"}]});
 } else {
   vw.updateUser("vitalwatch_dashboard", {pwd: process.env.VITALWATCH_MONGO_DASHBOARD_PASSWORD, roles: [{"role": "vitalwatch_dashboard", "db": "vitalwatch"}]});
+}
+if (!process.env.VITALWATCH_MONGO_API_PASSWORD) { throw new Error('set VITALWATCH_MONGO_API_PASSWORD'); }
+if (vw.getUser("vitalwatch_api") === null) {
+  vw.createUser({user: "vitalwatch_api", pwd: process.env.VITALWATCH_MONGO_API_PASSWORD, roles: [{"role": "vitalwatch_api", "db": "vitalwatch"}]});
+} else {
+  vw.updateUser("vitalwatch_api", {pwd: process.env.VITALWATCH_MONGO_API_PASSWORD, roles: [{"role": "vitalwatch_api", "db": "vitalwatch"}]});
 }
 if (!process.env.VITALWATCH_MONGO_NOTIFIER_PASSWORD) { throw new Error('set VITALWATCH_MONGO_NOTIFIER_PASSWORD'); }
 if (vw.getUser("vitalwatch_notifier") === null) {

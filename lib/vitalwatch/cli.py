@@ -377,6 +377,7 @@ def run(
     malformed: Annotated[float, typer.Option(help="fraction of malformed messages to inject")] = 0.02,
     crisis_prone: Annotated[float, typer.Option(help="share of crisis-prone simulated patients")] = 0.3,
     dashboard: Annotated[bool, typer.Option(help="serve the clinicians' dashboard while it runs")] = True,
+    api: Annotated[bool, typer.Option(help="serve the REST and FHIR API while it runs")] = True,
 ) -> None:
     """The local main command: infra up, MongoDB roles and registry, a champion model (trained
     on the ICU data if the registry has none), the applications as separate processes (the
@@ -403,6 +404,7 @@ def run(
         train(source="icu", patients=None, sequences=None, num_workers=None, device=None, trees=None,
               random_forest=False)
     board = _start_dashboard(s) if dashboard else None
+    api_proc = _start_api(s) if api else None
     with console.status("starting Spark for the simulation plan and the summary"):
         spark = build_session(s, app_name="vitalwatch-local", master="local[1]")
     plan = _simulation_plan(spark, s, hours, cfg)
@@ -422,15 +424,17 @@ def run(
         show(sample=8)
         _gold_summary(spark, s, ep, since=started)
         if board is not None and sys.stdin.isatty():
-            console.log("the dashboard stays up (the pipeline has stopped); Ctrl-C ends it")
+            console.log("the dashboard and API stay up (the pipeline has stopped); Ctrl-C ends them")
             board.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        if board is not None:
-            from vitalwatch.dashboard.serve import stop as stop_dashboard
+        from vitalwatch.api.server import stop as stop_api
+        from vitalwatch.dashboard.serve import stop as stop_dashboard
 
-            stop_dashboard(board)
+        for proc, stop_it in ((board, stop_dashboard), (api_proc, stop_api)):
+            if proc is not None:
+                stop_it(proc)
 
 
 def _run_apps(s, ep, procs, plan, speedup: float, duration: float):
@@ -522,6 +526,23 @@ def _start_dashboard(s):
            else f"; created demo user {demo.username}, password {demo.password} (shown this once; also in {demo.file})"
            if demo.created else f"; demo user {demo.username} (its password: {demo.file})")
     console.log(f"dashboard: {url(s)}{who} (log: {log})")
+    return proc
+
+
+def _start_api(s):
+    """The REST/FHIR API in the background (the pipeline runs without it if it fails)."""
+    from vitalwatch.api.server import ca_file, start, url
+
+    log = s.path(s.infra.work_dir) / "api" / "uvicorn.log"
+    log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        proc = start(s, log=log)
+    except (RuntimeError, TimeoutError) as e:
+        console.print(f"[yellow]API not started:[/yellow] {e}")
+        return None
+    ca = ca_file(s)
+    console.log(f"API: {url(s)}/api/v1/docs (the dashboard's users; POST /api/v1/token"
+                + (f"; curl --cacert {ca}" if ca else "") + f"; log: {log})")
     return proc
 
 
@@ -918,6 +939,25 @@ def dashboard(
         raise typer.Exit(subprocess.call(command(s, port)))
     except KeyboardInterrupt:
         pass
+
+
+@app.command()
+def api(
+    port: Annotated[int | None, typer.Option(help="port (default: conf api.port)")] = None,
+) -> None:
+    """Serve the REST and FHIR API (/api/v1, /fhir; OpenAPI at /api/v1/openapi.json, docs at
+    /api/v1/docs) with uvicorn on api.host:port until Ctrl-C: the dashboard's users and roles,
+    bearer tokens from POST /api/v1/token. Needs the local servers and `vitalwatch mongo init`."""
+    import os
+
+    from vitalwatch.api.server import ca_file, command, url
+
+    s = get_settings()
+    _mongo_init(s)
+    trust = "" if s.api.tls_cert_file or not s.api.tls else f" (TLS: trust {ca_file(s)})"
+    console.log(f"API on {url(s, port)}/api/v1/docs{trust} (Ctrl-C stops)")
+    cmd = command(s, port)
+    os.execv(cmd[0], cmd)  # uvicorn takes this process: a container's stop signal reaches it
 
 
 @alerts_app.command("watch")

@@ -416,6 +416,8 @@ class BenchmarkConfig(BaseModel):
     soak_rate: float = Field(5000, gt=0)       # soak: one load held for minutes, whose backlogs show
     soak_seconds: float = Field(300, gt=0)     # ... whether the rate is sustained, not just absorbed
     soak_backlog_growth: float = Field(1.25, gt=0)  # ... sustained only if the scoring backlog grows no more
+    api_patients: int = Field(10_000, ge=1)    # API: GET /patients over a ward of this many patients ...
+    api_requests: int = Field(200, ge=1)       # ... timed requests of each endpoint (after warm-up)
     out: str = ".work/benchmark/latest.json"
 
 
@@ -563,6 +565,36 @@ class DashboardConfig(BaseModel):
     roles: dict[str, DashboardRole]
 
 
+class ApiConfig(BaseModel):
+    """The REST and FHIR API (``vitalwatch api``, lib/vitalwatch/api/): the dashboard's users and
+    roles (``dashboard.roles``), its own MongoDB account and token key."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8600, ge=0)
+    # HTTPS: the local CA's `api` certificate (infra.tls), or these files (compose mounts them)
+    tls: bool = True
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    mongo_user: str = "vitalwatch_api"           # its own MongoDB account (mongo.security.users)
+    token_minutes: float = Field(15, gt=0, le=720)  # an access token's life; then sign in again
+    # HS256 key: $VITALWATCH_API_TOKEN_KEY, else this file, else (null) a generated 0600 file
+    # under infra.work_dir/api; it never leaves the API process
+    token_key_file: str | None = None
+    issuer: str = "vitalwatch"
+    audience: str = "vitalwatch-api"
+    page_size: int = Field(100, ge=1)            # items per page unless ?limit= says fewer or more ...
+    max_page_size: int = Field(1000, ge=1)       # ... up to this
+    default_hours: float = Field(24, gt=0)       # a patient's history: this far back unless ?since=
+    max_range_hours: float = Field(24 * 31, gt=0)  # the longest since..until one request may read
+    cache_seconds: float = Field(2, ge=0)        # a table's Delta log is looked at most this often
+
+    @model_validator(mode="after")
+    def _page_sizes(self) -> ApiConfig:
+        if self.page_size > self.max_page_size:
+            raise ValueError("api.page_size may not exceed api.max_page_size")
+        return self
+
+
 class _YamlSource(PydanticBaseSettingsSource):
     """Feeds the merged YAML layers to pydantic-settings below the environment."""
 
@@ -601,6 +633,7 @@ class Settings(BaseSettings):
     benchmark: BenchmarkConfig = BenchmarkConfig()
     alerts: AlertsConfig
     dashboard: DashboardConfig
+    api: ApiConfig = ApiConfig()
 
     @model_validator(mode="after")
     def _notifier_group_granted(self) -> Settings:

@@ -1,7 +1,7 @@
 """The benchmark job's smoke run (``./spark-submit.sh jobs/benchmark.py --smoke``): every engine runs on the same
 messages and vectors, on the real components (Spark 3.5 with its Maven jars, Pathling's own
-Spark 4.0 environment from PyPI and Maven Central, fhir.resources, the registered champion).
-Speed is printed, never asserted; what is asserted is that the comparison compares like with
+Spark 4.0 environment from PyPI and Maven Central, fhir.resources, the registered champion), and the
+REST API is timed over HTTPS on a ward of its own. Speed is printed, never asserted; what is asserted is that the comparison compares like with
 like."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from vitalwatch.config import Settings
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(1200)  # the job's own limit below, and the session fixtures' setup
 def test_the_smoke_benchmark_compares_every_engine_on_the_same_input(trained: Settings, endpoints, tmp_path) -> None:
     out = tmp_path / "bench.json"
     env = {**os.environ, "VITALWATCH__MODELS__MLFLOW_DIR": trained.models.mlflow_dir,
@@ -32,7 +33,7 @@ def test_the_smoke_benchmark_compares_every_engine_on_the_same_input(trained: Se
     # as README runs it: through spark-submit.sh, so the library is the shipped zip and Pathling's
     # subprocess must leave this Spark's environment behind
     proc = subprocess.run([str(ROOT / "spark-submit.sh"), "--master", "local[2]", "jobs/benchmark.py", "--smoke",
-                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=840)
+                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1080)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "benchmark-smoke.txt").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -82,3 +83,12 @@ def test_the_smoke_benchmark_compares_every_engine_on_the_same_input(trained: Se
     assert line[-1]["queries"]["silver_vital_signs"]["backlog"] is None  # a Delta source has no Kafka backlog
     assert 0 < e2e["busy"]["gold_risk_scores"] <= 1.5  # batch time ÷ wall time (a batch may start before the send)
     assert "end to end" in proc.stdout and "soak" not in res  # the smoke leaves the minutes-long soak out
+
+    api = res["api"]  # the REST API over HTTPS on a ward of 200 patients, 20 timed requests of each endpoint
+    assert api["patients"] == 200 and api["tls"] and api["start_s"] > 0
+    patients, observations = api["endpoints"]
+    assert patients["endpoint"] == "GET /api/v1/patients" and patients["total"] == 200 and patients["items"] == 100
+    assert observations["endpoint"].endswith("/observations") and observations["total"] > observations["items"] == 100
+    for e in (patients, observations):
+        assert e["requests"] == 20 and 0 < e["p50_ms"] <= e["p95_ms"] <= e["p99_ms"] <= e["max_ms"]
+    assert "REST API over HTTPS" in proc.stdout and "faults" not in res

@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ARTIFACTS, ROOT, with_updates
-from tests.integration import dashboard_lake
+from vitalwatch.bench.ward import build as build_ward
 from vitalwatch.config import Settings
 from vitalwatch.dashboard import auth
 from vitalwatch.sinks import mongo
@@ -37,7 +37,7 @@ def ward(spark, trained: Settings, endpoints, tmp_path_factory):
                      dashboard={"bcrypt_rounds": 4, "refresh_seconds": 3600})
     mongo.init(s, endpoints.mongo_uri)
     admin = pymongo.MongoClient(endpoints.mongo_uri)[s.mongo.database]
-    w = dashboard_lake.build(spark, s, admin, PATIENTS)
+    w = build_ward(spark, s, admin, PATIENTS)
     for user, (role, pw) in PASSWORDS.items():
         assert auth.create_user(admin, s, user, pw, role, user.upper())
     env = {"VITALWATCH__LAKE__ROOT": s.lake.root, "VITALWATCH__LAKE__CHECKPOINT_ROOT": s.lake.checkpoint_root,

@@ -20,7 +20,7 @@ COMMANDS = [[], ["infra"], ["infra", "up"], ["infra", "down"], ["infra", "status
             ["models", "show"], ["models", "history"], ["models", "seal"], ["triage"], ["triage", "train"], ["triage", "score"],
             ["mongo"], ["mongo", "init"], ["mongo", "script"], ["patients"], ["patients", "register"],
             ["alerts"], ["alerts", "watch"], ["alerts", "ack"], ["search"], ["search", "init"],
-            ["search", "kibana-import"], ["notify"]]
+            ["search", "kibana-import"], ["notify"], ["api"], ["dashboard"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "vitalwatch")

@@ -3,7 +3,8 @@ without any one of its secrets, and every service's entry point, command, job, C
 mounted file exists in the image it runs in; the environment it passes lands in real settings
 fields. Security (issue 19): Elasticsearch with security and TLS, Kibana behind a login on the
 loopback address, MLflow with basic-auth, Spark with spark.authenticate and its secret only in
-the environment, each secret held only by the services env.example names — and the set-up
+the environment, each secret held only by the services env.example names, the REST/FHIR API
+(HTTPS, its own account, certificate and keys, no Java in its image) — and the set-up
 scripts (certificates, Elasticsearch users/roles/API key, MLflow users, Kibana import) run
 against fakes of the servers they talk to."""
 
@@ -35,7 +36,7 @@ DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 STACK = {"kafka", "kafka-init", "mongo", "tls-init", "elasticsearch", "es-security-init", "kibana", "mlflow", "mlflow-init",
          "spark-master", "spark-worker", "search-init", "kibana-init", "trainer", "pipeline-alerts", "pipeline-lake",
-         "pipeline-serving", "notifier", "dashboard"}
+         "pipeline-serving", "notifier", "dashboard", "api"}
 APPS = ("alerts", "lake", "serving")
 PIPELINE = {f"pipeline-{a}" for a in APPS}
 SPARK_PROCESSES = {"spark-master", "spark-worker", *PIPELINE}
@@ -126,6 +127,10 @@ def test_compose_config_accepts_the_stack(stack: dict) -> None:
     assert svc["search-init"]["depends_on"]["es-security-init"]["condition"] == "service_completed_successfully"
     assert svc["trainer"]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
     assert svc["dashboard"]["depends_on"]["mlflow-init"]["condition"] == "service_completed_successfully"
+    for name in ("dashboard", "api"):   # users and certificates before the apps that sign in and serve with them
+        for dep, condition in (("mongo", "service_healthy"), ("mlflow-init", "service_completed_successfully"),
+                               ("tls-init", "service_completed_successfully")):
+            assert svc[name]["depends_on"][dep]["condition"] == condition, (name, dep)
 
 
 # -- secrets -------------------------------------------------------------------------------------
@@ -141,6 +146,7 @@ def test_no_service_holds_another_services_password(stack: dict) -> None:
     assert all("mongo" in h for n, h in holders.items() if n.startswith("VITALWATCH_MONGO_"))
     assert holders["VITALWATCH_MONGO_PIPELINE_PASSWORD"] == {"mongo", *PIPELINE}
     assert holders["VITALWATCH_MONGO_DASHBOARD_PASSWORD"] == {"mongo", "dashboard"}
+    assert holders["VITALWATCH_MONGO_API_PASSWORD"] == {"mongo", "api"}
     assert holders["VITALWATCH_MONGO_NOTIFIER_PASSWORD"] == {"mongo", "notifier"}
     assert holders["VITALWATCH_ELASTIC_PASSWORD"] == {"elasticsearch", "es-security-init"}
     assert holders["VITALWATCH_KIBANA_SYSTEM_PASSWORD"] == {"kibana", "es-security-init"}
@@ -150,6 +156,9 @@ def test_no_service_holds_another_services_password(stack: dict) -> None:
     assert holders["VITALWATCH_MLFLOW_TRAINER_PASSWORD"] == {"mlflow-init", "trainer"}
     assert holders["VITALWATCH_MLFLOW_PIPELINE_PASSWORD"] == {"mlflow-init", "pipeline-alerts"}
     assert holders["VITALWATCH_MLFLOW_DASHBOARD_PASSWORD"] == {"mlflow-init", "dashboard"}
+    assert holders["VITALWATCH_MLFLOW_API_PASSWORD"] == {"mlflow-init", "api"}
+    # the API's own keys: nobody else's, not even a set-up job's
+    assert holders["VITALWATCH_API_TOKEN_KEY"] == holders["VITALWATCH_API_PSEUDONYM_KEY"] == {"api"}
     assert holders["VITALWATCH_SPARK_AUTH_SECRET"] == SPARK_PROCESSES   # shared only among Spark processes
     # no shared anchor (x-…) carries a secret
     raw = yaml.safe_load(COMPOSE.read_text())
@@ -201,14 +210,16 @@ def test_each_server_gets_only_its_own_key_owned_by_its_user(stack: dict, tmp_pa
             if Path(v["source"]).suffix == ".key":           # private keys reach tls-init only
                 assert name == "tls-init", (name, v)
     assert {Path(v["source"]).name for v in binds["tls-init"]} == \
-        {"ca.crt", "elasticsearch.crt", "elasticsearch.key", "mlflow.crt", "mlflow.key", "dashboard.crt", "dashboard.key"}
+        {"ca.crt", "elasticsearch.crt", "elasticsearch.key", "mlflow.crt", "mlflow.key", "dashboard.crt", "dashboard.key",
+         "api.crt", "api.key"}
     assert svc["tls-init"]["network_mode"] == "none" and svc["tls-init"]["user"] == "0:0"
     specs = {s.split("=")[0]: (s.split("=")[1], set(s.split("=")[2].split(","))) for s in svc["tls-init"]["command"]}
     out = {v["target"]: v["source"] for v in svc["tls-init"]["volumes"] if v["type"] == "volume"}
     # each volume: one server's files, owned by the user its image runs as, mounted read-only by it alone
     expect = {"elasticsearch": ("es-tls", "1000:0", "/usr/share/elasticsearch/config/certs"),
               "mlflow": ("mlflow-tls", f"{_image_uid('Dockerfile.spark')}:0", "/etc/vitalwatch/mlflow-tls"),
-              "dashboard": ("dashboard-tls", f"{_image_uid('Dockerfile.dashboard')}:0", "/etc/vitalwatch/dashboard-tls")}
+              "dashboard": ("dashboard-tls", f"{_image_uid('Dockerfile.dashboard')}:0", "/etc/vitalwatch/dashboard-tls"),
+              "api": ("api-tls", f"{_image_uid('Dockerfile.dashboard')}:0", "/etc/vitalwatch/api-tls")}
     for server, (volume, owner, target) in expect.items():
         dest = next(d for d, v in out.items() if v == volume)
         assert specs[dest][0] == owner and {f"{server}.crt", f"{server}.key"} <= specs[dest][1], server
@@ -255,14 +266,14 @@ def test_every_mongo_client_connects_over_tls_verified_against_the_ca(stack: dic
 
     svc = stack["services"]
     clients = {n for n, s in svc.items() if "VITALWATCH__MONGO__URI" in (s.get("environment") or {})}
-    assert clients == {*PIPELINE, "notifier", "dashboard"}
+    assert clients == {*PIPELINE, "notifier", "dashboard", "api"}
     for name in clients:
         env = svc[name]["environment"]
         q = parse_qs(urlsplit(env["VITALWATCH__MONGO__URI"]).query)
         assert q["tls"] == ["true"] and q["tlsCAFile"] == [CA_IN_CONTAINERS], name
         assert _mounts(svc[name])[CA_IN_CONTAINERS]["read_only"], name
         assert "tlsInsecure" not in env["VITALWATCH__MONGO__URI"] and "tlsAllowInvalid" not in env["VITALWATCH__MONGO__URI"]
-        # the per-account URIs built from it (dashboard, notifier) keep TLS
+        # the per-account URIs built from it (dashboard, API, notifier) keep TLS
         q = parse_qs(urlsplit(mongo.user_uri(env["VITALWATCH__MONGO__URI"], "u", "p", "vitalwatch")).query)
         assert q["tls"] == ["true"] and q["tlsCAFile"] == [CA_IN_CONTAINERS], name
     # the Spark connector (Java driver: no tlsCAFile) trusts the JVM trust store docker/entrypoint.sh
@@ -554,7 +565,8 @@ def test_mlflow_runs_basic_auth_and_each_client_signs_in_as_itself(stack: dict, 
     clients = {n: s["environment"] for n, s in svc.items()
                if "MLFLOW_TRACKING_USERNAME" in (s.get("environment") or {}) and n != "mlflow-init"}
     assert {n: e["MLFLOW_TRACKING_USERNAME"] for n, e in clients.items()} == \
-        {"trainer": "vitalwatch_trainer", "pipeline-alerts": "vitalwatch_pipeline", "dashboard": "vitalwatch_dashboard"}
+        {"trainer": "vitalwatch_trainer", "pipeline-alerts": "vitalwatch_pipeline", "dashboard": "vitalwatch_dashboard",
+         "api": "vitalwatch_api"}
     for name, e in clients.items():
         password_env, permission = users[e["MLFLOW_TRACKING_USERNAME"]]
         assert e["MLFLOW_TRACKING_PASSWORD"] == init[password_env] == values[password_env], name
@@ -619,7 +631,7 @@ def test_mlflow_init_converges_to_read_only_readers(legacy: bool) -> None:
     auth, registry, models = _Auth(legacy), _Registry(), ["risk", "triage"]
     mod.setup(auth, registry, env, models, say=lambda _m: None)
     assert auth.users == {u: env[p] for u, (p, _) in mod.USERS.items()}
-    readers = {("vitalwatch_pipeline", m): "READ" for m in models} | {("vitalwatch_dashboard", m): "READ" for m in models}
+    readers = {(u, m): "READ" for u in ("vitalwatch_pipeline", "vitalwatch_dashboard", "vitalwatch_api") for m in models}
     assert auth.grants == readers   # the trainer: MANAGE as the creator of what it registers
     registry.models.update(models)
     auth.grants[("vitalwatch_pipeline", "risk")] = "EDIT"   # drifted: set back
@@ -822,6 +834,88 @@ def test_dashboard_image_serves_the_app_it_copies(stack: dict) -> None:
     assert env["VITALWATCH__DASHBOARD__TLS"] == "true"
     assert Path(env["VITALWATCH__DASHBOARD__TLS_KEY_FILE"]).parent.as_posix() in _mounts(svc)
     assert "https://localhost:8501/_stcore/health" in " ".join(svc["healthcheck"]["test"])
+
+
+def _image_env(dockerfile: str) -> dict[str, str]:
+    """The ``ENV k=v \\`` lines of a Dockerfile."""
+    text = re.sub(r"\\\n\s*", " ", (DOCKER / dockerfile).read_text())
+    return dict(kv.split("=", 1) for line in re.findall(r"^ENV (.+)$", text, re.M) for kv in line.split())
+
+
+def _no_java(dockerfile: str) -> None:
+    """A Python slim base and nothing of Java installed, fetched or pointed at."""
+    text = (DOCKER / dockerfile).read_text()
+    assert re.search(r"^FROM python:3\.11-slim\S*$", text, re.M), dockerfile
+    instructions = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert not [line for line in instructions if re.search(r"java|jdk|jre|keytool|spark", line, re.I)], dockerfile
+
+
+def test_api_serves_https_from_the_java_free_image_with_its_own_secrets(stack: dict, monkeypatch) -> None:
+    """The REST/FHIR API: the dashboard's image (no JDK), `vitalwatch api` on 0.0.0.0 behind a
+    port published on loopback, HTTPS with its own certificate (which its health check verifies),
+    its own MongoDB account and MLflow user, its own token and pseudonym keys, the lake read-only."""
+    import vitalwatch.cli
+    from vitalwatch.api import tokens
+    from vitalwatch.sinks.mongo import security, user_password
+
+    svc, values = stack["services"], _values()
+    api = svc["api"]
+    # the image: Dockerfile.dashboard, the same build as the dashboard's, and no Java in it
+    assert api["build"]["dockerfile"] == "docker/Dockerfile.dashboard" and api["image"] == svc["dashboard"]["image"]
+    _no_java("Dockerfile.dashboard")
+    assert api["command"] == ["api"] and api["restart"] == "unless-stopped"
+    # what `vitalwatch api` runs with this environment: uvicorn on 0.0.0.0:<api.port>, HTTPS with the mounted files
+    for k in [k for k in os.environ if k.startswith(("VITALWATCH", "MLFLOW_"))]:
+        monkeypatch.delenv(k)
+    for k, v in {**_image_env("Dockerfile.dashboard"), **api["environment"]}.items():
+        if k != "VITALWATCH_HOME":   # the image's checkout; here, this one
+            monkeypatch.setenv(k, v)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(os, "execv", lambda path, cmd: calls.append(cmd))  # uvicorn would take the process
+    monkeypatch.setattr(vitalwatch.cli, "get_settings", Settings)
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(vitalwatch.cli.app, api["command"])
+    assert res.exit_code == 0 and len(calls) == 1, res.output
+    cmd, s = calls[0], Settings()
+    arg = {k: cmd[i + 1] for i, k in enumerate(cmd[:-1]) if k.startswith("--")}
+    assert cmd[1:4] == ["-m", "uvicorn", "vitalwatch.api.app:from_environment"] and "--factory" in cmd
+    assert arg["--host"] == "0.0.0.0" and int(arg["--port"]) == s.api.port
+    env = api["environment"]
+    assert env["VITALWATCH__API__TLS"] == "true"
+    assert arg["--ssl-certfile"] == env["VITALWATCH__API__TLS_CERT_FILE"] and Path(arg["--ssl-certfile"]).name == "api.crt"
+    assert arg["--ssl-keyfile"] == env["VITALWATCH__API__TLS_KEY_FILE"] and Path(arg["--ssl-keyfile"]).name == "api.key"
+    tls = _mounts(api)[Path(arg["--ssl-keyfile"]).parent.as_posix()]
+    assert tls["source"] == "api-tls" and tls["read_only"]   # filled by tls-init (see the certificates' test)
+    # published on loopback only, at the port it serves; healthy = its schema over verified HTTPS
+    assert [(p["host_ip"], int(p["target"])) for p in api["ports"]] == [("127.0.0.1", s.api.port)]
+    check = " ".join(api["healthcheck"]["test"])
+    assert f"https://localhost:{s.api.port}/api/v1/openapi.json" in check and f"cafile='{CA_IN_CONTAINERS}'" in check
+    assert _mounts(api)[CA_IN_CONTAINERS]["read_only"]
+    # its own MongoDB account: the URI carries no one's credentials, the password is its user's alone
+    assert security(s).users[s.api.mongo_user]["password_env"] == "VITALWATCH_MONGO_API_PASSWORD"
+    assert "@" not in env["VITALWATCH__MONGO__URI"]
+    assert user_password(s, s.api.mongo_user) == values["VITALWATCH_MONGO_API_PASSWORD"] == \
+        svc["mongo"]["environment"]["VITALWATCH_MONGO_API_PASSWORD"]
+    assert [k for k in env if k.startswith("VITALWATCH_MONGO_")] == ["VITALWATCH_MONGO_API_PASSWORD"]
+    # its keys, read from where the API reads them, at least as long as it demands
+    assert tokens.signing_key(s) == values["VITALWATCH_API_TOKEN_KEY"].encode()
+    assert tokens.secret(s, "pseudonym", tokens.PSEUDONYM_KEY_ENV) == values["VITALWATCH_API_PSEUDONYM_KEY"].encode()
+    assert all(len(values[k]) >= tokens.MIN_KEY_BYTES for k in ("VITALWATCH_API_TOKEN_KEY", "VITALWATCH_API_PSEUDONYM_KEY"))
+    # every secret it holds is its own: no other service's password or key, none of Kafka, Spark, Elasticsearch
+    assert {n for n, v in values.items() if v in _seen(api)} == \
+        {"VITALWATCH_MONGO_API_PASSWORD", "VITALWATCH_MLFLOW_API_PASSWORD", "VITALWATCH_API_TOKEN_KEY",
+         "VITALWATCH_API_PSEUDONYM_KEY"}
+    creators = {"mongo": {"VITALWATCH_MONGO_API_PASSWORD"}, "mlflow-init": {"VITALWATCH_MLFLOW_API_PASSWORD"}}
+    for name, other in svc.items():   # elsewhere only where its accounts are created; its keys nowhere
+        if name != "api":
+            keys = {k for k in other.get("environment") or {} if re.match(r"VITALWATCH_(API|MONGO_API|MLFLOW_API)_|VITALWATCH__API__", k)}
+            assert keys == creators.get(name, set()), name
+    # MLflow as a read-only user; the lake read-only (delta-rs), where the cluster profile puts it
+    assert env["MLFLOW_TRACKING_USERNAME"] == "vitalwatch_api"
+    assert _load("mlflow/init_users.py").USERS["vitalwatch_api"] == ("VITALWATCH_MLFLOW_API_PASSWORD", "READ")
+    lake = _mounts(api)["/data"]
+    assert lake["source"] == "lake" and lake["read_only"] and s.lake.root.startswith("/data/")
 
 
 def _console_scripts() -> set[str]:

@@ -43,20 +43,35 @@ class _Entry:
     version: int
     checked: float
     frame: pd.DataFrame
+    modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a table as read: its rows, Delta version and commit time (the API's
+    ``ETag`` and ``Last-Modified``)."""
+
+    frame: pd.DataFrame
+    version: int
+    modified: datetime | None
 
 
 @dataclass
 class TableCache:
     """Whole small tables (patient status, alerts) kept in memory by Delta version.
 
-    One instance serves every session of the app (``st.cache_resource``): the table's log is
-    looked at once per ``min_interval_s``, the data re-read only when a commit arrived."""
+    One instance serves every session of the app (``st.cache_resource``) or every request of
+    the API: the table's log is looked at once per ``min_interval_s``, the data re-read only
+    when a commit arrived."""
 
     min_interval_s: float
     _entries: dict[tuple, _Entry] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, path: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return self.snapshot(path, columns).frame
+
+    def snapshot(self, path: str, columns: list[str] | None = None) -> Snapshot:
         from deltalake import DeltaTable
 
         key = (path, tuple(columns or ()))
@@ -64,19 +79,28 @@ class TableCache:
         with self._lock:
             e = self._entries.get(key)
             if e is not None and now - e.checked < self.min_interval_s:
-                return e.frame
+                return Snapshot(e.frame, e.version, e.modified)
         dt = DeltaTable(path)
         v = dt.version()
         if e is not None and e.version == v:
             e.checked = now
-            return e.frame
-        frame = _read(dt, columns)
+            return Snapshot(e.frame, e.version, e.modified)
+        frame = read_delta(dt, columns)
         with self._lock:
-            self._entries[key] = _Entry(v, now, frame)
-        return frame
+            self._entries[key] = _Entry(v, now, frame, _commit_time(dt))
+        return Snapshot(frame, v, self._entries[key].modified)
 
 
-def _read(dt, columns: list[str] | None, filters: list | None = None) -> pd.DataFrame:
+def _commit_time(dt) -> datetime | None:
+    """When the table's current version was committed (None if its log does not say)."""
+    try:
+        ts = dt.history(1)[0].get("timestamp")
+    except Exception:  # an unreadable commit info only costs the Last-Modified header
+        return None
+    return datetime.fromtimestamp(ts / 1000, UTC) if ts else None
+
+
+def read_delta(dt, columns: list[str] | None, filters: list | None = None) -> pd.DataFrame:
     have = set(dt.schema().to_arrow().names) if hasattr(dt.schema(), "to_arrow") else None
     cols = [c for c in columns if have is None or c in have] if columns else None
     table = dt.to_pyarrow_table(columns=cols, filters=filters)
@@ -110,7 +134,7 @@ class Gold:
         from deltalake import DeltaTable
 
         filters = [("patient_id", "=", patient_id), ("effective_date", ">=", since.date())]
-        df = _read(DeltaTable(self.path(GOLD_SCORES)), SCORE_COLUMNS + _risk_columns(self.s), filters)
+        df = read_delta(DeltaTable(self.path(GOLD_SCORES)), SCORE_COLUMNS + _risk_columns(self.s), filters)
         df = df[df["observation_id"].notna() & (df["effective_time"] >= _utc(since))
                 & (df["score_status"] != "untimely")]  # its own time is not to be trusted: not on a trend
         return df.sort_values("effective_time").reset_index(drop=True)
@@ -120,7 +144,7 @@ class Gold:
         from deltalake import DeltaTable
 
         filters = [("patient_id", "=", patient_id), ("effective_date", ">=", since.date())]
-        df = _read(DeltaTable(self.path(SILVER_VITALS)), ["patient_id", "effective_time", "vital", "value"], filters)
+        df = read_delta(DeltaTable(self.path(SILVER_VITALS)), ["patient_id", "effective_time", "vital", "value"], filters)
         df = df[df["effective_time"] >= _utc(since)]
         return df.sort_values("effective_time").reset_index(drop=True)
 
@@ -134,7 +158,7 @@ def observation_counts(settings: Settings, patients: list[str] | None = None) ->
     from vitalwatch.pipeline.lake import SILVER_QUARANTINE
 
     filters = [("patient_id", "in", list(patients))] if patients else None
-    values = _read(DeltaTable(settings.table_path(*SILVER_VITALS)),
+    values = read_delta(DeltaTable(settings.table_path(*SILVER_VITALS)),
                    ["patient_id", "observation_id", "vital", "effective_time"], filters)
     quarantined = DeltaTable(settings.table_path(*SILVER_QUARANTINE)).to_pyarrow_dataset().count_rows()
     return count_observations(values), int(quarantined)

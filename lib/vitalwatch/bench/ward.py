@@ -1,8 +1,9 @@
-"""A ward for the dashboard tests, in real Delta tables with the pipeline's own schemas and in
-the real MongoDB: ``patients`` patients in ``gold/patient_status`` (one of them clearly the
-highest risk), a few featured patients with hours of silver vitals (from the simulator through
-the real parser) and their scored readings in ``gold/risk_scores``, alert events in
-``gold/alerts`` and MongoDB ``alerts``, and the registry."""
+"""A realistic ward in real Delta tables with the pipeline's own schemas and in the real MongoDB,
+for the dashboard and API tests and the API benchmark (:mod:`vitalwatch.bench.api`):
+``patients`` patients in ``gold/patient_status`` (one of them clearly the highest risk), a few
+featured patients with hours of silver vitals (from the simulator through the real parser) and
+their scored readings in ``gold/risk_scores``, alert events in ``gold/alerts`` and MongoDB
+``alerts``, and the registry."""
 
 from __future__ import annotations
 
