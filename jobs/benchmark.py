@@ -52,7 +52,7 @@ def main(
     if smoke:
         b = b.model_copy(update={"parse_patients": 5, "parse_hours": 2, "score_vectors": 2000, "repeat": 1,
                                  "memory_patients": [200], "memory_readings": 31, "memory_state_buckets": 16,
-                                 "e2e_loads": [100], "e2e_seconds": 10, "e2e_readings_per_patient": 50,
+                                 "e2e_loads": [100], "e2e_seconds": 25, "e2e_readings_per_patient": 50,
                                  "api_patients": 200, "api_requests": 20})
     todo = only or [m for m in MEASUREMENTS if m != "faults" and not (smoke and m == "soak")]  # the smoke's e2e runs its code
     unknown = set(todo) - set(MEASUREMENTS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -152,6 +153,10 @@ def test_a_deactivated_user_is_refused_at_the_next_request(api) -> None:
     assert auth.set_active(admin, "cli-gone", False)
     _problem(c.get("/api/v1/patients"), 401)
     _problem(_sign_in(s, "cli-gone"), 401)
+    time.sleep(1.1)
+    assert auth.set_active(admin, "cli-gone", True)   # reactivated: a token from before stays refused
+    assert "sign in again" in _problem(c.get("/api/v1/patients"), 401)["detail"]
+    assert _sign_in(s, "cli-gone").status_code == 200
 
 
 def test_sign_in_is_throttled_after_repeated_failures(api) -> None:
@@ -197,11 +202,14 @@ def test_the_analyst_never_sees_an_identifier(api) -> None:
         assert alert.startswith("anon-")
         bodies.append(a.get(f"/api/v1/alerts/{alert}").text)
         _problem(a.get(f"/api/v1/patients/{ward.top}"), 404)   # a real id does not open a record
+        assert a.get("/fhir/Flag", params={"patient": ward.top}).json()["total"] == 0  # a real id: nobody
+        h = a.get("/api/v1/health").json()
+        assert all(st["health"] in ("ok", "degraded") for st in h["stages"])  # no error text
     text = "\n".join(bodies)
     leaked = sorted(x for x in secrets if x in text)
     assert not leaked, f"the analyst saw identifiers: {leaked[:5]}"
     for body in bodies:
-        for key in IDENTIFYING:
+        for key in (*IDENTIFYING, "observation_id", "acknowledged_by", "acknowledgement_note"):
             assert f'"{key}"' not in body
 
 
@@ -239,7 +247,7 @@ def test_etag_and_last_modified_follow_the_table_versions(api) -> None:
     with _as(s, "cli-ada") as c:
         r = c.get("/api/v1/patients")
         etag = r.headers["etag"]
-        assert etag.startswith('"v') and r.headers["last-modified"].endswith("GMT")
+        assert etag.startswith('W/"v') and r.headers["last-modified"].endswith("GMT")
         again = c.get("/api/v1/patients", headers={"If-None-Match": etag})
         assert again.status_code == 304 and not again.content
         other = c.get("/api/v1/patients", params={"limit": 3})
@@ -257,6 +265,17 @@ def test_one_patient_their_observations_scores_and_status(api) -> None:
         times = [o["effective_time"] for o in obs["items"]]
         assert obs["total"] > 10 and times == sorted(times)
         assert {o["vital"] for o in obs["items"]} >= {"systolic_bp", "diastolic_bp"}
+        # paged with the default window (which ends "now"): the first page's window holds for the rest
+        paged, cursor = [], None
+        while True:
+            pg = c.get(f"/api/v1/patients/{pid}/observations",
+                       params={"limit": 25, **({"cursor": cursor} if cursor else {})})
+            assert pg.status_code == 200, pg.text
+            paged += [(o["effective_time"], o["vital"], o["observation_id"]) for o in pg.json()["items"]]
+            if not (cursor := pg.json()["next_cursor"]):
+                break
+            time.sleep(0.01)
+        assert len(paged) == len(set(paged)) == obs["total"]
         sbp = c.get(f"/api/v1/patients/{pid}/observations", params={"vital": "systolic_bp", "limit": 1000}).json()
         assert sbp["total"] > 0 and {o["vital"] for o in sbp["items"]} == {"systolic_bp"}
         since = times[len(times) // 2]
@@ -285,6 +304,14 @@ def test_acknowledge_is_bound_to_the_tokens_user_and_idempotent(api) -> None:
         one = ada.get(f"/api/v1/alerts/{alert}").json()
         assert one["state"] == "acknowledged" and one["acknowledged_by"] == "cli-ada"
         assert one["acknowledgement_note"] == "seen at bedside"
+        everything = ada.get("/api/v1/alerts", params={"state": "all", "limit": 1000}).json()
+        paged, cursor = [], None
+        while True:
+            pg = ada.get("/api/v1/alerts", params={"state": "all", "limit": 2, **({"cursor": cursor} if cursor else {})})
+            paged += [it["alert_id"] for it in pg.json()["items"]]
+            if not (cursor := pg.json()["next_cursor"]):
+                break
+        assert paged == [it["alert_id"] for it in everything["items"]] and len(paged) == everything["total"] >= 3
         open_ids = {it["alert_id"] for it in ada.get("/api/v1/alerts", params={"limit": 1000}).json()["items"]}
         acked = {it["alert_id"] for it in ada.get("/api/v1/alerts", params={"state": "acknowledged"}).json()["items"]}
         assert alert not in open_ids and alert in acked
@@ -298,6 +325,7 @@ def test_every_patient_level_read_is_audited(api) -> None:
     pid = ward.featured[1]
     before = admin.audit.count_documents({"user": "ad-di"})
     with _as(s, "ad-di") as c:
+        c.headers["X-Forwarded-For"] = "10.9.9.9"  # any local process could send it: never trusted
         for path in PATIENT_READS:
             assert c.get(path.format(p=pid)).status_code == 200, path
     recs = list(admin.audit.find({"user": "ad-di", "what": "view"}).sort("time", 1))
@@ -331,6 +359,8 @@ def test_risk_assessments_and_flags_are_valid_fhir(api) -> None:
         one = c.get(f"/fhir/RiskAssessment/{ra.id}")
         assert one.status_code == 200 and one.json() == r.json()["entry"][0]["resource"]
         assert c.get("/fhir/RiskAssessment/20200101-0000000000000000-0000000000000000").status_code == 404
+        empty = c.get("/fhir/RiskAssessment", params={"subject": "Patient/no-such-patient"}).json()
+        assert Bundle.model_validate(empty).total == 0 and not empty.get("entry")
         nope = c.get("/fhir/RiskAssessment/not-an-id")
         assert nope.status_code == 422 and nope.json()["resourceType"] == "OperationOutcome"
         open_alerts = c.get("/api/v1/alerts", params={"limit": 1000}).json()["items"]

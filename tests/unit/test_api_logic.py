@@ -55,6 +55,11 @@ def test_a_cursor_belongs_to_its_query() -> None:
         with pytest.raises(Problem) as e:
             paging.decode_cursor(bad, query)
         assert e.value.status == 400
+    pinned = paging.encode_cursor(10, q, r=["2026-12-01T00:00:00+00:00", "2026-12-02T00:00:00+00:00"])
+    start, end = paging.pinned_range(paging.cursor_state(pinned, q))
+    assert (end - start) == pd.Timedelta(hours=24) and paging.decode_cursor(pinned, q) == 10
+    with pytest.raises(Problem):  # a forged pinned time is refused, not a 500
+        paging.pinned_range(paging.cursor_state(paging.encode_cursor(0, q, r=["x", "y"]), q))
     df = pd.DataFrame({"x": range(5)})
     p1 = paging.page(df, 2, None, q, paging.records)
     p3 = paging.page(df, 2, paging.encode_cursor(4, q), q, paging.records)
@@ -62,15 +67,16 @@ def test_a_cursor_belongs_to_its_query() -> None:
 
 
 class _Ctx:
-    def __init__(self) -> None:
-        self.s = Settings()
+    """The Context's keyed digests without its MongoDB and secrets store."""
 
-    def pseudonym(self, kind: str, value: str) -> str:
+    def __init__(self) -> None:
         from vitalwatch.api.context import Context
 
-        return Context.pseudonym(self, kind, value)  # type: ignore[arg-type]
-
-    pseudonym_key = b"p" * 48
+        self.s = Settings()
+        self.pseudonym_key = b"p" * 48
+        self._maps: dict = {}
+        for name in ("digest", "pseudonym", "lookup"):
+            setattr(self, name, getattr(Context, name).__get__(self))
 
 
 ROW = {"patient_id": "p-00001", "observation_id": "obs-1", "effective_time": "2026-12-01T10:15:00.000Z",
@@ -97,6 +103,12 @@ def test_a_risk_assessment_is_valid_fhir_and_the_analysts_is_pseudonymous() -> N
     assert "p-00001" not in str(an) and "obs-1" not in str(an)
     assert analyst.patient_ref("p-00001") == analyst.patient_ref("p-00001") != analyst.patient_ref("p-00002")
     assert analyst.patient_ref("p-00001") != analyst.alert_ref("p-00001")  # kinds never collide
+    assert analyst.patient_id(analyst.patient_ref("p-00002"), ["p-00001", "p-00002"]) == "p-00002"
+    assert analyst.patient_id("p-00002", ["p-00002"]) is None and clinician.patient_id("p-00002", ["p-00002"]) == "p-00002"
+    # the id is keyed: without the key, hashing candidate ids does not find the patient
+    import hashlib
+
+    assert hashlib.sha256(b"p-00001").hexdigest()[:16] not in ra.id
 
 
 def test_a_flag_is_valid_fhir() -> None:

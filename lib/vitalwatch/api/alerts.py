@@ -11,7 +11,16 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from vitalwatch.api import reads
 from vitalwatch.api.context import Caller, CallerDep
-from vitalwatch.api.paging import conditional, json_response, link_next, page, parse_time, records
+from vitalwatch.api.paging import (
+    conditional,
+    cursor_state,
+    json_response,
+    link_next,
+    page,
+    parse_time,
+    pinned_time,
+    records,
+)
 from vitalwatch.api.patients import Cursor, Limit, limit_of, seen, shown
 from vitalwatch.api.problems import Problem
 from vitalwatch.api.schemas import Acknowledgement, AcknowledgeRequest, Alert, AlertPage, Level
@@ -48,12 +57,17 @@ def list_alerts(request: Request, c: CallerDep,
                 limit: Limit = None, cursor: Cursor = None) -> Response:
     c.need("alerts")
     df, snaps = _inbox(c, level, ward, state)
+    query = {"level": level, "ward": ward, "state": state, "since": since, "until": until}
     if (t := parse_time(since)) is not None:
         df = df[df["raised_time"] >= t]
     if (t := parse_time(until)) is not None:
         df = df[df["raised_time"] < t]
-    query = {"level": level, "ward": ward, "state": state, "since": since, "until": until}
-    p = page(df, limit_of(c, limit), cursor, query, _items)
+        end = t
+    else:  # newest first: the first page pins "now", so alerts raised meanwhile do not shift the next pages
+        pinned = cursor_state(cursor, query).get("u")
+        end = pinned_time(pinned) if pinned else pd.Timestamp.now(tz="UTC")
+        df = df[df["raised_time"].isna() | (df["raised_time"] <= end)]
+    p = page(df, limit_of(c, limit), cursor, query, _items, u=end.isoformat())
     seen(c, "alerts", [it["patient_id"] for it in p.items], state=state)
     body = {"items": shown(c, p.items, ("patient_id", "alert_id")), "total": p.total, "next_cursor": p.next_cursor}
     return conditional(request, body, snaps, headers=link_next(request, p.next_cursor))
@@ -66,7 +80,9 @@ def find(c: Caller, ref: str) -> tuple[pd.DataFrame, list]:
     if c.identifiers:
         rows = snap.frame[ids == ref]
     else:
-        rows = snap.frame[ids.map(c.alert_ref) == ref] if ref.startswith("anon-") else snap.frame.iloc[0:0]
+        aid = (c.ctx.lookup("alert", sorted(set(ids.dropna())), ref.removeprefix("anon-"))
+               if ref.startswith("anon-") else None)
+        rows = snap.frame[ids == aid] if aid is not None else snap.frame.iloc[0:0]
     if rows.empty:
         raise Problem(404, "no such alert")
     return views.alert_inbox(rows, reads.acks(c.ctx, rows["alert_id"].tolist()), state="all",

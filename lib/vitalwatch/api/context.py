@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Annotated
 
@@ -32,6 +33,7 @@ class Context:
         from vitalwatch.api.reads import Registry
 
         self.registry = Registry(max(settings.api.cache_seconds, 1.0))
+        self._maps: dict[tuple, dict[str, str]] = {}
         self.token_key = tokens.signing_key(settings)
         self.pseudonym_key = tokens.secret(settings, "pseudonym", tokens.PSEUDONYM_KEY_ENV)
 
@@ -51,12 +53,25 @@ class Context:
         return pymongo.MongoClient(uri, serverSelectionTimeoutMS=self.s.mongo.server_selection_timeout_ms,
                                    tz_aware=True, appname="vitalwatch-api")[self.s.mongo.database]
 
+    def digest(self, kind: str, value: str) -> str:
+        """16 hex of HMAC-SHA256 under the API's pseudonym key over kind and value: the same value
+        always gives the same digest, and without the key nobody can go from a value to it."""
+        return hmac.new(self.pseudonym_key, f"{kind}\x1f{value}".encode(), hashlib.sha256).hexdigest()[:16]
+
     def pseudonym(self, kind: str, value: str) -> str:
-        """``anon-<16 hex>``: HMAC-SHA256 of the API's pseudonym key over kind and id; the same
-        id always gets the same pseudonym, and without the key nobody can go from an id to it.
-        (Its own key: not the MongoDB analyst views' pseudonyms.)"""
-        mac = hmac.new(self.pseudonym_key, f"{kind}\x1f{value}".encode(), hashlib.sha256).hexdigest()
-        return f"anon-{mac[:16]}"
+        """``anon-<digest>`` (the API's own key: not the MongoDB analyst views' pseudonyms)."""
+        return f"anon-{self.digest(kind, value)}"
+
+    def lookup(self, kind: str, ids, digest: str) -> str | None:
+        """The id among ``ids`` whose digest of ``kind`` is ``digest`` (maps cached per id set)."""
+        key = (kind, len(ids), hash(tuple(ids)))
+        m = self._maps.get(key)
+        if m is None:
+            m = {self.digest(kind, i): i for i in ids}
+            if len(self._maps) > 16:
+                self._maps.clear()
+            self._maps[key] = m
+        return m.get(digest)
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,12 @@ class Caller:
     def need(self, what: str) -> None:
         if not self.may(what):
             raise Problem(403, f"the {self.role} role may not use {what}")
+
+    def patient_id(self, ref: str, ids) -> str | None:
+        """The patient id behind ``ref`` (a pseudonym for roles without identifiers), if known."""
+        if self.identifiers:
+            return ref if ref in set(ids) else None
+        return self.ctx.lookup("patient", sorted(set(ids)), ref.removeprefix("anon-")) if ref.startswith("anon-") else None
 
     def patient_ref(self, patient_id: str) -> str:
         """The id this caller sees for a patient (a pseudonym for roles without identifiers)."""
@@ -98,13 +119,20 @@ def caller(request: Request, token: Annotated[str | None, Depends(bearer)]) -> C
     except tokens.TokenRefused as e:
         raise unauthorized(str(e), "invalid_token") from None
     try:
-        user = auth.refresh(ctx.db, ctx.s, auth.User(claims.username, claims.role, claims.username))
+        doc = ctx.db[auth.USERS].find_one({"_id": claims.username}, {"password_hash": 0})
     except Exception as e:  # the users' store is unreachable: refuse, do not guess
         raise Problem(503, "the user directory is not reachable; try again", headers={"Retry-After": "5"}) from e
-    if user is None:
+    if not doc or not doc.get("active", True) or doc.get("role") not in ctx.s.dashboard.roles:
         raise unauthorized("this account is no longer active", "invalid_token")
+    changed = doc.get("updated_time")
+    if changed is not None and _utc(changed) > claims.issued + timedelta(seconds=1):
+        raise unauthorized("this account changed after the token was issued; sign in again", "invalid_token")
     host = request.client.host if request.client else None
-    return Caller(user.username, user.role, auth.shows_identifiers(ctx.s, user.role), host, ctx)
+    return Caller(doc["_id"], doc["role"], auth.shows_identifiers(ctx.s, doc["role"]), host, ctx)
+
+
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

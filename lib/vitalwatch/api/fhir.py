@@ -1,13 +1,13 @@
 """FHIR R4 reads: ``RiskAssessment`` (one per scored reading: the 1/6/24 h predictions, the
 model as ``method``, the reading as ``basis``) and ``Flag`` (a patient's open alerts).
 
-A RiskAssessment's id is ``<yyyymmdd>-<patient digest>-<observation digest>``: the date prunes
-the partitions, the patient digest is found among the known patients and the observation among
-that patient's readings of the day, so a read never scans the table."""
+A RiskAssessment's id is ``<yyyymmdd>-<patient digest>-<observation digest>`` (HMAC under the
+API's pseudonym key, so an id tells nothing without it): the date prunes the partitions, the
+patient digest is found among the known patients and the observation among that patient's
+readings of the day, so a read never scans the table."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -16,8 +16,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from vitalwatch.api import reads
 from vitalwatch.api.context import Caller, CallerDep
-from vitalwatch.api.paging import conditional, decode_cursor, encode_cursor, records
-from vitalwatch.api.patients import limit_of, resolve, seen
+from vitalwatch.api.paging import conditional, page, records
+from vitalwatch.api.patients import history_range, limit_of, seen
 from vitalwatch.api.problems import FHIR_JSON, Problem
 from vitalwatch.dashboard import views
 
@@ -30,12 +30,9 @@ FLAG_CATEGORY = {"system": "http://terminology.hl7.org/CodeSystem/flag-category"
                  "display": "Clinical"}
 
 
-def _h(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()[:16]
-
-
-def assessment_id(patient_id: str, observation_id: str, effective_time: pd.Timestamp) -> str:
-    return f"{effective_time:%Y%m%d}-{_h(patient_id)}-{_h(observation_id)}"
+def assessment_id(c: Caller, patient_id: str, observation_id: str, effective_time: pd.Timestamp) -> str:
+    d = c.ctx.digest
+    return f"{effective_time:%Y%m%d}-{d('ra-patient', patient_id)}-{d('ra-observation', observation_id)}"
 
 
 def _iso(t: Any) -> str | None:
@@ -64,7 +61,7 @@ def risk_assessment(c: Caller, row: dict[str, Any], horizons: list[int]) -> dict
     model = str(row.get("model_name") or "unknown")
     res: dict[str, Any] = {
         "resourceType": "RiskAssessment",
-        "id": assessment_id(row["patient_id"], row["observation_id"], t),
+        "id": assessment_id(c, row["patient_id"], row["observation_id"], t),
         "status": "final",
         "code": {"text": "Risk of hypertensive crisis"},
         "subject": {"reference": f"Patient/{c.patient_ref(row['patient_id'])}"},
@@ -99,13 +96,14 @@ def bundle(request: Request, resources: list[dict[str, Any]], total: int, next_c
                        "search": {"mode": "match"}} for r in resources]}
 
 
-def _subject(c: Caller, subject: str | None, patient: str | None) -> str:
+def _subject(c: Caller, subject: str | None, patient: str | None) -> str | None:
+    """The patient a search names (None: unknown, an empty searchset)."""
     ref = patient or subject
     if not ref:
         raise Problem(400, "search by subject=Patient/<id> (or patient=<id>)")
-    ref = ref.removeprefix("Patient/")
     snap = reads.status(c.ctx)
-    return resolve(c, ref, pd.concat([snap.frame["patient_id"], c.ctx.registry.get(c.ctx.db)["patient_id"]]))
+    ids = pd.concat([snap.frame["patient_id"], c.ctx.registry.get(c.ctx.db)["patient_id"]]).dropna().unique()
+    return c.patient_id(ref.removeprefix("Patient/"), ids)
 
 
 @router.get("/RiskAssessment", summary="A patient's RiskAssessments (searchset Bundle), newest first",
@@ -117,16 +115,16 @@ def search_risk(request: Request, c: CallerDep,
                 cursor: Annotated[str | None, Query(alias="_cursor", max_length=512)] = None) -> Response:
     c.need("patient")
     pid = _subject(c, subject, patient)
-    start, end = reads.time_range(c.ctx, None, None)
+    if pid is None:
+        return conditional(request, bundle(request, [], 0, None), [], media_type=FHIR_JSON)
+    query = {"p": patient or subject}  # the caller's own reference, never the id behind a pseudonym
+    start, end = history_range(c, cursor, query, None, None)  # the first page's window, pinned
     df, snap = reads.scores(c.ctx, pid, start, end)
-    df = df.iloc[::-1]
-    n, query = limit_of(c, count), {"p": pid}
-    offset = decode_cursor(cursor, query)
-    part = records(df.iloc[offset:offset + n])
-    nxt = encode_cursor(offset + n, query) if offset + n < len(df) else None
+    df = df[df[f"risk_{c.ctx.s.clinical.horizons_hours[0]}h"].notna()]  # a reading the model did not score is no assessment
+    p = page(df.iloc[::-1], limit_of(c, count), cursor, query, records, r=[start.isoformat(), end.isoformat()])
     hz = c.ctx.s.clinical.horizons_hours
     seen(c, "fhir:RiskAssessment", [pid])
-    body = bundle(request, [risk_assessment(c, r, hz) for r in part], len(df), nxt)
+    body = bundle(request, [risk_assessment(c, r, hz) for r in p.items], p.total, p.next_cursor)
     return conditional(request, body, [snap], media_type=FHIR_JSON)
 
 
@@ -141,12 +139,12 @@ def read_risk(request: Request, c: CallerDep,
     except ValueError:
         raise Problem(404, "no such RiskAssessment") from None
     snap = reads.status(c.ctx)
-    known = pd.concat([snap.frame["patient_id"], c.ctx.registry.get(c.ctx.db)["patient_id"]]).unique()
-    pid = next((p for p in known if _h(p) == ph), None)
+    known = sorted(set(pd.concat([snap.frame["patient_id"], c.ctx.registry.get(c.ctx.db)["patient_id"]]).dropna()))
+    pid = c.ctx.lookup("ra-patient", known, ph)
     if pid is None:
         raise Problem(404, "no such RiskAssessment")
     df, scores = reads.scores(c.ctx, pid, start, start + timedelta(days=1))
-    rows = [r for r in records(df) if _h(r["observation_id"]) == oh]
+    rows = [r for r in records(df) if c.ctx.digest("ra-observation", r["observation_id"]) == oh]
     if not rows:
         raise Problem(404, "no such RiskAssessment")
     seen(c, "fhir:RiskAssessment", [pid], id=id)
@@ -162,7 +160,11 @@ def search_flag(request: Request, c: CallerDep,
     c.need("alerts")
     pid = _subject(c, subject, patient)
     snap = reads.alerts(c.ctx)
+    if pid is None:
+        return conditional(request, bundle(request, [], 0, None), [snap], media_type=FHIR_JSON)
     mine = snap.frame[snap.frame["patient_id"] == pid]
+    if (mine["kind"] == "resolved").any():  # the patient is back to LOW: what came before is over
+        mine = mine[mine["raised_time"] > mine.loc[mine["kind"] == "resolved", "raised_time"].max()]
     df = views.alert_inbox(mine, reads.acks(c.ctx, mine["alert_id"].tolist()), state="open")
     seen(c, "fhir:Flag", [pid])
     return conditional(request, bundle(request, [flag(c, r) for r in records(df)], len(df), None), [snap],

@@ -4,6 +4,7 @@ patients under the API's pseudonym, without name, MRN, birth date, device or rec
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from vitalwatch.api import reads
 from vitalwatch.api.context import Caller, CallerDep
-from vitalwatch.api.paging import conditional, link_next, page, records
+from vitalwatch.api.paging import conditional, cursor_state, link_next, page, pinned_range, records
 from vitalwatch.api.problems import Problem
 from vitalwatch.api.schemas import (
     Level,
@@ -26,7 +27,14 @@ from vitalwatch.dashboard import views
 from vitalwatch.security import audit
 
 router = APIRouter(prefix="/patients", tags=["patients"])
-IDENTIFYING = ("name", "mrn", "birth_date", "device_id", "observation_id")
+# What a role without identifiers may see (ids as pseudonyms): no name, MRN, birth date, device,
+# observation id, acknowledging user or free-text note
+ANALYST_FIELDS = frozenset({
+    "patient_id", "alert_id", "ward", "level", "state", "effective_time", "minutes_since", "updated_time",
+    "systolic", "diastolic", "heart_rate", "respiratory_rate", "spo2", "temperature", "news2", "crisis_now",
+    "model_name", "model_version", "score_status", "open_alerts", "vital", "value", "unit", "loinc", "status",
+    "kind", "previous_level", "reasons", "raised_time", "late", "source", "acknowledged_time"})
+RISK = re.compile(r"risk_\d+h")
 SUMMARY = ["patient_id", "name", "mrn", "birth_date", "ward", "level", "state", "effective_time", "minutes_since",
            "systolic", "diastolic", "heart_rate", "respiratory_rate", "spo2", "temperature", "news2", "crisis_now",
            "model_name", "model_version"]
@@ -43,34 +51,35 @@ def limit_of(c: Caller, limit: int | None) -> int:
 
 
 def shown(c: Caller, items: list[dict], id_fields: tuple[str, ...] = ("patient_id",)) -> list[dict]:
-    """Items as the caller may see them: pseudonyms and no identifying field for analysts."""
+    """Items as the caller may see them. Roles without identifiers get only the fields on
+    :data:`ANALYST_FIELDS` (an allow-list: a new column is hidden until listed) and pseudonyms."""
     if c.identifiers:
         return items
+    out = []
     for it in items:
-        for k in IDENTIFYING:
-            it.pop(k, None)
+        kept = {k: v for k, v in it.items() if k in ANALYST_FIELDS or RISK.fullmatch(k)}
         for k in id_fields:
-            if it.get(k) is not None:
-                it[k] = c.patient_ref(it[k]) if k == "patient_id" else c.alert_ref(it[k])
-    return items
+            if kept.get(k) is not None:
+                kept[k] = c.patient_ref(kept[k]) if k == "patient_id" else c.alert_ref(kept[k])
+        out.append(kept)
+    return out
 
 
 def resolve(c: Caller, ref: str, ids: pd.Series) -> str:
     """The patient id behind ``ref`` (a pseudonym for analysts), or 404."""
-    if c.identifiers:
-        if (ids == ref).any():
-            return ref
-    else:
-        match = [p for p in ids.unique() if c.patient_ref(p) == ref] if ref.startswith("anon-") else []
-        if match:
-            return match[0]
-    raise Problem(404, "no such patient")
+    if (pid := c.patient_id(ref, ids.dropna().unique())) is None:
+        raise Problem(404, "no such patient")
+    return pid
 
 
 def seen(c: Caller, page_name: str, patients, **detail) -> None:
-    """The audit record of a patient-level read (real ids; the trail is for administrators)."""
-    audit.record(c.ctx.db, user=c.username, role=c.role, what=audit.VIEW, page=f"api:{page_name}",
-                 patients=list(patients), source=c.source, detail={k: v for k, v in detail.items() if v is not None})
+    """The audit record of a patient-level read (real ids; the trail is for administrators), one
+    record per ``audit.MAX_PATIENTS`` patients so a full page is named whole."""
+    ids = list(dict.fromkeys(patients))
+    detail = {k: v for k, v in detail.items() if v is not None}
+    for i in range(0, max(len(ids), 1), audit.MAX_PATIENTS):
+        audit.record(c.ctx.db, user=c.username, role=c.role, what=audit.VIEW, page=f"api:{page_name}",
+                     patients=ids[i:i + audit.MAX_PATIENTS], source=c.source, detail=detail)
 
 
 def _overview(c: Caller, wards, levels, state) -> tuple[pd.DataFrame, list]:
@@ -137,38 +146,45 @@ def _patient_for_history(c: Caller, ref: str) -> str:
     return resolve(c, ref, pd.concat([snap.frame["patient_id"], c.ctx.registry.get(c.ctx.db)["patient_id"]]))
 
 
+def history_range(c: Caller, cursor: str | None, query: dict, since, until) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The [since, until) of a history read: the first page's (pinned in its cursor), else the request's."""
+    pinned = pinned_range(cursor_state(cursor, query))  # re-checked: a cursor is not trusted
+    return reads.time_range(c.ctx, *pinned) if pinned else reads.time_range(c.ctx, since, until)
+
+
+def _history(request: Request, c: Caller, ref: str, name: str, read, since, until, limit, cursor,
+             **filters) -> Response:
+    """One patient's history (``read(pid, start, end)``), a page of it, audited."""
+    c.need("patient")
+    pid = _patient_for_history(c, ref)
+    query = {"p": ref, "since": since, "until": until, **filters}
+    start, end = history_range(c, cursor, query, since, until)
+    df, snap = read(pid, start, end)
+    p = page(df.drop(columns=["patient_id"]), limit_of(c, limit), cursor, query, records,
+             r=[start.isoformat(), end.isoformat()])
+    seen(c, name, [pid], since=start.isoformat(), until=end.isoformat(), **filters)
+    body = {"patient_id": c.patient_ref(pid), "items": shown(c, p.items), "total": p.total,
+            "next_cursor": p.next_cursor}
+    return conditional(request, body, [snap], headers=link_next(request, p.next_cursor))
+
+
+Since = Annotated[datetime | None, Query(description="from (default: api.default_hours before until)")]
+Until = Annotated[datetime | None, Query(description="before (default: now)")]
+
+
 @router.get("/{patient_id}/observations", response_model=ObservationPage,
             summary="The patient's accepted vital-sign values (silver), oldest first")
 def get_observations(request: Request, c: CallerDep, patient_id: PatientId,
                      vital: Annotated[list[str] | None, Query(description="only these vitals (silver names)")] = None,
-                     since: Annotated[datetime | None, Query(description="from (default: api.default_hours ago)")] = None,
-                     until: Annotated[datetime | None, Query(description="before (default: now)")] = None,
-                     limit: Limit = None, cursor: Cursor = None) -> Response:
-    c.need("patient")
-    pid = _patient_for_history(c, patient_id)
-    start, end = reads.time_range(c.ctx, since, until)
-    df, snap = reads.observations(c.ctx, pid, start, end, vital)
-    query = {"p": patient_id, "vital": vital, "since": start, "until": end}
-    p = page(df.drop(columns=["patient_id"]), limit_of(c, limit), cursor, query, records)
-    seen(c, "observations", [pid], since=start.isoformat(), until=end.isoformat())
-    body = {"patient_id": c.patient_ref(pid), "items": shown(c, p.items), "total": p.total,
-            "next_cursor": p.next_cursor}
-    return conditional(request, body, [snap], headers=link_next(request, p.next_cursor))
+                     since: Since = None, until: Until = None, limit: Limit = None, cursor: Cursor = None) -> Response:
+    return _history(request, c, patient_id, "observations",
+                    lambda pid, start, end: reads.observations(c.ctx, pid, start, end, vital),
+                    since, until, limit, cursor, vital=vital)
 
 
 @router.get("/{patient_id}/risk-scores", response_model=RiskScorePage,
             summary="The patient's risk-score history (gold), oldest first")
-def get_risk_scores(request: Request, c: CallerDep, patient_id: PatientId,
-                    since: Annotated[datetime | None, Query(description="from (default: api.default_hours ago)")] = None,
-                    until: Annotated[datetime | None, Query(description="before (default: now)")] = None,
+def get_risk_scores(request: Request, c: CallerDep, patient_id: PatientId, since: Since = None, until: Until = None,
                     limit: Limit = None, cursor: Cursor = None) -> Response:
-    c.need("patient")
-    pid = _patient_for_history(c, patient_id)
-    start, end = reads.time_range(c.ctx, since, until)
-    df, snap = reads.scores(c.ctx, pid, start, end)
-    query = {"p": patient_id, "since": start, "until": end}
-    p = page(df.drop(columns=["patient_id"]), limit_of(c, limit), cursor, query, records)
-    seen(c, "risk-scores", [pid], since=start.isoformat(), until=end.isoformat())
-    body = {"patient_id": c.patient_ref(pid), "items": shown(c, p.items), "total": p.total,
-            "next_cursor": p.next_cursor}
-    return conditional(request, body, [snap], headers=link_next(request, p.next_cursor))
+    return _history(request, c, patient_id, "risk-scores",
+                    lambda pid, start, end: reads.scores(c.ctx, pid, start, end), since, until, limit, cursor)

@@ -37,7 +37,7 @@ def unauthorized(detail: str, error: str | None = None) -> Problem:
 def response(request: Request, status: int, detail: str, title: str | None = None,
              headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     title = title or HTTPStatus(status).phrase
-    if request.url.path.startswith("/fhir"):
+    if request.url.path == "/fhir" or request.url.path.startswith("/fhir/"):
         body = {"resourceType": "OperationOutcome",
                 "issue": [{"severity": "error", "code": FHIR_CODES.get(status, "processing"),
                            "diagnostics": detail}]}
@@ -64,6 +64,13 @@ def install(app: FastAPI) -> None:
                   for err in e.errors()]
         where = "; ".join(f"{'.'.join(x['loc'])}: {x['msg']}" for x in errors[:5])
         return response(request, 422, f"the request is not valid: {where}", errors=errors)
+
+    from pymongo.errors import PyMongoError
+
+    @app.exception_handler(PyMongoError)
+    async def _mongo(request: Request, e: PyMongoError) -> JSONResponse:
+        log.error("MongoDB on %s %s: %s", request.method, request.url.path, type(e).__name__)
+        return response(request, 503, "the database is not reachable; try again", headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:

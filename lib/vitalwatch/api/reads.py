@@ -18,6 +18,7 @@ from vitalwatch.dashboard.data import (
     STATUS_COLUMNS,
     Snapshot,
     acknowledgements,
+    commit_time,
     read_delta,
 )
 from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES, GOLD_STATUS
@@ -92,7 +93,7 @@ def _history(ctx: Context, table: tuple[str, str], columns: list[str], patient_i
                ("effective_date", "<=", until.date()), *(extra or [])]
     df = read_delta(dt, columns, filters)
     df = df[(df["effective_time"] >= since) & (df["effective_time"] < until)]
-    snap = Snapshot(df, dt.version(), None)
+    snap = Snapshot(df, dt.version(), commit_time(dt))
     return df.sort_values("effective_time", kind="stable").reset_index(drop=True), snap
 
 

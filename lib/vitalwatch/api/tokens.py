@@ -34,6 +34,7 @@ class Claims:
     username: str
     role: str
     expires: datetime
+    issued: datetime
 
 
 def secret(settings: Settings, name: str, env: str, file: str | None = None) -> bytes:
@@ -80,4 +81,4 @@ def verify(key: bytes, cfg: ApiConfig, token: str) -> Claims:
         raise TokenRefused("the token is not valid") from None
     if not isinstance(c.get("sub"), str) or not isinstance(c.get("role"), str):
         raise TokenRefused("the token is not valid")
-    return Claims(c["sub"], c["role"], datetime.fromtimestamp(c["exp"], UTC))
+    return Claims(c["sub"], c["role"], datetime.fromtimestamp(c["exp"], UTC), datetime.fromtimestamp(c["iat"], UTC))

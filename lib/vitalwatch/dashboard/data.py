@@ -87,11 +87,11 @@ class TableCache:
             return Snapshot(e.frame, e.version, e.modified)
         frame = read_delta(dt, columns)
         with self._lock:
-            self._entries[key] = _Entry(v, now, frame, _commit_time(dt))
+            self._entries[key] = _Entry(v, now, frame, commit_time(dt))
         return Snapshot(frame, v, self._entries[key].modified)
 
 
-def _commit_time(dt) -> datetime | None:
+def commit_time(dt) -> datetime | None:
     """When the table's current version was committed (None if its log does not say)."""
     try:
         ts = dt.history(1)[0].get("timestamp")

@@ -3,16 +3,13 @@ the tests, and the local demo user."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from vitalwatch.config import Settings, project_root
+from vitalwatch.infra import webapp
 
 
 def app_path() -> Path:
@@ -61,34 +58,12 @@ def url(settings: Settings, port: int | None = None) -> str:
 def start(settings: Settings, port: int | None = None, env: dict[str, str] | None = None,
           log: Path | None = None, timeout_s: float = 60) -> subprocess.Popen:
     """Start the app in the background and wait until it answers its health check."""
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
-    proc = subprocess.Popen(command(settings, port), env={**os.environ, **(env or {})}, stdout=out,
-                            stderr=subprocess.STDOUT, cwd=project_root(), start_new_session=True)
-    health = f"{url(settings, port)}/_stcore/health"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the dashboard exited with {proc.returncode}" + (f"; see {log}" if log else ""))
-        try:
-            if requests.get(health, timeout=2, verify=str(ca_file(settings) or True)).ok:
-                return proc
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    stop(proc)
-    raise TimeoutError(f"the dashboard did not answer {health} within {timeout_s:.0f} s")
+    return webapp.start(command(settings, port), f"{url(settings, port)}/_stcore/health", name="dashboard",
+                        verify=str(ca_file(settings)) if settings.dashboard.tls else True,
+                        env=env, log=log, timeout_s=timeout_s)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    import signal
-
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+stop = webapp.stop
 
 
 @dataclass(frozen=True)
