@@ -91,11 +91,12 @@ class Caller:
         if not self.may(what):
             raise Problem(403, f"the {self.role} role may not use {what}")
 
-    def patient_id(self, ref: str, ids) -> str | None:
-        """The patient id behind ``ref`` (a pseudonym for roles without identifiers), if known."""
+    def patient_id(self, ref: str, ids: list[str]) -> str | None:
+        """The patient id behind ``ref`` (a pseudonym for roles without identifiers) among the
+        sorted ``ids``, if there."""
         if self.identifiers:
             return ref if ref in set(ids) else None
-        return self.ctx.lookup("patient", sorted(set(ids)), ref.removeprefix("anon-")) if ref.startswith("anon-") else None
+        return self.ctx.lookup("patient", ids, ref.removeprefix("anon-")) if ref.startswith("anon-") else None
 
     def patient_ref(self, patient_id: str) -> str:
         """The id this caller sees for a patient (a pseudonym for roles without identifiers)."""

@@ -101,9 +101,7 @@ def _subject(c: Caller, subject: str | None, patient: str | None) -> str | None:
     ref = patient or subject
     if not ref:
         raise Problem(400, "search by subject=Patient/<id> (or patient=<id>)")
-    snap = reads.status(c.ctx)
-    ids = pd.concat([snap.frame["patient_id"], c.ctx.registry.get(c.ctx.db)["patient_id"]]).dropna().unique()
-    return c.patient_id(ref.removeprefix("Patient/"), ids)
+    return c.patient_id(ref.removeprefix("Patient/"), reads.known_patients(c.ctx))
 
 
 @router.get("/RiskAssessment", summary="A patient's RiskAssessments (searchset Bundle), newest first",
@@ -138,9 +136,7 @@ def read_risk(request: Request, c: CallerDep,
         start = pd.Timestamp(day, tz="UTC")
     except ValueError:
         raise Problem(404, "no such RiskAssessment") from None
-    snap = reads.status(c.ctx)
-    known = sorted(set(pd.concat([snap.frame["patient_id"], c.ctx.registry.get(c.ctx.db)["patient_id"]]).dropna()))
-    pid = c.ctx.lookup("ra-patient", known, ph)
+    pid = c.ctx.lookup("ra-patient", reads.known_patients(c.ctx), ph)
     if pid is None:
         raise Problem(404, "no such RiskAssessment")
     df, scores = reads.scores(c.ctx, pid, start, start + timedelta(days=1))

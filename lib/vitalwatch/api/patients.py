@@ -65,9 +65,9 @@ def shown(c: Caller, items: list[dict], id_fields: tuple[str, ...] = ("patient_i
     return out
 
 
-def resolve(c: Caller, ref: str, ids: pd.Series) -> str:
+def resolve(c: Caller, ref: str) -> str:
     """The patient id behind ``ref`` (a pseudonym for analysts), or 404."""
-    if (pid := c.patient_id(ref, ids.dropna().unique())) is None:
+    if (pid := c.patient_id(ref, reads.known_patients(c.ctx))) is None:
         raise Problem(404, "no such patient")
     return pid
 
@@ -111,7 +111,7 @@ def list_patients(request: Request, c: CallerDep,
 def _one(c: Caller, ref: str) -> tuple[str, dict, list]:
     snap = reads.status(c.ctx)
     registry = c.ctx.registry.get(c.ctx.db)
-    pid = resolve(c, ref, pd.concat([snap.frame["patient_id"], registry["patient_id"]]))
+    pid = resolve(c, ref)
     row = views.ward_overview(snap.frame[snap.frame["patient_id"] == pid], registry, include_discharged=True)
     if row.empty:  # registered, not scored yet
         row = registry[registry["patient_id"] == pid].assign(state="registered")
@@ -135,15 +135,12 @@ def get_patient(request: Request, c: CallerDep, patient_id: PatientId) -> Respon
 def get_status(request: Request, c: CallerDep, patient_id: PatientId) -> Response:
     c.need("patient")
     snap = reads.status(c.ctx)
-    pid = resolve(c, patient_id, snap.frame["patient_id"])
+    pid = resolve(c, patient_id)
     row = snap.frame[snap.frame["patient_id"] == pid]
+    if row.empty:
+        raise Problem(404, "this patient has no scored reading yet")
     seen(c, "status", [pid])
     return conditional(request, shown(c, records(row))[0], [snap])
-
-
-def _patient_for_history(c: Caller, ref: str) -> str:
-    snap = reads.status(c.ctx)
-    return resolve(c, ref, pd.concat([snap.frame["patient_id"], c.ctx.registry.get(c.ctx.db)["patient_id"]]))
 
 
 def history_range(c: Caller, cursor: str | None, query: dict, since, until) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -156,7 +153,7 @@ def _history(request: Request, c: Caller, ref: str, name: str, read, since, unti
              **filters) -> Response:
     """One patient's history (``read(pid, start, end)``), a page of it, audited."""
     c.need("patient")
-    pid = _patient_for_history(c, ref)
+    pid = resolve(c, ref)
     query = {"p": ref, "since": since, "until": until, **filters}
     start, end = history_range(c, cursor, query, since, until)
     df, snap = read(pid, start, end)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 import pandas as pd
 
@@ -34,18 +35,29 @@ def _risk(ctx: Context) -> list[str]:
     return [f"risk_{h}h" for h in ctx.s.clinical.horizons_hours]
 
 
+def _lake_error(e: Exception) -> NoReturn:
+    """A table not created yet (a new lake) is 503 "try again"; anything else stays what it is."""
+    if type(e).__name__ in ("TableNotFoundError", "FileNotFoundError"):
+        raise Problem(503, UNAVAILABLE, headers={"Retry-After": "10"}) from e
+    raise e
+
+
 def _snapshot(ctx: Context, table: tuple[str, str], columns: list[str]) -> Snapshot:
     try:
         return ctx.cache.snapshot(ctx.s.table_path(*table), columns)
-    except Exception as e:  # a table not created yet (a new lake) or an unreadable log
-        if type(e).__name__ in ("TableNotFoundError", "FileNotFoundError"):
-            raise Problem(503, UNAVAILABLE, headers={"Retry-After": "10"}) from e
-        raise
+    except Exception as e:
+        _lake_error(e)
 
 
 def status(ctx: Context) -> Snapshot:
     """``gold/patient_status``: one row per patient."""
     return _snapshot(ctx, GOLD_STATUS, STATUS_COLUMNS + _risk(ctx))
+
+
+def known_patients(ctx: Context) -> list[str]:
+    """Every patient id the API can name: scored (gold status) or registered (MongoDB), sorted."""
+    ids = pd.concat([status(ctx).frame["patient_id"], ctx.registry.get(ctx.db)["patient_id"]]).dropna()
+    return sorted(set(ids))
 
 
 def alerts(ctx: Context) -> Snapshot:
@@ -86,9 +98,7 @@ def _history(ctx: Context, table: tuple[str, str], columns: list[str], patient_i
     try:
         dt = DeltaTable(ctx.s.table_path(*table))
     except Exception as e:
-        if type(e).__name__ in ("TableNotFoundError", "FileNotFoundError"):
-            raise Problem(503, UNAVAILABLE, headers={"Retry-After": "10"}) from e
-        raise
+        _lake_error(e)
     filters = [("patient_id", "=", patient_id), ("effective_date", ">=", since.date()),
                ("effective_date", "<=", until.date()), *(extra or [])]
     df = read_delta(dt, columns, filters)
