@@ -619,6 +619,7 @@ def train(
         src = load_source(spark, s, source, patients=patients, sequences=sequences)
         rep = train_risk(spark, s, src, progress=lambda msg: (st.update(msg), console.log(msg)))
     sys.stdout.write(markdown_table(rep.table))
+    sys.stdout.write(rep.events)
     console.log(f"run {rep.run_id}: {rep.decision}")
     console.log("timings: " + ", ".join(f"{k} {v:.1f}" for k, v in rep.timings.items()))
 
@@ -657,6 +658,76 @@ def models_show() -> None:
             t.add_row(name, str(mv.version), ",".join(sorted(aliases.get(str(mv.version), []))), metric,
                       mv.tags.get("promoted", ""), (mv.tags.get(CHECKSUM_TAG) or "NO")[:12], mv.run_id)
     Console(width=200).print(t)
+
+
+@models_app.command("alert-policy")
+def models_alert_policy(
+    explore: Annotated[bool, typer.Option(help="also run the exploration grid on the validation patients")] = False,
+    patients: Annotated[int | None, typer.Option(help="icu: use only the first N patients")] = None,
+    out: Annotated[str, typer.Option(help="where the tables and plots go")] = ".work/alert-policy",
+) -> None:
+    """The champion through the whole alert path on held-out ICU patients: burden, onsets warned
+    and lead times for every alert profile and the baselines (model card, "Alert policy")."""
+    from pathlib import Path
+
+    from vitalwatch.alerts.evaluation import markdown
+    from vitalwatch.models import alert_eval
+    from vitalwatch.models.registry import load_risk_model
+    from vitalwatch.models.train_risk import load_source
+    from vitalwatch.scoring.engine import ModelRef
+    from vitalwatch.spark import build_session
+
+    s = get_settings()
+    s = s.model_copy(update={"spark": s.spark.model_copy(update={"driver_memory": s.models.train_driver_memory})})
+    dest = Path(out)
+    dest.mkdir(parents=True, exist_ok=True)
+    loaded = load_risk_model(s)
+    model = ModelRef(loaded.name, loaded.version, loaded.scorer)
+    with console.status("starting Spark") as st:
+        spark = build_session(s, app_name="vitalwatch-alert-policy")
+        src = load_source(spark, s, "icu", patients=patients)
+        metrics, scored = alert_eval.evaluate_events(src.rows, model, s, dest,
+                                                     progress=lambda m: (st.update(m), console.log(m)))
+        if explore:
+            grid = alert_eval.explore(scored["validation"], s, s.alerts.policy,
+                                      progress=lambda m: (st.update(m), console.log(m)))
+            grid.to_csv(dest / "exploration.csv", index=False)
+            front = alert_eval.frontier(grid)
+            (dest / "frontier.md").write_text(markdown(front))
+            e = s.models.event_evaluation
+            best = alert_eval.choose(grid, e.target_burden_ph, e.target_warned)
+            console.log(f"exploration: {len(grid)} policies → {dest / 'exploration.csv'}; frontier "
+                        f"{dest / 'frontier.md'}; chosen by the rule: {best.to_dict()}")
+    console.log(f"model {loaded.name} version {loaded.version}; event evaluation {metrics['event_eval_s']:.0f} s")
+    sys.stdout.write((dest / "events.md").read_text())
+
+
+@models_app.command("compare")
+def models_compare(
+    days: Annotated[float, typer.Option(help="readings of the last N days (by effective date)")] = 7,
+) -> None:
+    """Champion vs shadow (``gold.shadow_alias``) on the readings both scored, once their outcomes
+    are known: AUROC/AUPRC/ECE per horizon, alert burden and onsets warned through the policy in
+    force. Reading only: promotion stays the registry's rule."""
+    from datetime import UTC, datetime, timedelta
+
+    from deltalake import DeltaTable
+
+    from vitalwatch.alerts.evaluation import markdown
+    from vitalwatch.dashboard.data import read_delta
+    from vitalwatch.models.compare import compare, score_columns
+    from vitalwatch.pipeline.gold import GOLD_SCORES
+
+    s = get_settings()
+    since = (datetime.now(UTC) - timedelta(days=days)).date()
+    df = read_delta(DeltaTable(s.table_path(*GOLD_SCORES)), score_columns(s), [("effective_date", ">=", since)])
+    df["effective_time"] = df["effective_time"].dt.tz_convert(None)
+    table = compare(df, s)
+    if table.empty:
+        console.print(f"no readings scored by both a champion and a shadow since {since} with a known outcome "
+                      f"(gold.shadow_alias is {s.gold.shadow_alias!r})")
+        raise typer.Exit(1)
+    sys.stdout.write(markdown(table))
 
 
 @models_app.command("history")

@@ -331,8 +331,15 @@ class ClinicalConfig(BaseModel):
     history_readings: int = Field(30, ge=1)
     other_vitals_window_minutes: float = Field(30, gt=0)
     horizons_hours: list[int] = [1, 6, 24]
-    alert_thresholds: dict[str, float] = {"CRITICAL": 0.60, "HIGH": 0.40, "MEDIUM": 0.20}
-    alert_horizon_hours: int = 6
+    alert_horizon_hours: int = 6               # the risk the alert policy reads (alerts.profiles)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "alert_thresholds" in data:
+            raise ValueError("clinical.alert_thresholds moved to alerts.profiles.<profile>.thresholds "
+                             "(alerts.profile names the one in force); an override left here would be ignored")
+        return data
 
 
 class SplitConfig(BaseModel):
@@ -353,6 +360,18 @@ class SyntheticConfig(BaseModel):
     cadence_minutes: float = Field(30, gt=0)
     seed: int = 11
     profile_mix: dict[str, float]
+
+
+class EventEvaluationConfig(BaseModel):
+    """Event-level evaluation of the alert path (lib/vitalwatch/alerts/evaluation.py)."""
+
+    enabled: bool = True
+    window_h: float = Field(6, gt=0)            # an onset: no crisis this long before; warned: an event within it
+    lead_target_h: float = Field(2, gt=0)       # the share of onsets warned at least this long ahead is reported
+    target_burden_ph: float = Field(0.05, gt=0)  # the target: alert events (>= MEDIUM) per patient-hour ...
+    target_warned: float = Field(0.80, gt=0, le=1)  # ... with at least this share of onsets warned
+    sweep_factors: list[float] = [0.5, 0.75, 1.0, 1.5, 2.0, 3.0]  # thresholds × these: the trade-off plot
+    profiles: list[str] = []                    # alert profiles compared beside the one in force ([]: all)
 
 
 class ModelsConfig(BaseModel):
@@ -377,6 +396,7 @@ class ModelsConfig(BaseModel):
     random_forest: RandomForestConfig = RandomForestConfig()
     ece_bins: int = Field(15, ge=2)
     synthetic: SyntheticConfig
+    event_evaluation: EventEvaluationConfig = EventEvaluationConfig()
 
 
 class GoldConfig(BaseModel):
@@ -387,6 +407,7 @@ class GoldConfig(BaseModel):
     late_tolerance_minutes: float = Field(360, ge=0)  # older than the newest reading by more: not scored
     mongo_latest_scores: int = Field(50, ge=1)  # risk_scores kept per patient in MongoDB
     model_alias: str | None = None             # None: models.champion_alias
+    shadow_alias: str | None = None            # e.g. challenger: scored beside the champion, stored, never alerting
     sinks: list[str] = ["mongo", "elasticsearch", "kafka"]  # webhooks: alerts.webhooks (the notifier)
     source: Literal["kafka", "silver"] = "kafka"  # kafka: the silver transform in-stream (seconds); silver: the table (replays)
     state_buckets: int = Field(64, ge=1)        # patients hashed into this many state keys (fixed per checkpoint)
@@ -498,11 +519,72 @@ class NotifierConfig(BaseModel):
         return self
 
 
+ALERT_LEVELS = ("MEDIUM", "HIGH", "CRITICAL")
+
+
+class PersistenceConfig(BaseModel):
+    """The model's level counts only once ``k`` of the patient's last ``n`` readings (this one
+    included) reached it: one noisy reading does not raise an alert."""
+
+    k: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=31)  # the state keeps 30 past risks
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> PersistenceConfig:
+        if self.k > self.n:
+            raise ValueError("alerts persistence: k must be <= n")
+        return self
+
+
+class TrendConfig(BaseModel):
+    """Trend-aware escalation: a risk at or above the MEDIUM threshold that rose by ``min_rise``
+    over the patient's last ``readings`` readings is at least ``to_level`` (0 readings: off)."""
+
+    readings: int = Field(0, ge=0, le=30)
+    min_rise: float = Field(0.15, gt=0, le=1)
+    to_level: Literal["MEDIUM", "HIGH", "CRITICAL"] = "HIGH"
+
+
+class AlertPolicyConfig(BaseModel):
+    """One named alert policy (``alerts.profiles``): how a risk becomes a level and a level an event."""
+
+    description: str = ""
+    thresholds: dict[str, float] = {"CRITICAL": 0.60, "HIGH": 0.40, "MEDIUM": 0.20}  # entered at risk >= this
+    exit_ratio: float = Field(1.0, gt=0, le=1)   # hysteresis: a model level is held while risk >= threshold × this
+    persistence: PersistenceConfig = PersistenceConfig()
+    trend: TrendConfig = TrendConfig()
+    suppression_minutes: float = Field(60, ge=0)  # no second raise at a level within this long
+    # reminders ("repeated") while a level holds, per level; null: none (crisis readings:
+    # alerts.crisis_repeat_minutes, whatever this says)
+    reminder_minutes: dict[str, float | None] = {"CRITICAL": 60, "HIGH": 60, "MEDIUM": 60}
+
+    @model_validator(mode="after")
+    def _levels(self) -> AlertPolicyConfig:
+        if set(self.thresholds) != set(ALERT_LEVELS):
+            raise ValueError(f"alert policy thresholds must name exactly {ALERT_LEVELS}")
+        t = [self.thresholds[lvl] for lvl in ALERT_LEVELS]
+        if t != sorted(t) or not all(0 < x <= 1 for x in t):
+            raise ValueError("alert policy thresholds must rise from MEDIUM to CRITICAL within (0, 1]")
+        if not set(self.reminder_minutes) <= set(ALERT_LEVELS):
+            raise ValueError(f"alert policy reminder_minutes: levels are {ALERT_LEVELS}")
+        return self
+
+
 class AlertsConfig(BaseModel):
     """PRODUCT §4 alert events: when to raise, repeat, resolve, and whom to tell."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "suppression_minutes" in data:
+            raise ValueError("alerts.suppression_minutes moved to alerts.profiles.<profile>.suppression_minutes "
+                             "(alerts.profile names the one in force); an override left here would be ignored")
+        return data
+
     schema_version: int = 1
-    suppression_minutes: float = Field(60, ge=0)
+    profile: str = "source"                      # which of ``profiles`` every alert uses (stream, batch, evaluation)
+    profiles: dict[str, AlertPolicyConfig] = {"source": AlertPolicyConfig()}
+    crisis_repeat_minutes: float = Field(60, ge=0)  # a crisis reading alerts again after this long, whatever the profile
     news2_aggregate_threshold: float = 7
     news2_aggregate_level: str = "HIGH"
     news2_red_flag_level: str = "MEDIUM"
@@ -514,6 +596,27 @@ class AlertsConfig(BaseModel):
     registry_retry_s: float = Field(30, gt=0)     # ... and not asked again for this long (no batch waits on it)
     webhooks: list[WebhookConfig] = []
     notifier: NotifierConfig = NotifierConfig()
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> AlertsConfig:
+        if self.profile not in self.profiles:
+            raise ValueError(f"alerts.profile {self.profile!r} is not one of alerts.profiles: {sorted(self.profiles)}")
+        return self
+
+    @property
+    def policy(self) -> AlertPolicyConfig:
+        """The alert policy in force (``profiles[profile]``)."""
+        return self.profiles[self.profile]
+
+    def with_profile(self, name: str) -> AlertsConfig:
+        """The same configuration under another named policy (evaluation, comparisons)."""
+        if name not in self.profiles:
+            raise ValueError(f"no alert profile {name!r}: {sorted(self.profiles)}")
+        return self.model_copy(update={"profile": name})
+
+    def with_policy(self, policy: AlertPolicyConfig, name: str = "candidate") -> AlertsConfig:
+        """The same configuration under an ad-hoc policy (the exploration grid)."""
+        return self.model_copy(update={"profile": name, "profiles": {**self.profiles, name: policy}})
 
     @field_validator("webhooks")
     @classmethod

@@ -175,12 +175,32 @@ def check_every_sink_once(spark: SparkSession, s: Settings, endpoints: Endpoints
     return alerts
 
 
+SHADOW_ALIAS = "shadow-parity"
+
+
+def register_shadow(s: Settings) -> str:
+    """The champion's files registered again as a new version, sealed, under ``SHADOW_ALIAS``:
+    a shadow whose risks must equal the champion's."""
+    from vitalwatch.models.integrity import move_alias, seal
+    from vitalwatch.models.registry import client
+
+    name = s.models.risk_model_name
+    c = client(s)
+    champ = c.get_model_version_by_alias(name, s.models.champion_alias)
+    mv = c.create_model_version(name, champ.source, champ.run_id)
+    seal(s, name, str(mv.version))
+    move_alias(s, name, SHADOW_ALIAS, str(mv.version), "test: shadow scoring")
+    return str(mv.version)
+
+
 def test_stream_equals_batch_and_alerts_reach_every_sink_routed(
         spark: SparkSession, trained: Settings, endpoints: Endpoints) -> None:
     hook = Receiver()
     s = gold_settings(trained, endpoints, "parity",
                       webhooks=[WebhookConfig(name="pager", url=hook.url, levels=["CRITICAL", "HIGH"],
                                               secret=uuid.uuid4().hex)])
+    shadow = register_shadow(s)
+    s = with_updates(s, gold={"shadow_alias": SHADOW_ALIAS})
     p = plan()
     msgs = list(simulate(p))
     unregistered = "p00001"
@@ -200,6 +220,16 @@ def test_stream_equals_batch_and_alerts_reach_every_sink_routed(
     assertDataFrameEqual(gold.select(*cols), spark.createDataFrame(want[cols].astype(object).where(want[cols].notna(), None),
                                                                    gold.select(*cols).schema))
     assert set(want.model_version) == {"1"} and set(want.model_name) == {s.models.risk_model_name}
+    # the shadow: scored by the stream on the same vectors, stored beside the champion's, never alerting
+    scored = got_pdf[got_pdf.score_status == "scored"]
+    assert set(scored.shadow_model_version) == {shadow} and len(scored) > 0
+    shadow_cols = [c.replace("risk_", "shadow_risk_") for c in RISKS]
+    np.testing.assert_allclose(scored[shadow_cols].to_numpy(float), scored[RISKS].to_numpy(float), rtol=1e-6)
+    from vitalwatch.models.compare import compare
+
+    cmp = compare(gold.toPandas(), s).set_index(["model", "horizon_h"])
+    for col in ("auroc", "readings", "burden_ph_medium", "warned_medium"):
+        np.testing.assert_allclose(cmp.xs("champion")[col].to_numpy(float), cmp.xs("shadow")[col].to_numpy(float))
 
     alerts = check_every_sink_once(spark, s, endpoints, want)
     # routing: the registered care team by level; the unregistered patient gets the fallback team

@@ -49,6 +49,16 @@ def test_run_has_params_lineage_plots_and_signature(first, model_settings):
     assert "baseline_news2_test_nc_6h_auroc" in run.data.metrics
     arts = {Path(a.path).name for a in mlflow.MlflowClient().list_artifacts(first.run_id, "evaluation")}
     assert {"roc.png", "pr.png", "reliability.png", "importance_6h.png", "metrics.md", "lineage.json"} <= arts
+    # the whole alert path on held-out patients: the policy in force, the other profiles, the baselines
+    assert {"events.md", "events.csv", "event_tradeoff_test.png", "event_tradeoff_validation.png",
+            "event_sweep_test.csv"} <= arts
+    m = run.data.metrics
+    for split in ("validation", "test"):
+        burden = [k for k in m if k.startswith(f"{split}_event_model_") and k.endswith("_in_force_burden_ph_medium")]
+        assert len(burden) == 1 and m[burden[0]] > 0, burden
+        assert f"{split}_event_current_systolic_{model_settings.alerts.profile}_onsets" in m
+        assert f"{split}_event_news2_{model_settings.alerts.profile}_warned_medium" in m
+    assert "### test patients" in first.events and "(in force)" in first.events
     info = mlflow.models.get_model_info(f"models:/{model_settings.models.risk_model_name}/1")
     assert info.signature.inputs.input_names() == feature_names(30)
     assert info.signature.outputs.input_names() == ["risk_1h", "risk_6h", "risk_24h"]

@@ -17,7 +17,7 @@ from vitalwatch.packages import load_packages
 COMMANDS = [[], ["infra"], ["infra", "up"], ["infra", "down"], ["infra", "status"], ["infra", "fetch"],
             ["infra", "certs"],
             ["simulate"], ["replay"], ["pipeline"], ["show"], ["run"], ["train"], ["models"],
-            ["models", "show"], ["models", "history"], ["models", "seal"], ["triage"], ["triage", "train"], ["triage", "score"],
+            ["models", "show"], ["models", "history"], ["models", "seal"], ["models", "alert-policy"], ["models", "compare"], ["triage"], ["triage", "train"], ["triage", "score"],
             ["mongo"], ["mongo", "init"], ["mongo", "script"], ["patients"], ["patients", "register"],
             ["alerts"], ["alerts", "watch"], ["alerts", "ack"], ["search"], ["search", "init"],
             ["search", "kibana-import"], ["notify"], ["api"], ["dashboard"]]

@@ -24,7 +24,8 @@ def _scores(spark, settings):
                "score_status": "scored", "level": "MEDIUM", "level_reasons": ["risk_6h >= 0.2"],
                "crisis_now": False, "news2_red_flag": False, "model_name": "m", "model_version": "3",
                "alert_id": "a1", "alert_kind": "raised", "alert_level": "MEDIUM", "alert_late": False,
-               "kafka_timestamp": t, "silver_time": datetime(2026, 3, 1, 10, 15, 31, 654321)}
+               "kafka_timestamp": t, "silver_time": datetime(2026, 3, 1, 10, 15, 31, 654321),
+               "shadow_model_version": "4", "shadow_risk_1h": 0.05, "shadow_risk_6h": 0.3, "shadow_risk_24h": 0.45}
     discharged = {**base, "patient_id": "p2", "score_status": "discharged", "silver_time": t}
     return spark.createDataFrame([Row(**reading), Row(**discharged)], schema)
 
@@ -108,3 +109,24 @@ def test_a_discharge_lands_in_the_same_partition_on_replay(spark, base_settings)
     risk = risk_rows(_scores(spark, base_settings))
     got = {r.patient_id: r.effective_date for r in risk.collect()}
     assert str(got["p1"]) == "2026-03-01" and str(got["p2"]) == "2026-03-01"
+
+
+def test_a_table_from_an_older_version_gets_the_new_columns(spark, tmp_path) -> None:
+    """gold/risk_scores made before the shadow columns existed: ensure_table adds them (nullable),
+    the rows it held keep their values, and a row with the new columns can be merged in."""
+    from pyspark.sql import types as T
+
+    from vitalwatch.pipeline.lake import ensure_table
+
+    path = str(tmp_path / "risk_scores")
+    old = T.StructType([T.StructField("patient_id", T.StringType()), T.StructField("risk_6h", T.DoubleType())])
+    ensure_table(spark, path, old, [])
+    spark.createDataFrame([("p1", 0.2)], old).write.format("delta").mode("append").save(path)
+    new = T.StructType([*old.fields, T.StructField("shadow_model_version", T.StringType()),
+                        T.StructField("shadow_risk_6h", T.DoubleType())])
+    ensure_table(spark, path, new, [])
+    ensure_table(spark, path, new, [])  # idempotent
+    spark.createDataFrame([("p2", 0.3, "4", 0.35)], new).write.format("delta").mode("append").save(path)
+    got = spark.read.format("delta").load(path)
+    assert got.schema.fieldNames() == new.fieldNames()
+    assertDataFrameEqual(got, spark.createDataFrame([("p1", 0.2, None, None), ("p2", 0.3, "4", 0.35)], new))

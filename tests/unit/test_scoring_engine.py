@@ -138,3 +138,53 @@ def test_a_pickled_model_is_loaded_once_per_process_and_scores_the_same(rows, mo
     np.testing.assert_array_equal(first.scorer.predict(x), model.scorer.predict(x))
     other = pickle.loads(pickle.dumps(ModelRef(model.name, "8", model.scorer)))
     assert other.version == "8" and other.scorer is not first.scorer
+
+
+class _Halved:
+    """A shadow scorer unlike the champion: half its risks."""
+
+    def __init__(self, scorer) -> None:
+        self.scorer = scorer
+
+    def predict(self, x):
+        return self.scorer.predict(x) / 2
+
+
+class _Broken:
+    def predict(self, x):
+        raise RuntimeError("shadow exploded")
+
+
+ALERT_COLUMNS = ["level", "alert_id", "alert_kind", "alert_level", "risk_1h", "risk_6h", "risk_24h"]
+
+
+def test_a_shadow_is_scored_on_the_same_vectors_and_never_alerts(rows, model) -> None:
+    alone = _sorted(score_batch(rows, model, CLIN, S.alerts))
+    with_shadow = ModelRef(model.name, model.version, model.scorer, ModelRef(model.name, "9", _Halved(model.scorer)))
+    both = _sorted(score_batch(rows, with_shadow, CLIN, S.alerts))
+    pd.testing.assert_frame_equal(both[ALERT_COLUMNS], alone[ALERT_COLUMNS])  # alerts from the champion alone
+    scored = both["score_status"].eq("scored").to_numpy()
+    for h in CLIN.horizons_hours:
+        np.testing.assert_allclose(both.loc[scored, f"shadow_risk_{h}h"], both.loc[scored, f"risk_{h}h"] / 2)
+    assert set(both.loc[scored, "shadow_model_version"]) == {"9"}
+    assert alone["shadow_model_version"].isna().all() and alone["shadow_risk_6h"].isna().all()
+    # incremental (as the stream runs it) = batch, shadow included
+    inc, _ = stream(rows, with_shadow, 7)
+    np.testing.assert_allclose(_sorted(inc)["shadow_risk_6h"], both["shadow_risk_6h"])
+
+
+def test_a_failing_shadow_changes_nothing_but_its_own_columns(rows, model, caplog) -> None:
+    alone = _sorted(score_batch(rows, model, CLIN, S.alerts))
+    broken = ModelRef(model.name, model.version, model.scorer, ModelRef(model.name, "9", _Broken()))
+    got = _sorted(score_batch(rows, broken, CLIN, S.alerts))
+    pd.testing.assert_frame_equal(got[ALERT_COLUMNS], alone[ALERT_COLUMNS])
+    assert got["shadow_risk_6h"].isna().all() and got["shadow_model_version"].isna().all()
+    assert "shadow model test-model 9 failed" in caplog.text
+
+
+def test_a_pickled_model_carries_its_shadow(model) -> None:
+    import pickle
+
+    ref = pickle.loads(pickle.dumps(ModelRef(model.name, "7", model.scorer, ModelRef(model.name, "9", _Halved(model.scorer)))))
+    assert ref.version == "7" and ref.shadow is not None and ref.shadow.version == "9"
+    assert isinstance(ref.shadow.scorer, _Halved)

@@ -73,7 +73,7 @@ def build(spark: SparkSession, s: Settings, admin_db, patients: int, featured: i
           .agg(F.first("value")).toPandas().rename(columns={"systolic_bp": "systolic", "diastolic_bp": "diastolic"}))
     assert len(bp) > 10 * featured, "the featured patients' blood pressure reached silver"
     rng = np.random.default_rng(5)
-    th = s.clinical.alert_thresholds
+    th = s.alerts.policy.thresholds
     score_rows = []
 
     def row(pid: str, oid: str, t_eff, sbp: float, dbp: float, r6: float) -> dict:

@@ -84,6 +84,7 @@ class TrainReport:
     table: pd.DataFrame  # one row per (model, horizon, subset)
     counts: dict[str, int]
     timings: dict[str, float] = field(default_factory=dict)
+    events: str = ""  # the event-level tables (Markdown), when models.event_evaluation is enabled
 
 
 def _collect(df: DataFrame, horizons: list[int]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -137,7 +138,7 @@ def _fit_rf(settings: Settings, train: DataFrame, test: DataFrame, label: str) -
 
 def evaluate(y: np.ndarray, p: np.ndarray, frame: pd.DataFrame, settings: Settings) -> dict[str, dict[str, float]]:
     """Metrics on all readings and on readings not in crisis now."""
-    thr = settings.clinical.alert_thresholds
+    thr = settings.alerts.policy.thresholds
     bins = settings.models.ece_bins
     hours = patient_hours(frame["patient_id"], frame["effective_time"])  # the same observed time for both
     nc = ~frame["crisis_now"].to_numpy(bool)
@@ -176,7 +177,7 @@ def train_risk(spark: SparkSession, settings: Settings, source: Source, progress
                            "split_seed": m.seed, "split": json.dumps(m.split.model_dump()),
                            **{f"data_{k}": v for k, v in source.lineage.items()}})
         mlflow.log_params({f"n_{k}": v for k, v in counts.items()})
-        boosters, calibration, raw_val = {}, {}, {}
+        boosters, calibration, raw_val, events_md = {}, {}, {}, ""
         xgb_train_s = 0.0
         for h in horizons:
             progress(f"training XGBoost {h} h on {counts.get('train_readings', 0)} readings ({m.num_workers} workers, {m.device})")
@@ -243,6 +244,11 @@ def train_risk(spark: SparkSession, settings: Settings, source: Source, progress
             (out / "metrics.md").write_text(markdown_table(table))
             table.to_csv(out / "metrics.csv", index=False)
             (out / "lineage.json").write_text(json.dumps({"source": source.name, **source.lineage, **counts}, indent=1))
+            if m.event_evaluation.enabled:
+                events = _event_evaluation(settings, source, scorer, out, progress)
+                timings["event_eval_s"] = events.pop("event_eval_s")
+                mlflow.log_metrics(events | {"event_eval_s": timings["event_eval_s"]})
+                events_md = (out / "events.md").read_text()
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
             scorer_dir = scorer.save(out / "scorer")
             progress("logging and registering the model")
@@ -260,7 +266,20 @@ def train_risk(spark: SparkSession, settings: Settings, source: Source, progress
             decision, promoted = d.explain(), d.promoted
             mlflow.set_tags({"registered_version": version, "promoted": str(promoted).lower(), "decision": decision})
         ex.unpersist()
-    return TrainReport(run.info.run_id, settings.models.risk_model_name, version, promoted, decision, table, counts, timings)
+    return TrainReport(run.info.run_id, settings.models.risk_model_name, version, promoted, decision, table, counts,
+                       timings, events_md)
+
+
+def _event_evaluation(settings: Settings, source: Source, scorer: RiskScorer, out: Path,
+                      progress: Progress) -> dict[str, float]:
+    """The new model through the whole alert path on validation and test patients
+    (:mod:`vitalwatch.models.alert_eval`): metrics, ``events.md`` and the trade-off plots."""
+    from vitalwatch.models.alert_eval import evaluate_events
+    from vitalwatch.scoring.engine import ModelRef
+
+    model = ModelRef(settings.models.risk_model_name, "candidate", scorer)
+    metrics, _ = evaluate_events(source.rows, model, settings, out, progress)
+    return metrics
 
 
 def _selection_value(metric: str, val_pdf: pd.DataFrame, p_val: np.ndarray, horizons: list[int]) -> float:

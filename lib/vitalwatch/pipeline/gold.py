@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ from pyspark.sql.streaming.state import GroupStateTimeout
 from vitalwatch.alerts.policy import AlertState
 from vitalwatch.config import Settings
 from vitalwatch.features.build import restore_nan
-from vitalwatch.features.vector import BP_VITALS, OTHER_VITALS
+from vitalwatch.features.vector import BP_VITALS, OTHER_VITALS, feature_names
 from vitalwatch.infra.endpoints import Endpoints, resolve
 from vitalwatch.pipeline.checkpoints import check_layout
 from vitalwatch.pipeline.lake import SILVER_VITALS, ensure_lake, ensure_table
@@ -113,7 +114,7 @@ def engine_schema(settings: Settings) -> T.StructType:
              "level_reasons": T.ArrayType(s), "crisis_now": b, "news2_red_flag": b, "model_name": s,
              "model_version": s, "alert_id": s, "alert_kind": s, "alert_level": s,
              "alert_previous_level": s, "alert_late": b, "kafka_timestamp": T.TimestampType(),
-             "silver_time": T.TimestampType()}
+             "silver_time": T.TimestampType(), "shadow_model_version": s}
     return T.StructType([T.StructField(c, types.get(c, dbl)) for c in output_columns(settings.clinical)])
 
 
@@ -263,10 +264,36 @@ NO_MODEL_VERSION = "none"  # model_version of readings scored without a model
 
 
 def load_model(settings: Settings) -> ModelRef:
+    """The champion (``gold.model_alias``) with, when ``gold.shadow_alias`` names one, the
+    shadow model scored beside it; a shadow that cannot be loaded is logged and left out."""
     from vitalwatch.models.registry import load_risk_model
 
     m = load_risk_model(settings, settings.gold.model_alias)
-    return ModelRef(m.name, m.version, m.scorer)
+    return ModelRef(m.name, m.version, m.scorer, load_shadow(settings, m.version))
+
+
+def load_shadow(settings: Settings, champion_version: str) -> ModelRef | None:
+    from vitalwatch.models.registry import load_risk_model
+    from vitalwatch.pipeline.supervisor import first_line
+
+    alias = settings.gold.shadow_alias
+    if not alias:
+        return None
+    try:
+        m = load_risk_model(settings, alias)
+    except Exception as e:  # no such alias yet, a checksum refused: scoring goes on without it
+        log.warning("no shadow model %s@%s: %s", settings.models.risk_model_name, alias, first_line(e))
+        return None
+    if m.version == champion_version:
+        log.info("shadow alias %s is the champion (version %s): no shadow scoring", alias, m.version)
+        return None
+    ref = ModelRef(m.name, m.version, m.scorer)
+    try:  # it travels with every task and scores every batch: refuse here what would fail there
+        pickle.loads(pickle.dumps(ref)).scorer.predict(np.full((1, len(feature_names(settings.clinical.history_readings))), np.nan))
+    except Exception as e:
+        log.warning("shadow model %s version %s cannot score here (%s): left out", m.name, m.version, first_line(e))
+        return None
+    return ref
 
 
 def load_model_or_rules(settings: Settings) -> tuple[ModelRef, str | None]:

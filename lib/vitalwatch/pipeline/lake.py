@@ -53,6 +53,29 @@ def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_b
     if partition_by:
         b = b.partitionedBy(*partition_by)
     b.execute()
+    add_missing_columns(spark, path, schema)
+
+
+def add_missing_columns(spark: SparkSession, path: str, schema: StructType) -> list[str]:
+    """Add the (nullable) columns of ``schema`` a table made by an older version lacks — a
+    new column (e.g. the shadow model's risks) must reach an existing lake, not be dropped by
+    its writers, which read the table's schema. Returns the columns added."""
+    def missing() -> list:
+        have = {f.name.lower() for f in spark.read.format("delta").load(path).schema.fields}  # Delta: case-insensitive
+        return [f for f in schema.fields if f.name.lower() not in have]
+
+    def quoted(name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    todo = missing()
+    if todo:
+        cols = ", ".join(f"{quoted(f.name)} {f.dataType.simpleString()}" for f in todo)
+        try:
+            spark.sql(f"ALTER TABLE delta.{quoted(path)} ADD COLUMNS ({cols})")
+        except Exception:  # another application added them first (both started after an upgrade)
+            if missing():
+                raise
+    return [f.name for f in todo]
 
 
 def _clear_uncommitted(path: str) -> None:

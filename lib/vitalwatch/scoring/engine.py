@@ -59,23 +59,41 @@ class ModelRef:
     name: str
     version: str
     scorer: object  # RiskScorer
+    shadow: ModelRef | None = None  # scored beside it on the same vectors, stored, never alerted on
+
+    def identity(self) -> tuple[str, str, str, bytes]:
+        payload = pickle.dumps(self.scorer, protocol=pickle.HIGHEST_PROTOCOL)
+        return self.name, self.version, hashlib.sha256(payload).hexdigest(), payload
 
     def __reduce__(self):
-        payload = pickle.dumps(self.scorer, protocol=pickle.HIGHEST_PROTOCOL)
-        return _worker_model, (self.name, self.version, hashlib.sha256(payload).hexdigest(), payload)
+        return _worker_model, (*self.identity(), self.shadow.identity() if self.shadow is not None else None)
 
 
 _WORKER_MODELS: dict[tuple[str, str, str], object] = {}  # this process's scorers, by identity and digest
 
 
-def _worker_model(name: str, version: str, digest: str, payload: bytes) -> ModelRef:
+def _worker_scorer(name: str, version: str, digest: str, payload: bytes) -> object:
     key = (name, version, digest)
     scorer = _WORKER_MODELS.get(key)
     if scorer is None:
         scorer = pickle.loads(payload)
-        _WORKER_MODELS.clear()  # a worker serves one champion at a time
+        if len(_WORKER_MODELS) >= 2:
+            _WORKER_MODELS.clear()  # a worker serves one champion (and its shadow) at a time
         _WORKER_MODELS[key] = scorer
-    return ModelRef(name, version, scorer)
+    return scorer
+
+
+def _worker_model(name: str, version: str, digest: str, payload: bytes,
+                  shadow: tuple[str, str, str, bytes] | None = None) -> ModelRef:
+    """The model a task was sent; a shadow that cannot be loaded here is dropped (logged), never
+    the reason a task fails."""
+    ref = None
+    if shadow is not None:
+        try:
+            ref = ModelRef(shadow[0], shadow[1], _worker_scorer(*shadow))
+        except Exception:
+            log.exception("shadow model %s %s could not be loaded in this worker; scoring without it", *shadow[:2])
+    return ModelRef(name, version, _worker_scorer(name, version, digest, payload), ref)
 
 
 @dataclass
@@ -101,7 +119,26 @@ def output_columns(clinical: ClinicalConfig) -> list[str]:
             "respiratory_rate", "spo2", "temperature", "minutes_since_previous", "features", *risks,
             "score_status", "level", "level_reasons", "crisis_now", "news2", "news2_partial",
             "news2_red_flag", "bp_ratio", "model_name", "model_version", "alert_id", "alert_kind",
-            "alert_level", "alert_previous_level", "alert_late", *SOURCE_COLUMNS]
+            "alert_level", "alert_previous_level", "alert_late", *SOURCE_COLUMNS, *shadow_columns(clinical)]
+
+
+def shadow_columns(clinical: ClinicalConfig) -> list[str]:
+    """The shadow model's version and risks (``gold.shadow_alias``): null without one."""
+    return ["shadow_model_version", *(f"shadow_risk_{h}h" for h in clinical.horizons_hours)]
+
+
+def _shadow_risks(model: ModelRef, x: np.ndarray, n_horizons: int) -> np.ndarray:
+    """The shadow's risks for the vectors ``x`` — NaN when there is none or it fails: a shadow
+    is observed, never relied on, so its failure is logged and changes nothing else."""
+    out = np.full((len(x), n_horizons), np.nan)
+    if model.shadow is None or not len(x):
+        return out
+    try:
+        out[:] = model.shadow.scorer.predict(x)
+    except Exception:
+        log.exception("shadow model %s %s failed on %d readings; its risks are left empty",
+                      model.shadow.name, model.shadow.version, len(x))
+    return out
 
 
 def _ms(t: pd.Series) -> np.ndarray:
@@ -188,12 +225,15 @@ def advance(rows: pd.DataFrame, alerts: dict[str, AlertState], new: pd.DataFrame
     x = feature_matrix(r, history)
     sel = r[is_new].copy()
     sel["features"] = list(x[is_new])
-    risk = np.full((len(sel), len(clinical.horizons_hours)), np.nan)
+    n_h = len(clinical.horizons_hours)
+    risk, shadow = np.full((len(sel), n_h), np.nan), np.full((len(sel), n_h), np.nan)
     s_in_sel = scored[is_new]
     if s_in_sel.any():
         risk[s_in_sel] = model.scorer.predict(x[scored])
+        shadow[s_in_sel] = _shadow_risks(model, x[scored], n_h)
     for i, h in enumerate(clinical.horizons_hours):
         sel[f"risk_{h}h"] = risk[:, i]
+        sel[f"shadow_risk_{h}h"] = shadow[:, i]
     sel = pd.concat([sel, scoring_columns(sel, clinical)], axis=1)
     sel["score_status"] = np.where(too_late[is_new], "too_late", np.where(late[is_new], "late", "scored"))
     sel = _with_sources(sel, new_bp)
@@ -205,8 +245,9 @@ def advance(rows: pd.DataFrame, alerts: dict[str, AlertState], new: pd.DataFrame
         sel["features"] = pd.Series([f if isinstance(f, np.ndarray | list) else None for f in sel["features"]],
                                     index=sel.index, dtype=object)
     sel["model_name"], sel["model_version"] = model.name, model.version
+    sel = _with_shadow_version(sel, model, clinical)
 
-    out = _apply_policy(sel, alerts, clinical, alerts_cfg)
+    out = apply_policy(sel, alerts, clinical, alerts_cfg)
     out["effective_time"] = pd.to_datetime(out["effective_us"], unit="us", errors="coerce")  # for pandas readers
     return Advanced(out[[*output_columns(clinical), "effective_time"]].reset_index(drop=True),
                     _retain(combined, r, clinical), alerts)
@@ -284,12 +325,25 @@ def crisis_only(rows: pd.DataFrame, alerts: dict[str, AlertState], new: pd.DataF
         wide[f"risk_{h}h"] = np.nan
     wide["score_status"] = "engine_error"
     wide["model_name"], wide["model_version"] = model.name, model.version
-    out = _apply_policy(wide, alerts, clinical, alerts_cfg)
+    wide = _with_shadow_version(wide, model, clinical)
+    out = apply_policy(wide, alerts, clinical, alerts_cfg)
     out["effective_time"] = pd.to_datetime(out["effective_us"], unit="us", errors="coerce")
     return Advanced(out[[*output_columns(clinical), "effective_time"]].reset_index(drop=True), rows, alerts)
 
 
-def _apply_policy(sel: pd.DataFrame, alerts: dict[str, AlertState], clinical: ClinicalConfig,
+def _with_shadow_version(sel: pd.DataFrame, model: ModelRef, clinical: ClinicalConfig) -> pd.DataFrame:
+    """Every shadow column present (NaN risks where unscored) and the shadow's version on
+    the rows it scored."""
+    for h in clinical.horizons_hours:
+        if f"shadow_risk_{h}h" not in sel:
+            sel[f"shadow_risk_{h}h"] = np.nan
+    scored_by_shadow = sel[f"shadow_risk_{clinical.horizons_hours[0]}h"].notna().to_numpy()
+    version = model.shadow.version if model.shadow is not None else None
+    sel["shadow_model_version"] = pd.Series(np.where(scored_by_shadow, version, None), index=sel.index, dtype=object)
+    return sel
+
+
+def apply_policy(sel: pd.DataFrame, alerts: dict[str, AlertState], clinical: ClinicalConfig,
                   cfg: AlertsConfig) -> pd.DataFrame:
     """The policy over the readings in time order. A ``too_late`` or ``untimely`` reading is out
     of order: it never moves the patient's level and has no level of its own unless it is a
