@@ -52,7 +52,8 @@ def work_dir() -> Iterator[Path]:
 # tuned for the main command's latency on 2 cores; these keep the tests' waits short.
 TEST_STAGE_TRIGGERS = {"gold": "500 milliseconds", "bronze": "15 seconds", "silver": "15 seconds",
                        "gold_lake": "10 seconds", "serve_scores": "15 seconds", "es_scores": "15 seconds",
-                       "serve_alerts": "5 seconds", "es_alerts": "5 seconds", "es_vitals": "30 seconds"}
+                       "serve_alerts": "5 seconds", "es_alerts": "5 seconds", "es_vitals": "30 seconds",
+                       "model_outcomes": "30 seconds"}
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""Pipeline health: each streaming query's input and processing rate, batch duration, rows in
-state and Kafka lag, from the progress events the running jobs record (pipeline.monitor)."""
+"""Pipeline health: system alerts when the model drifts or loses calibration (gold/model_monitoring),
+and each streaming query's input and processing rate, batch duration, rows in state and Kafka lag,
+from the progress events the running jobs record (pipeline.monitor)."""
 
 import altair as alt
 import streamlit as st
@@ -15,6 +16,13 @@ st.radio("Window", [0.25, 1.0, 6.0], key="health_hours", horizontal=True, format
 @st.fragment(run_every=s.dashboard.refresh_seconds)
 def health() -> None:
     ui.still_valid(s)
+    try:
+        breaches = views.system_alerts(data.model_monitoring(s, s.models.monitoring.system_alert_days))
+    except Exception as e:  # the model's monitoring unreadable: say so, keep the page
+        st.warning(f"model monitoring unavailable: {type(e).__name__}")
+        breaches = []
+    for b in breaches:
+        st.error(f"System alert (the model, not a patient) — {b}")
     prog = data.progress(ui.db(s), hours=float(st.session_state.get("health_hours", 1.0)))
     latest = views.pipeline_health(prog)
     if latest.empty:

@@ -1,8 +1,10 @@
-"""The champion crisis-risk model: version, held-out metrics and calibration, from MLflow."""
+"""The champion crisis-risk model: version, held-out metrics and calibration, from MLflow; and
+the model live on delayed outcomes (gold/model_monitoring), champion beside any shadow."""
 
+import altair as alt
 import streamlit as st
 
-from vitalwatch.dashboard import data, ui
+from vitalwatch.dashboard import data, ui, views
 
 s = ui.settings()
 ui.require(s, "model")
@@ -35,3 +37,25 @@ if info.reliability_png is None:
     st.info("This version has no calibration plot.")
 else:
     st.image(info.reliability_png, caption="Reliability: mean predicted risk vs observed rate, per horizon")
+
+st.subheader("Live, on delayed outcomes")
+mon_cfg = s.models.monitoring
+mon = data.model_monitoring(s, mon_cfg.days_shown)
+if mon.empty:
+    st.info("No day has known outcomes yet: the lake application's model_outcomes stage writes them "
+            "once readings' horizons have passed (gold/model_monitoring).")
+else:
+    horizon = st.radio("Horizon", list(s.clinical.horizons_hours), index=list(s.clinical.horizons_hours).index(
+        s.clinical.alert_horizon_hours), horizontal=True, format_func=lambda h: f"{h} h", key="monitoring_horizon")
+    series = views.monitoring_series(mon, horizon)
+    for metric in series["metric"].unique():
+        d = series[series["metric"] == metric]
+        st.altair_chart(alt.Chart(d, title=metric).mark_line(point=True).encode(
+            x=alt.X("day:T", title="day"), y=alt.Y("value:Q", title=None), color=alt.Color("model:N", title="model")),
+            width="stretch")
+    st.caption(f"Drift: PSI per slot group against the champion's training reference (bound {mon_cfg.psi_bound:g}); "
+               f"calibration bound {mon_cfg.ece_bound:g}; days with fewer than {mon_cfg.min_readings} known outcomes "
+               "are shown, never judged.")
+    st.dataframe(views.latest_deciles(mon, horizon), hide_index=True, column_config={
+        "predicted": st.column_config.NumberColumn("mean predicted", format="%.3f"),
+        "observed": st.column_config.NumberColumn("observed rate", format="%.3f")})

@@ -374,6 +374,20 @@ class EventEvaluationConfig(BaseModel):
     profiles: list[str] = []                    # alert profiles compared beside the one in force ([]: all)
 
 
+class MonitoringConfig(BaseModel):
+    """Live monitoring on delayed outcomes (the ``model_outcomes`` stage,
+    lib/vitalwatch/pipeline/model_outcomes.py): ``gold/model_outcomes`` and ``gold/model_monitoring``."""
+
+    refresh_minutes: float = Field(15, ge=0)    # a day's monitoring row is recomputed at most this often (0: every batch)
+    psi_bins: int = Field(10, ge=2)             # training-reference quantile bins per slot group (plus one for missing)
+    reference_rows: int = Field(50_000, ge=100)  # training readings sampled for the reference stored with the model
+    min_readings: int = Field(200, ge=1)        # a day with fewer known outcomes is shown, never judged
+    psi_bound: float = Field(0.25, gt=0)        # a slot group's PSI above this is a drift breach (a system alert)
+    ece_bound: float = Field(0.10, gt=0)        # a horizon's calibration error above this is a calibration breach
+    days_shown: int = Field(30, ge=1)           # the Model page shows this many days
+    system_alert_days: int = Field(2, ge=1)     # the health page shows breaches of the days this recent
+
+
 class ModelsConfig(BaseModel):
     tracking_uri: str | None = None
     registry_uri: str | None = None
@@ -397,6 +411,7 @@ class ModelsConfig(BaseModel):
     ece_bins: int = Field(15, ge=2)
     synthetic: SyntheticConfig
     event_evaluation: EventEvaluationConfig = EventEvaluationConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
 
 class GoldConfig(BaseModel):

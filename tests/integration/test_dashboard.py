@@ -10,6 +10,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pymongo
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -45,6 +47,28 @@ def ward(spark, trained: Settings, endpoints, tmp_path_factory):
            "VITALWATCH__MODELS__MLFLOW_DIR": s.models.mlflow_dir, "VITALWATCH__DASHBOARD__BCRYPT_ROUNDS": "4",
            "VITALWATCH__DASHBOARD__REFRESH_SECONDS": "3600"}
     return s, w, admin, env
+
+
+@pytest.fixture(scope="module")
+def monitored(spark, ward):
+    """Two days of ``gold/model_monitoring`` as the model_outcomes stage writes them: yesterday
+    quiet; today a drift of the interval between readings, and a shadow that under-predicts."""
+    from vitalwatch.models import monitoring
+    from vitalwatch.pipeline.model_outcomes import ensure_monitoring, merge_monitoring
+
+    s = ward[0]
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 300)
+    d = pd.DataFrame({"horizon_h": 6, "model_version": "1", "risk": p, "outcome": (rng.uniform(0, 1, 300) < p).astype(int),
+                      "shadow_model_version": "2", "shadow_risk": p * 0.3})
+    today = datetime.now(UTC).date()
+    rows = []
+    for ago, psi in ((1, {"sbp_latest": 0.05, "dt_latest": 0.02}), (0, {"sbp_latest": 0.05, "dt_latest": 0.6})):
+        rows += [{"day": today - timedelta(days=ago), **r} for r in monitoring.day_rows(
+            d, {"burden_ph_medium": 0.1, "warned_medium": 0.6}, psi, 300, "1", s.models.monitoring, 10)]
+    ensure_monitoring(spark, s)
+    merge_monitoring(spark, s, rows)
+    return rows
 
 
 @pytest.fixture
@@ -150,7 +174,7 @@ def test_patient_page_shows_trends_thresholds_risk_and_model_version(app_env) ->
     assert list(versions["model_version"]) == ["7"] and versions["readings"].iloc[0] > 10
 
 
-def test_roles_decide_the_pages_and_the_model_page_reads_mlflow(app_env) -> None:
+def test_roles_decide_the_pages_and_the_model_page_reads_mlflow(app_env, monitored) -> None:
     s, _w, _admin, _env = app_env
     at = _login(_app(), "rn-bo")
     with pytest.raises(ValueError, match="Could not find a navigation page"):
@@ -164,6 +188,14 @@ def test_roles_decide_the_pages_and_the_model_page_reads_mlflow(app_env) -> None
     champion = next(m.value for m in at.metric if m.label == "Champion")
     assert champion.startswith(s.models.risk_model_name) and " v" in champion
     assert at.dataframe and at.image, "metric table and calibration plot"
+    # live monitoring over time, the shadow beside the champion
+    assert "Live, on delayed outcomes" in {h.value for h in at.subheader}
+    charts = [c.proto.spec + repr(c.proto.datasets) for c in at.get("vega_lite_chart")]
+    for title in ("AUROC", "calibration error (ECE)", "largest drift (PSI)", "per patient-hour"):
+        assert any(title in c for c in charts), title
+    assert any("shadow v2" in c and "champion v1" in c for c in charts)
+    deciles = next(f.value for f in at.dataframe if "decile" in getattr(f.value, "columns", []))
+    assert set(deciles["model"]) == {"champion v1", "shadow v2"} and deciles["readings"].sum() == 600
 
 
 def test_admin_sees_the_users_page_without_hashes(app_env) -> None:
@@ -198,7 +230,7 @@ def test_patients_observations_prints_counts_per_patient(app_env) -> None:
     assert missing.returncode == 1 and "no observation" in missing.stdout + missing.stderr
 
 
-def test_pipeline_health_shows_recorded_progress(app_env) -> None:
+def test_pipeline_health_shows_recorded_progress_and_model_system_alerts(app_env, monitored) -> None:
     _s, _w, admin, _env = app_env
     from vitalwatch.pipeline.monitor import progress_record
 
@@ -217,6 +249,12 @@ def test_pipeline_health_shows_recorded_progress(app_env) -> None:
     f = f.data if hasattr(f, "data") else f
     row = f[f["query"] == "gold"].iloc[0]
     assert row["batch_id"] == 2 and row["kafka_lag"] == 5 and row["state_rows"] == 8 and row["batch_duration_ms"] == 402
+    # the model's breaches are system alerts here (today's drift; the shadow's calibration), once each
+    alerts = [e.value for e in at.error if e.value.startswith("System alert")]
+    today = f"{datetime.now(UTC):%Y-%m-%d}"
+    assert any(f"{today}: drift: dt_latest PSI 0.60" in a for a in alerts), alerts
+    assert any("calibration: shadow v2 6 h ECE" in a for a in alerts), alerts
+    assert not any("sbp_latest" in a for a in alerts) and len(alerts) == len(set(alerts)) == 3
 
 
 def test_a_session_expires(app_env, monkeypatch) -> None:

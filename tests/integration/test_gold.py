@@ -230,6 +230,21 @@ def test_stream_equals_batch_and_alerts_reach_every_sink_routed(
     cmp = compare(gold.toPandas(), s).set_index(["model", "horizon_h"])
     for col in ("auroc", "readings", "burden_ph_medium", "warned_medium"):
         np.testing.assert_allclose(cmp.xs("champion")[col].to_numpy(float), cmp.xs("shadow")[col].to_numpy(float))
+    # live monitoring (the lake app's model_outcomes stage, run incrementally over both arrivals):
+    # exactly the outcomes the batch function gives on the final gold table, and a day's quality
+    from vitalwatch.models.monitoring import outcome_rows
+    from vitalwatch.pipeline.lake import MODEL_MONITORING, MODEL_OUTCOMES
+
+    key = ["patient_id", "observation_id", "horizon_h", "outcome"]
+    got_out = read_table(spark, s, MODEL_OUTCOMES).toPandas()
+    want_out = outcome_rows(gold.toPandas(), list(s.clinical.horizons_hours))
+    assert len(want_out) > 0 and len(got_out) == len(want_out)
+    assert sorted(map(tuple, got_out[key].to_numpy().tolist())) == sorted(map(tuple, want_out[key].to_numpy().tolist()))
+    mon = read_table(spark, s, MODEL_MONITORING).toPandas()
+    assert set(mon.role) == {"champion", "shadow"} and set(mon.reference_version) == {"1"}
+    assert mon.psi.map(len).eq(12).all() and (mon.drift_readings > 0).all()
+    by_role = mon.groupby("role")["readings"].sum()
+    assert by_role["champion"] == by_role["shadow"] == int((want_out.risk.notna() & want_out.shadow_risk.notna()).sum())
 
     alerts = check_every_sink_once(spark, s, endpoints, want)
     # routing: the registered care team by level; the unregistered patient gets the fallback team

@@ -71,26 +71,37 @@ def alert_events(scored: pd.DataFrame) -> pd.DataFrame:
     return e[["patient_id", "effective_time", "alert_kind", "alert_level"]].reset_index(drop=True)
 
 
-def event_metrics(scored: pd.DataFrame, window_h: float = 6.0, lead_target_h: float = 2.0) -> dict[str, float]:
+def event_metrics(scored: pd.DataFrame, window_h: float = 6.0, lead_target_h: float = 2.0,
+                  since: pd.Timestamp | None = None) -> dict[str, float]:
     """Burden, onsets warned and lead times (hours) per level ≥ MEDIUM/HIGH/CRITICAL.
 
     Keys: ``patients``, ``patient_hours``, ``onsets``, and per level (lower case)
     ``burden_ph_<l>``, ``warned_<l>`` (share of onsets), ``warned_<lead_target>h_<l>`` (share
     warned at least ``lead_target_h`` ahead), ``lead_median_h_<l>``, ``lead_q1_h_<l>``,
-    ``lead_q3_h_<l>`` (over warned onsets; NaN when none)."""
+    ``lead_q3_h_<l>`` (over warned onsets; NaN when none).
+
+    ``since``: count only onsets, events and observed time from then on; the readings before
+    are context (whether a crisis is an onset, and warnings of the onsets just after ``since``)
+    — one day of a live stream is judged like that (:mod:`vitalwatch.models.monitoring`)."""
     timed = scored[scored["effective_time"].notna()]
-    hours = patient_hours(timed["patient_id"], timed["effective_time"]) if len(timed) else 0.0
+    counted = timed if since is None else timed[(timed["effective_time"] >= since).to_numpy()]
+    hours = patient_hours(counted["patient_id"], counted["effective_time"]) if len(counted) else 0.0
     on = onsets(timed, window_h)
     ev = alert_events(timed)
+    if since is not None:
+        on = on[(on["effective_time"] >= since).to_numpy()]
+    counted_events = ev if since is None else ev[(ev["effective_time"] >= since).to_numpy()]
     codes = pd.Index(timed["patient_id"].unique())
     w = int(window_h * HOUR_MS)
     frame = key_frame(timed["effective_time"], w)
     on_key = patient_time_keys(on["patient_id"], on["effective_time"], codes, *frame)
-    out: dict[str, float] = {"patients": float(len(codes)), "patient_hours": hours, "onsets": float(len(on))}
+    out: dict[str, float] = {"patients": float(counted["patient_id"].nunique()), "patient_hours": hours,
+                             "onsets": float(len(on))}
     for lvl in ALERT_LEVELS:
         at = ev[ev["alert_level"].map(_RANK).fillna(0).to_numpy() >= _RANK[lvl]]
         name = lvl.lower()
-        out[f"burden_ph_{name}"] = len(at) / hours if hours else float("nan")
+        n_counted = int((counted_events["alert_level"].map(_RANK).fillna(0).to_numpy() >= _RANK[lvl]).sum())
+        out[f"burden_ph_{name}"] = n_counted / hours if hours else float("nan")
         key = np.sort(patient_time_keys(at["patient_id"], at["effective_time"], codes, *frame))
         first = np.searchsorted(key, on_key - w, "left")
         found = first < len(key)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from vitalwatch.config import Settings
 from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES, GOLD_STATUS
-from vitalwatch.pipeline.lake import SILVER_VITALS
+from vitalwatch.pipeline.lake import MODEL_MONITORING, SILVER_VITALS
 
 STATUS_COLUMNS = ["patient_id", "observation_id", "effective_time", "systolic", "diastolic", "heart_rate",
                   "respiratory_rate", "spo2", "temperature", "news2", "crisis_now", "level", "model_name",
@@ -147,6 +147,28 @@ class Gold:
         df = read_delta(DeltaTable(self.path(SILVER_VITALS)), ["patient_id", "effective_time", "vital", "value"], filters)
         df = df[df["effective_time"] >= _utc(since)]
         return df.sort_values("effective_time").reset_index(drop=True)
+
+
+MONITORING_COLUMNS = ["day", "role", "model_version", "horizon_h", "readings", "positives", "auroc", "auprc", "ece",
+                      "mean_predicted", "observed_rate", "decile_predicted", "decile_observed", "decile_count",
+                      "onsets", "burden_ph_medium", "burden_ph_high", "warned_medium", "warned_high",
+                      "lead_median_h_medium", "psi", "psi_max", "psi_group", "drift_readings", "breaches",
+                      "computed_time"]
+
+
+def model_monitoring(settings: Settings, days: int, *, today: datetime | None = None) -> pd.DataFrame:
+    """``gold/model_monitoring`` of the last ``days`` days (empty before the stage's first
+    row: a lake without the table yet is no error)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    since = (today or datetime.now(UTC)).date() - timedelta(days=days - 1)
+    try:
+        dt = DeltaTable(settings.table_path(*MODEL_MONITORING))
+    except TableNotFoundError:
+        return pd.DataFrame(columns=MONITORING_COLUMNS)
+    df = read_delta(dt, MONITORING_COLUMNS)
+    return df[pd.to_datetime(df["day"]).dt.date >= since].reset_index(drop=True)
 
 
 def observation_counts(settings: Settings, patients: list[str] | None = None) -> tuple[pd.DataFrame, int]:

@@ -159,3 +159,50 @@ def count_observations(values: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"observations": g["observation_id"].nunique(), "first": g["effective_time"].min(),
                         "last": g["effective_time"].max()}).join(per).reset_index()
     return out.sort_values(["observations", "patient_id"], ascending=[False, True]).reset_index(drop=True)
+
+
+MONITORING_METRICS = {"auroc": "AUROC", "auprc": "AUPRC", "ece": "calibration error (ECE)",
+                      "psi_max": "largest drift (PSI)", "burden_ph_medium": "alert events ≥ MEDIUM per patient-hour",
+                      "warned_medium": "crisis onsets warned (≥ MEDIUM)"}
+
+
+def monitoring_series(mon: pd.DataFrame, horizon_h: int) -> pd.DataFrame:
+    """The Model page's charts: one row per (day, model, metric) for one horizon; ``model`` is
+    "champion v3" / "shadow v4", so a challenger is drawn beside the champion."""
+    cols = ["day", "model", "metric", "value"]
+    d = mon[mon["horizon_h"] == horizon_h] if len(mon) else mon
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    d = d.assign(model=d["role"] + " v" + d["model_version"].astype(str), day=pd.to_datetime(d["day"]))
+    long = d.melt(id_vars=["day", "model"], value_vars=[c for c in MONITORING_METRICS if c in d],
+                  var_name="metric", value_name="value")
+    long["metric"] = long["metric"].map(MONITORING_METRICS)
+    return long.dropna(subset=["value"]).sort_values(["metric", "model", "day"])[cols].reset_index(drop=True)
+
+
+def latest_deciles(mon: pd.DataFrame, horizon_h: int) -> pd.DataFrame:
+    """Observed vs predicted per decile of predicted risk, on the newest day of each model."""
+    cols = ["model", "day", "decile", "predicted", "observed", "readings"]
+    d = mon[mon["horizon_h"] == horizon_h] if len(mon) else mon
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for _, r in d.sort_values("day").groupby(["role", "model_version"]).tail(1).iterrows():
+        for i, (p, o, n) in enumerate(zip(r["decile_predicted"], r["decile_observed"], r["decile_count"], strict=True)):
+            rows.append({"model": f"{r['role']} v{r['model_version']}", "day": r["day"], "decile": i + 1,
+                         "predicted": p, "observed": o, "readings": int(n)})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def system_alerts(mon: pd.DataFrame) -> list[str]:
+    """The health page's system alerts: each distinct breach, newest day first (a drift is the
+    same for every horizon and model: said once)."""
+    if mon.empty or "breaches" not in mon:
+        return []
+    out: list[str] = []
+    for _, r in mon.sort_values("day", ascending=False).iterrows():
+        for b in (r["breaches"] if r["breaches"] is not None else []):
+            line = f"{pd.Timestamp(r['day']):%Y-%m-%d}: {b}"
+            if line not in out:
+                out.append(line)
+    return out

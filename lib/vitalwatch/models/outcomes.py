@@ -33,7 +33,8 @@ def timed_readings(scores: pd.DataFrame) -> pd.DataFrame:
 
 def outcomes(readings: pd.DataFrame, horizons_h: list[int]) -> pd.DataFrame:
     """``readings`` (``patient_id``, ``effective_time``, ``crisis_now``) with ``outcome_<h>h``
-    (1.0 / 0.0 / NaN, module doc) for each horizon and ``outcome_known_time``: when the last of
+    (1.0 / 0.0 / NaN, module doc) and ``outcome_<h>h_known_time`` (the effective time of the
+    reading that settled it) for each horizon, and ``outcome_known_time``: when the last of
     its outcomes became known (NaT while one is unknown)."""
     r = readings.reset_index(drop=True)
     codes = pd.Index(r["patient_id"].unique())
@@ -56,8 +57,10 @@ def outcomes(readings: pd.DataFrame, horizons_h: list[int]) -> pd.DataFrame:
         passed = last > end
         out[f"outcome_{h}h"] = np.where(hit, 1.0, np.where(passed, 0.0, np.nan))
         after = later[np.minimum(np.searchsorted(later, end, "right"), len(later) - 1)]  # first reading past the horizon
-        known = np.where(hit, first_crisis, np.where(passed, after, 0))
-        known_at = np.maximum(known_at, known % span)
+        known = np.where(hit, first_crisis, np.where(passed, after, 0)) % span
+        out[f"outcome_{h}h_known_time"] = pd.to_datetime(np.where(hit | passed, known + origin, 0), unit="ms").where(
+            hit | passed, pd.NaT)
+        known_at = np.maximum(known_at, known)
         all_known &= hit | passed
     out["outcome_known_time"] = pd.to_datetime(np.where(all_known, known_at + origin, 0), unit="ms").where(
         all_known, pd.NaT)

@@ -30,6 +30,8 @@ class RiskScorer:
     feature_names: list[str]
     boosters: dict[int, object]  # xgboost.Booster per horizon (hours)
     calibration: dict[int, Calibration | None] = field(default_factory=dict)
+    # the training feature reference for drift (models.drift.reference); None for older versions
+    reference: dict | None = None
 
     @property
     def output_names(self) -> list[str]:
@@ -59,6 +61,10 @@ class RiskScorer:
                 "calibration": {str(h): (None if c is None else {"x": list(c.x), "y": list(c.y)})
                                 for h, c in self.calibration.items()}}
         (path / "scorer.json").write_text(json.dumps(meta, indent=1))
+        if self.reference is not None:
+            from vitalwatch.models.drift import REFERENCE_FILE
+
+            (path / REFERENCE_FILE).write_text(json.dumps(self.reference))
         return path
 
     @classmethod
@@ -73,7 +79,10 @@ class RiskScorer:
             b.set_param({"nthread": 1})  # scoring runs inside Spark tasks: one core each
             boosters[h] = b
         cal = {int(h): (None if c is None else Calibration(c["x"], c["y"])) for h, c in meta["calibration"].items()}
-        return cls(meta["horizons"], meta["feature_names"], boosters, cal)
+        from vitalwatch.models.drift import REFERENCE_FILE
+
+        ref = json.loads((path / REFERENCE_FILE).read_text()) if (path / REFERENCE_FILE).exists() else None
+        return cls(meta["horizons"], meta["feature_names"], boosters, cal, ref)
 
 
 @dataclass

@@ -94,6 +94,18 @@ def _collect(df: DataFrame, horizons: list[int]) -> tuple[pd.DataFrame, np.ndarr
     return pdf, x
 
 
+def _feature_reference(train: DataFrame, n: int, settings: Settings) -> dict:
+    """The training features' drift reference (:mod:`vitalwatch.models.drift`), from a seeded
+    sample of at most ``models.monitoring.reference_rows`` training readings."""
+    from vitalwatch.models import drift
+
+    mon = settings.models.monitoring
+    sample = train.sample(False, min(1.0, 1.2 * mon.reference_rows / max(n, 1)), settings.models.seed)
+    rows = sample.select("features").limit(mon.reference_rows).toPandas()["features"].tolist()
+    x = np.array(rows, dtype=float).reshape(len(rows), -1)
+    return drift.reference(x, settings.clinical.history_readings, mon.psi_bins)
+
+
 def _calibrate(p_val: np.ndarray, y_val: np.ndarray, pid: pd.Series, bins: int):
     """Cross-fit isotonic calibration over two halves of the validation patients; keep it
     only if it lowers ECE out of fold. Returns (calibration or None, raw ECE, cross-fit ECE)."""
@@ -250,6 +262,7 @@ def train_risk(spark: SparkSession, settings: Settings, source: Source, progress
                 mlflow.log_metrics(events | {"event_eval_s": timings["event_eval_s"]})
                 events_md = (out / "events.md").read_text()
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
+            scorer.reference = _feature_reference(train, counts.get("train_readings", 0), settings)
             scorer_dir = scorer.save(out / "scorer")
             progress("logging and registering the model")
             info = mlflow.pyfunc.log_model(

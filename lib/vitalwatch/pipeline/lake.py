@@ -24,6 +24,8 @@ BRONZE = ("bronze", "observations_raw")
 SILVER_VITALS = ("silver", "vital_signs")
 SILVER_QUARANTINE = ("silver", "quarantine")
 SILVER_IGNORED = ("silver", "ignored_resources")  # counts of a Bundle's non-vital resources
+MODEL_OUTCOMES = ("gold", "model_outcomes")      # scored readings × horizons with known outcomes
+MODEL_MONITORING = ("gold", "model_monitoring")  # the model per day on them (pipeline/model_outcomes.py)
 
 KAFKA_BRONZE_SCHEMA = StructType([
     StructField("key", BinaryType()),

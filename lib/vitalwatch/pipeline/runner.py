@@ -2,7 +2,8 @@
 
 Stages: ``bronze`` (Kafka → Delta), ``silver`` (bronze → silver + quarantine), ``gold`` (the
 alert path: scoring, alerts, the gold tables' topics), ``gold_lake`` (those topics → the gold
-Delta tables), ``serve_scores`` / ``es_scores`` / ``serve_alerts`` / ``es_alerts`` / ``es_vitals``
+Delta tables), ``model_outcomes`` (the model on delayed outcomes, :mod:`~vitalwatch.pipeline.model_outcomes`),
+``serve_scores`` / ``es_scores`` / ``serve_alerts`` / ``es_alerts`` / ``es_vitals``
 (gold and silver → patient_status, MongoDB, Elasticsearch, one query per store;
 :mod:`vitalwatch.pipeline.serve`).
 
@@ -53,6 +54,10 @@ def _start(spark: SparkSession, settings: Settings, endpoints: Endpoints, stage:
         from vitalwatch.pipeline.gold_lake import start_gold_lake
 
         return start_gold_lake(spark, settings, available_now=available_now, endpoints=endpoints)
+    if stage == "model_outcomes":
+        from vitalwatch.pipeline.model_outcomes import start_model_outcomes
+
+        return start_model_outcomes(spark, settings, available_now=available_now)
     from vitalwatch.pipeline import serve
 
     starters = {"serve_scores": serve.start_serve_scores, "es_scores": serve.start_es_scores,
@@ -74,7 +79,7 @@ def stage_inputs(settings: Settings) -> dict[str, tuple[str, ...]]:
     """The stages whose output each stage reads (gold reads Kafka itself unless
     ``gold.source`` is ``silver``)."""
     return {"bronze": (), "silver": ("bronze",), "gold": ("silver",) if settings.gold.source == "silver" else (),
-            "gold_lake": ("gold",), "serve_scores": ("gold_lake",), "es_scores": ("gold_lake",),
+            "gold_lake": ("gold",), "model_outcomes": ("gold_lake",), "serve_scores": ("gold_lake",), "es_scores": ("gold_lake",),
             "serve_alerts": ("gold_lake",), "es_alerts": ("gold_lake",), "es_vitals": ("silver",)}
 
 
