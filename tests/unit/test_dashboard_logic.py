@@ -176,3 +176,39 @@ def test_pipeline_health_puts_degraded_stages_first() -> None:
     assert got["query"].tolist() == ["serve_alerts", "gold"]
     assert got.loc[0, "health"].startswith("degraded: serve_alerts failing since") and got.loc[0, "batch_id"] == 4
     assert got.loc[1, "health"] == "ok" and got.loc[1, "batch_id"] == 7
+
+
+def _monitoring_frame() -> pd.DataFrame:
+    base = {"readings": 300, "positives": 30, "auprc": 0.4, "ece": 0.03, "psi_max": 0.1,
+            "burden_ph_medium": 0.09, "decile_predicted": [0.1, 0.5], "decile_observed": [0.08, 0.55],
+            "decile_count": [150, 150]}
+    rows = [
+        {**base, "day": "2026-12-01", "role": "champion", "model_version": "3", "horizon_h": 6, "auroc": 0.8,
+         "breaches": []},
+        {**base, "day": "2026-12-02", "role": "champion", "model_version": "3", "horizon_h": 6, "auroc": 0.7,
+         "breaches": ["drift: dt_latest PSI 0.60 > 0.25 over 300 readings"]},
+        {**base, "day": "2026-12-02", "role": "champion", "model_version": "3", "horizon_h": 24, "auroc": 0.75,
+         "breaches": ["drift: dt_latest PSI 0.60 > 0.25 over 300 readings"]},
+        {**base, "day": "2026-12-02", "role": "shadow", "model_version": "4", "horizon_h": 6, "auroc": 0.72,
+         "burden_ph_medium": float("nan"), "decile_count": [100, 200],
+         "breaches": ["calibration: shadow v4 6 h ECE 0.200 > 0.1 over 300 readings"]},
+    ]
+    return pd.DataFrame(rows).assign(day=lambda d: pd.to_datetime(d["day"]).dt.date)
+
+
+def test_model_monitoring_views_series_deciles_and_system_alerts() -> None:
+    mon = _monitoring_frame()
+    series = views.monitoring_series(mon, 6)
+    auroc = series[series["metric"] == "AUROC"]
+    assert list(zip(auroc["model"], auroc["value"], strict=True)) == [("champion v3", 0.8), ("champion v3", 0.7),
+                                                                      ("shadow v4", 0.72)]
+    burden = series[series["metric"].str.contains("patient-hour")]
+    assert set(burden["model"]) == {"champion v3"}  # the shadow never alerts: no burden drawn for it
+    assert views.monitoring_series(mon, 1).empty
+    dec = views.latest_deciles(mon, 6)
+    assert set(dec["model"]) == {"champion v3", "shadow v4"}
+    assert dec[dec["model"] == "shadow v4"]["readings"].tolist() == [100, 200]
+    assert (pd.to_datetime(dec["day"]) == pd.Timestamp("2026-12-02")).all()  # the newest day of each model
+    assert views.system_alerts(mon) == ["2026-12-02: drift: dt_latest PSI 0.60 > 0.25 over 300 readings",
+                                        "2026-12-02: calibration: shadow v4 6 h ECE 0.200 > 0.1 over 300 readings"]
+    assert views.system_alerts(mon.iloc[:1]) == [] and views.system_alerts(mon.iloc[0:0]) == []
