@@ -51,8 +51,9 @@ def ward(spark, trained: Settings, endpoints, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def monitored(spark, ward):
-    """Two days of ``gold/model_monitoring`` as the model_outcomes stage writes them: yesterday
-    quiet; today a drift of the interval between readings, and a shadow that under-predicts."""
+    """Three days of ``gold/model_monitoring`` as the model_outcomes stage writes them: five days
+    ago a heart-rate drift (too old for the health page); yesterday quiet; today a drift of the
+    interval between readings; and every day a shadow that under-predicts."""
     from vitalwatch.models import monitoring
     from vitalwatch.pipeline.model_outcomes import ensure_monitoring, merge_monitoring
 
@@ -63,7 +64,8 @@ def monitored(spark, ward):
                       "shadow_model_version": "2", "shadow_risk": p * 0.3})
     today = datetime.now(UTC).date()
     rows = []
-    for ago, psi in ((1, {"sbp_latest": 0.05, "dt_latest": 0.02}), (0, {"sbp_latest": 0.05, "dt_latest": 0.6})):
+    for ago, psi in ((5, {"hr_latest": 0.9}), (1, {"sbp_latest": 0.05, "dt_latest": 0.02}),
+                     (0, {"sbp_latest": 0.05, "dt_latest": 0.6})):
         rows += [{"day": today - timedelta(days=ago), **r} for r in monitoring.day_rows(
             d, {"burden_ph_medium": 0.1, "warned_medium": 0.6}, psi, 300, "1", s.models.monitoring, 10)]
     ensure_monitoring(spark, s)
@@ -254,7 +256,7 @@ def test_pipeline_health_shows_recorded_progress_and_model_system_alerts(app_env
     today = f"{datetime.now(UTC):%Y-%m-%d}"
     assert any(f"{today}: drift: dt_latest PSI 0.60" in a for a in alerts), alerts
     assert any("calibration: shadow v2 6 h ECE" in a for a in alerts), alerts
-    assert not any("sbp_latest" in a for a in alerts) and len(alerts) == len(set(alerts)) == 3
+    assert not any("sbp_latest" in a or "hr_latest" in a for a in alerts) and len(alerts) == len(set(alerts)) == 3
 
 
 def test_a_session_expires(app_env, monkeypatch) -> None:

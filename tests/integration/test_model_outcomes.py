@@ -23,6 +23,7 @@ from vitalwatch.pipeline.lake import read_table
 from vitalwatch.pipeline.model_outcomes import (
     MODEL_MONITORING,
     MODEL_OUTCOMES,
+    pending_days,
     start_model_outcomes,
 )
 
@@ -141,3 +142,11 @@ def test_outcomes_join_a_replayed_timeline_exactly_once_and_feed_daily_monitorin
     assert len(day1.loc[6, "psi"]) == 12 and day1.loc[6, "drift_readings"] == 24 * 2 + 2  # scored on day 1 (not the late one)
     assert day1.loc[6, "psi_group"] == max(dict(day1.loc[6, "psi"]).items(), key=lambda kv: kv[1])[0]
     assert any(b.startswith("drift: dt_") for b in day1.loc[6, "breaches"])  # every interval 60 min: unlike training
+
+    # a restart remembers the days whose outcomes arrived after their last monitoring row
+    from delta.tables import DeltaTable
+
+    assert pending_days(spark, s) == set()
+    DeltaTable.forPath(spark, s.table_path(*MODEL_OUTCOMES)).update(
+        F.col("effective_date") == F.lit(T0.date()), {"recorded_time": F.current_timestamp()})
+    assert pending_days(spark, s) == {T0.date()}

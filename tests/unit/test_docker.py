@@ -154,7 +154,8 @@ def test_no_service_holds_another_services_password(stack: dict) -> None:
     assert holders["VITALWATCH_KIBANA_SETUP_PASSWORD"] == {"es-security-init", "kibana-init"}
     assert holders["VITALWATCH_MLFLOW_ADMIN_PASSWORD"] == {"mlflow", "mlflow-init"}
     assert holders["VITALWATCH_MLFLOW_TRAINER_PASSWORD"] == {"mlflow-init", "trainer"}
-    assert holders["VITALWATCH_MLFLOW_PIPELINE_PASSWORD"] == {"mlflow-init", "pipeline-alerts"}
+    # the alert app (the champion) and the lake app (its training reference, for drift): read only
+    assert holders["VITALWATCH_MLFLOW_PIPELINE_PASSWORD"] == {"mlflow-init", "pipeline-alerts", "pipeline-lake"}
     assert holders["VITALWATCH_MLFLOW_DASHBOARD_PASSWORD"] == {"mlflow-init", "dashboard"}
     assert holders["VITALWATCH_MLFLOW_API_PASSWORD"] == {"mlflow-init", "api"}
     # the API's own keys: nobody else's, not even a set-up job's
@@ -565,8 +566,8 @@ def test_mlflow_runs_basic_auth_and_each_client_signs_in_as_itself(stack: dict, 
     clients = {n: s["environment"] for n, s in svc.items()
                if "MLFLOW_TRACKING_USERNAME" in (s.get("environment") or {}) and n != "mlflow-init"}
     assert {n: e["MLFLOW_TRACKING_USERNAME"] for n, e in clients.items()} == \
-        {"trainer": "vitalwatch_trainer", "pipeline-alerts": "vitalwatch_pipeline", "dashboard": "vitalwatch_dashboard",
-         "api": "vitalwatch_api"}
+        {"trainer": "vitalwatch_trainer", "pipeline-alerts": "vitalwatch_pipeline", "pipeline-lake": "vitalwatch_pipeline",
+         "dashboard": "vitalwatch_dashboard", "api": "vitalwatch_api"}
     for name, e in clients.items():
         password_env, permission = users[e["MLFLOW_TRACKING_USERNAME"]]
         assert e["MLFLOW_TRACKING_PASSWORD"] == init[password_env] == values[password_env], name

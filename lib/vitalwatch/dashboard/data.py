@@ -156,19 +156,22 @@ MONITORING_COLUMNS = ["day", "role", "model_version", "horizon_h", "readings", "
                       "computed_time"]
 
 
-def model_monitoring(settings: Settings, days: int, *, today: datetime | None = None) -> pd.DataFrame:
-    """``gold/model_monitoring`` of the last ``days`` days (empty before the stage's first
-    row: a lake without the table yet is no error)."""
+def model_monitoring(settings: Settings, days: int) -> pd.DataFrame:
+    """``gold/model_monitoring`` of its newest ``days`` days — counted back from the newest day
+    it holds, not the clock: a day is the readings' date, and a replay of past readings is
+    monitored too. Empty before the stage's first row (a lake without the table is no error)."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    since = (today or datetime.now(UTC)).date() - timedelta(days=days - 1)
     try:
         dt = DeltaTable(settings.table_path(*MODEL_MONITORING))
     except TableNotFoundError:
         return pd.DataFrame(columns=MONITORING_COLUMNS)
     df = read_delta(dt, MONITORING_COLUMNS)
-    return df[pd.to_datetime(df["day"]).dt.date >= since].reset_index(drop=True)
+    if df.empty:
+        return df
+    day = pd.to_datetime(df["day"]).dt.date
+    return df[(day >= day.max() - timedelta(days=days - 1)).to_numpy()].reset_index(drop=True)
 
 
 def observation_counts(settings: Settings, patients: list[str] | None = None) -> tuple[pd.DataFrame, int]:

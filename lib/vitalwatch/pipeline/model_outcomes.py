@@ -75,6 +75,7 @@ class Monitor:
     dirty: set[dt.date] = field(default_factory=set)
     refreshed: dict[dt.date, float] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)
+    checked: float = field(default_factory=time.monotonic)  # when the champion's version was last looked up
 
 
 def ensure_monitoring(spark: SparkSession, settings: Settings) -> None:
@@ -163,6 +164,7 @@ def refresh(spark: SparkSession, settings: Settings, mon: Monitor) -> bool:
     days = due_days(mon, settings)
     if not days:
         return False
+    follow_champion(mon, settings)
     cfg, window_h = settings.models.monitoring, settings.models.event_evaluation.window_h
     outcomes = (spark.read.format("delta").load(settings.table_path(*MODEL_OUTCOMES))
                 .where(F.col("effective_date").isin(days)).drop("recorded_time").toPandas())
@@ -264,6 +266,37 @@ def _plain(v):
     return v
 
 
+def follow_champion(mon: Monitor, settings: Settings) -> None:
+    """Load the reference again when the champion moved (or none was loaded), looking at most
+    every ``refresh_minutes``: a promotion is judged against its own training data."""
+    from vitalwatch.models.registry import client
+
+    if not mon.force and time.monotonic() - mon.checked < settings.models.monitoring.refresh_minutes * 60:
+        return
+    mon.checked = time.monotonic()
+    try:
+        m = settings.models
+        version = str(client(settings).get_model_version_by_alias(m.risk_model_name,
+                                                                  settings.gold.model_alias or m.champion_alias).version)
+    except Exception as e:  # the registry down: keep the reference there is
+        log.warning("model monitoring: champion not looked up (%s)", type(e).__name__)
+        return
+    if version != mon.reference_version:  # (a version without a reference is not loaded again)
+        mon.reference, mon.reference_version = load_reference(settings)
+
+
+def pending_days(spark: SparkSession, settings: Settings) -> set[dt.date]:
+    """Days with outcomes recorded after their last monitoring row: a stage stopped inside a
+    refresh wait must not forget them (its waiting days live only in memory)."""
+    out = (spark.read.format("delta").load(settings.table_path(*MODEL_OUTCOMES))
+           .groupBy("effective_date").agg(F.max("recorded_time").alias("recorded")))
+    mon = (spark.read.format("delta").load(settings.table_path(*MODEL_MONITORING))
+           .groupBy("day").agg(F.max("computed_time").alias("computed")))
+    late = out.join(mon, out["effective_date"] == mon["day"], "left").where(
+        F.col("computed").isNull() | (F.col("recorded") > F.col("computed")))
+    return {r[0] for r in late.select("effective_date").collect()}
+
+
 def load_reference(settings: Settings) -> tuple[dict | None, str | None]:
     """The champion's training reference and version; (None, version or None) when it has none
     or cannot be loaded — then there is no drift, and the rest of monitoring goes on."""
@@ -286,7 +319,8 @@ def start_model_outcomes(spark: SparkSession, settings: Settings, *, available_n
     ensure_gold(spark, settings)
     ensure_monitoring(spark, settings)
     ref, version = load_reference(settings)
-    mon = Monitor(ref, version, force=available_now or settings.models.monitoring.refresh_minutes == 0)
+    mon = Monitor(ref, version, force=available_now or settings.models.monitoring.refresh_minutes == 0,
+                  dirty=pending_days(spark, settings))
     stream = (spark.readStream.format("delta").option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger)
               .load(settings.table_path(*GOLD_SCORES)))
     return start_foreach_batch(stream, settings, query_name=query_name, checkpoint=settings.checkpoint_path(query_name),
