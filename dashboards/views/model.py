@@ -48,6 +48,8 @@ else:
     horizon = st.radio("Horizon", list(s.clinical.horizons_hours), index=list(s.clinical.horizons_hours).index(
         s.clinical.alert_horizon_hours), horizontal=True, format_func=lambda h: f"{h} h", key="monitoring_horizon")
     series = views.monitoring_series(mon, horizon)
+    if series.empty:
+        st.info(f"No known {horizon} h outcome in these days yet.")
     for metric in series["metric"].unique():
         d = series[series["metric"] == metric]
         st.altair_chart(alt.Chart(d, title=metric).mark_line(point=True).encode(

@@ -378,6 +378,7 @@ class MonitoringConfig(BaseModel):
     """Live monitoring on delayed outcomes (the ``model_outcomes`` stage,
     lib/vitalwatch/pipeline/model_outcomes.py): ``gold/model_outcomes`` and ``gold/model_monitoring``."""
 
+    gap_hours: float = Field(48, gt=0)          # readings before a pause this long keep their outcomes (readmission)
     refresh_minutes: float = Field(15, ge=0)    # a day's monitoring row is recomputed at most this often (0: every batch)
     psi_bins: int = Field(10, ge=2)             # training-reference quantile bins per slot group (plus one for missing)
     reference_rows: int = Field(50_000, ge=100)  # training readings sampled for the reference stored with the model

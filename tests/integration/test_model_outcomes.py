@@ -119,16 +119,22 @@ def test_outcomes_join_a_replayed_timeline_exactly_once_and_feed_daily_monitorin
     assert by.loc[("a", "a-8", 1), "outcome_known_time"] == T0 + pd.Timedelta(hours=8.5)
     assert by.loc[("b", "b-5", 24), "outcome"] == 0         # ... and the next day settled 24 h ones
 
+    third = [reading("b", 34)]  # one reading: it settles b-9's 24 h outcome, a day before b's previous reading
+    append(spark, s, third)
+    run_stage(spark, s)
+    assert ("b", "b-9", 24) in recorded(spark, s).set_index(KEY).index
+    as_expected(recorded(spark, s), first + second + third)
+
     shutil.rmtree(s.checkpoint_path("model_outcomes"))     # a rebuilt checkpoint reads everything again
     run_stage(spark, s)
-    as_expected(recorded(spark, s), first + second)
+    as_expected(recorded(spark, s), first + second + third)
 
     mon = read_table(spark, s, MODEL_MONITORING).toPandas()
     assert set(mon["day"]) == {T0.date(), (T0 + pd.Timedelta(days=1)).date()}
     assert len(mon) == len(mon.drop_duplicates(["day", "role", "model_version", "horizon_h"]))
     assert set(mon["role"]) == {"champion"}                 # no shadow scored on this timeline
     day1 = mon[mon["day"] == T0.date()].set_index("horizon_h")
-    want = outcome_rows(pd.DataFrame(first + second), HS)
+    want = outcome_rows(pd.DataFrame(first + second + third), HS)
     want1 = want[want["effective_date"] == T0.date()]
     for h in HS:
         w = want1[want1["horizon_h"] == h]

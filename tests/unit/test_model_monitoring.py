@@ -17,6 +17,7 @@ from vitalwatch.models import drift, monitoring
 T0 = pd.Timestamp("2026-03-01T00:00")
 S = Settings()
 HISTORY = S.clinical.history_readings
+KEY = ["patient_id", "observation_id", "horizon_h"]
 
 
 def vectors(n: int, sbp_mean: float = 130.0, seed: int = 0, missing_share: float = 0.3) -> np.ndarray:
@@ -140,3 +141,45 @@ def test_event_metrics_since_counts_the_day_with_the_hours_before_as_context() -
     assert m["patients"] == 3
     assert monitoring.day_events(scores, day, 6.0)["onsets"] == 2
     assert math.isnan(monitoring.day_events(scores, day + pd.Timedelta(days=1), 6.0)["onsets"])
+
+
+def _stream(arrivals: list[list[dict]], gap_hours: float = 48) -> pd.DataFrame:
+    """The stage's outcome logic without Spark: per arrival, each touched patient's window
+    (its readings from ``gap_hours`` + 24 h before its earliest new one) → changed outcomes,
+    upserted on (patient, observation, horizon)."""
+    table: dict[tuple, dict] = {}
+    seen: list[dict] = []
+    for batch in arrivals:
+        seen += batch
+        allr = pd.DataFrame(seen)
+        new = pd.DataFrame(batch)
+        for pid, since in new.groupby("patient_id")["effective_time"].min().items():
+            w = allr[(allr["patient_id"] == pid).to_numpy()
+                     & (allr["effective_time"] >= since - pd.Timedelta(hours=gap_hours + 24)).to_numpy()]
+            for r in monitoring.changed_outcomes(w.assign(since=since), [1, 6, 24]).to_dict("records"):
+                table[(r["patient_id"], r["observation_id"], r["horizon_h"])] = r
+    return pd.DataFrame(table.values())
+
+
+def test_one_reading_per_batch_records_every_outcome_the_whole_timeline_gives() -> None:
+    """A live stream brings one reading per patient per batch: each new reading settles the
+    24 h outcomes of readings a day before the previous one (the stage must reach back that far),
+    a late crisis changes earlier outcomes, and the result is the batch function's on everything."""
+    rows = [row("a", h / 2, crisis=h == 40) for h in range(0, 80)] + [row("b", h) for h in range(0, 40)]
+    late = row("a", 9.25, crisis=True, score_status="late")
+    arrivals = [[r] for r in rows]
+    arrivals.insert(60, [late])
+    got = _stream(arrivals).set_index(KEY).sort_index()
+    want = monitoring.outcome_rows(pd.DataFrame([*rows, late]), [1, 6, 24]).set_index(KEY).sort_index()
+    assert list(got.index) == list(want.index)
+    assert (got["outcome"] == want["outcome"]).all()
+    assert (pd.to_datetime(got["outcome_known_time"]) == pd.to_datetime(want["outcome_known_time"])).all()
+    assert (want.xs(24, level="horizon_h")["outcome"] == 0).sum() > 10  # the 24 h negatives are there
+    assert got.loc[("a", "a-9", 1), "outcome"] == 1                    # set by the late crisis
+
+
+def test_a_pause_longer_than_the_gap_leaves_the_outcomes_before_it_unknown() -> None:
+    rows = [row("a", h) for h in range(0, 5)] + [row("a", 100)]  # readmitted 95 h later
+    got = _stream([[r] for r in rows], gap_hours=48)
+    assert not ((got["observation_id"] == "a-4") & (got["horizon_h"] == 24)).any()
+    assert monitoring.outcome_rows(pd.DataFrame(rows), [24]).set_index("observation_id").loc["a-4", "outcome"] == 0

@@ -31,6 +31,7 @@ from vitalwatch.models.outcomes import outcomes, timed_readings
 
 OUTCOME_COLUMNS = ["patient_id", "observation_id", "effective_time", "effective_date", "horizon_h", "model_version",
                    "risk", "shadow_model_version", "shadow_risk", "outcome", "outcome_known_time"]
+QUALITY_COLUMNS = ["horizon_h", "model_version", "risk", "shadow_model_version", "shadow_risk", "outcome"]
 ROLES = (("champion", "model_version", "risk"), ("shadow", "shadow_model_version", "shadow_risk"))
 EVENT_KEYS = ("burden_ph_medium", "burden_ph_high", "burden_ph_critical", "warned_medium", "warned_high",
               "lead_median_h_medium")
@@ -53,6 +54,20 @@ def outcome_rows(scores: pd.DataFrame, horizons: list[int]) -> pd.DataFrame:
     for c in ("risk", "shadow_risk"):
         out[c] = out[c].astype(float)
     return out[OUTCOME_COLUMNS]
+
+
+def changed_outcomes(window: pd.DataFrame, horizons: list[int]) -> pd.DataFrame:
+    """One patient's outcome rows that readings at or after ``since`` (its earliest new one, a
+    column of ``window``) can have set or changed: those of readings from its previous trusted
+    reading − the longest horizon on. ``window`` must hold every reading of the patient from
+    before that previous one on (a new crisis settles 1s up to a horizon before it; a new
+    reading settles 0s up to a horizon before the reading it follows)."""
+    since = pd.Timestamp(window["since"].iloc[0])
+    out = outcome_rows(window.drop(columns="since"), horizons)
+    t = timed_readings(window)["effective_time"]
+    earlier = t[(t < since).to_numpy()]
+    anchor = min(pd.Timestamp(earlier.max()), since) if len(earlier) else since
+    return out[(out["effective_time"] >= anchor - pd.Timedelta(hours=max(horizons))).to_numpy()]
 
 
 def deciles(y: np.ndarray, p: np.ndarray) -> dict[str, list]:

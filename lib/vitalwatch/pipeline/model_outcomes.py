@@ -3,16 +3,21 @@ and the daily ``gold/model_monitoring`` (:mod:`vitalwatch.models.monitoring`).
 
 Each batch of new scored readings decides outcomes of the same patients' earlier readings: a
 crisis settles the readings of the longest horizon before it as 1, a reading past a horizon
-settles earlier ones as 0. So per batch the touched patients' readings from (their earliest new
-reading − the longest horizon) on are read back from ``gold/risk_scores`` and their known
-outcomes computed per patient (``applyInPandas``, the one implementation in
-:mod:`vitalwatch.models.outcomes`). They are MERGEd on (patient, observation, horizon):
+settles earlier ones as 0 — back to the longest horizon before the patient's previous reading.
+So per batch the touched patients' readings from ``models.monitoring.gap_hours`` + the longest
+horizon before their earliest new reading on are read back from ``gold/risk_scores``, and the outcomes of those from
+(the previous reading − the longest horizon) on computed per patient (``applyInPandas``, the one
+implementation in :mod:`vitalwatch.models.outcomes`; :func:`monitoring.changed_outcomes`). The
+readings before a pause longer than ``gap_hours`` (a discharge and readmission under one id)
+keep the outcomes they had (unknown where the pause censored them). They are MERGEd on (patient, observation, horizon):
 a replayed batch or a rebuilt checkpoint writes nothing twice, and a late reading that changes
 an outcome already recorded (a crisis turning a 0 into a 1) or the reading that settled it
 corrects the row — the table is always what :func:`~vitalwatch.models.monitoring.outcome_rows`
 gives on the whole lake. The days whose outcomes changed are then
-recomputed into ``gold/model_monitoring`` (MERGE on day, role, version, horizon) — at most every
-``models.monitoring.refresh_minutes`` per day while streaming, at once in available-now runs.
+recomputed into ``gold/model_monitoring`` (MERGE on day, role, version, horizon), one day on the
+driver at a time — at most every ``models.monitoring.refresh_minutes`` per day while streaming,
+all of them in available-now runs; days still waiting when the stage stopped are found again
+at its start (:func:`pending_days`) and refreshed then.
 
 A monitoring row that breaches its bounds is logged as a system alert; the health page shows it.
 Nothing here is on the alert path: it runs in the lake application and never alerts a patient."""
@@ -92,24 +97,25 @@ def touched_readings(batch: DataFrame, settings: Settings) -> DataFrame:
     return timed.groupBy("patient_id").agg(F.min("effective_time").alias("since"))
 
 
-def window_rows(scores: DataFrame, touched: DataFrame, since: dt.datetime, settings: Settings) -> DataFrame:
-    """The touched patients' readings from their earliest new one − the longest horizon on."""
-    back = max(settings.clinical.horizons_hours)
+def window_rows(scores: DataFrame, touched: DataFrame, oldest: dt.date, settings: Settings) -> DataFrame:
+    """The touched patients' readings from ``monitoring.gap_hours`` + the longest horizon before
+    their earliest new one on (``oldest``: that bound's date, for partition pruning), with ``since``."""
     hs = settings.clinical.horizons_hours
-    lo = since - dt.timedelta(hours=back)
     cols = [*SCORE_COLUMNS, *(f"risk_{h}h" for h in hs), *(f"shadow_risk_{h}h" for h in hs)]
-    return (pandas_safe(scores.where(F.col("effective_date") >= F.lit(lo.date()))).select(*cols)
-            .where(F.col("observation_id").isNotNull() & (F.col("effective_time") >= F.lit(lo)))
+    back_min = int((settings.models.monitoring.gap_hours + max(hs)) * 60)
+    return (pandas_safe(scores.where(F.col("effective_date") >= F.lit(oldest))).select(*cols)
+            .where(F.col("observation_id").isNotNull())
             .join(F.broadcast(touched), "patient_id")
-            .where(F.col("effective_time") >= F.col("since") - F.expr(f"INTERVAL {back} HOURS")).drop("since"))
+            .where(F.col("effective_time") >= F.col("since") - F.expr(f"INTERVAL {back_min} MINUTES")))
 
 
 def known_outcomes(window: DataFrame, settings: Settings) -> DataFrame:
-    """Known outcomes of the window's readings, per patient (:func:`monitoring.outcome_rows`)."""
+    """Known outcomes of the readings whose outcomes the new ones can change, per patient
+    (:func:`monitoring.changed_outcomes`)."""
     hs = list(settings.clinical.horizons_hours)
 
     def per_patient(pdf: pd.DataFrame) -> pd.DataFrame:
-        return monitoring.outcome_rows(pdf, hs)
+        return monitoring.changed_outcomes(pdf, hs)
 
     return window.groupBy("patient_id").applyInPandas(per_patient, OUTCOMES_SCHEMA)
 
@@ -133,23 +139,35 @@ def write_batch(batch: DataFrame, batch_id: int, settings: Settings, mon: Monito
     times: dict[str, float] = {}
     t0 = time.perf_counter()
     touched = touched_readings(batch, settings).persist()
+    rows = None
     try:
-        since = touched.agg(F.min("since")).first()[0]
-        if since is not None:
+        gap_days = math.ceil((settings.models.monitoring.gap_hours + max(settings.clinical.horizons_hours)) / 24)
+        oldest = touched.agg(F.date_sub(F.to_date(F.min("since")), gap_days)).first()[0]  # a date: no time zone
+        if oldest is not None:
             scores = spark.read.format("delta").load(settings.table_path(*GOLD_SCORES))
-            rows = known_outcomes(window_rows(scores, touched, since, settings), settings).persist()
+            rows = known_outcomes(window_rows(scores, touched, oldest, settings), settings).persist()
             dates = sorted(r[0] for r in rows.select("effective_date").distinct().collect())
             if dates:
                 merge_outcomes(spark, settings, rows, dates)
-            rows.unpersist()
             mon.dirty.update(dates)
             times["outcomes"] = time.perf_counter() - t0
     finally:
         touched.unpersist()
+        if rows is not None:
+            rows.unpersist()
     t1 = time.perf_counter()
-    if refresh(spark, settings, mon):
+    if refresh_due(spark, settings, mon):
         times["monitoring"] = time.perf_counter() - t1
     report_times(QUERY, batch_id, times)
+
+
+def refresh_due(spark: SparkSession, settings: Settings, mon: Monitor) -> bool:
+    """:func:`refresh` once, or — available-now — until no day is left (a catch-up can dirty
+    more days than one refresh takes)."""
+    did = refresh(spark, settings, mon)
+    while mon.force and did and refresh(spark, settings, mon):
+        pass
+    return did
 
 
 def due_days(mon: Monitor, settings: Settings) -> list[dt.date]:
@@ -160,25 +178,22 @@ def due_days(mon: Monitor, settings: Settings) -> list[dt.date]:
 
 
 def refresh(spark: SparkSession, settings: Settings, mon: Monitor) -> bool:
-    """Recompute the monitoring rows of the days due (module doc); whether any was."""
+    """Recompute the monitoring rows of the days due (module doc), one day on the driver at a
+    time; whether any was."""
     days = due_days(mon, settings)
     if not days:
         return False
     follow_champion(mon, settings)
     cfg, window_h = settings.models.monitoring, settings.models.event_evaluation.window_h
-    outcomes = (spark.read.format("delta").load(settings.table_path(*MODEL_OUTCOMES))
-                .where(F.col("effective_date").isin(days)).drop("recorded_time").toPandas())
-    context = _context(spark, settings, days, window_h)
     drift_counts = _drift_counts(spark, settings, days, mon.reference)
     rows = []
     for day in days:
-        start = pd.Timestamp(day)
-        ev = monitoring.day_events(context, start, window_h)
         counts = drift_counts.get(day)
         psi = drift.psi(counts, mon.reference) if counts and mon.reference else None
         n = int(counts["sbp_latest"].sum()) if counts and "sbp_latest" in counts else 0  # one value per vector
-        day_out = outcomes[(outcomes["effective_date"] == day).to_numpy()]
-        for r in monitoring.day_rows(day_out, ev, psi, n, mon.reference_version, cfg, settings.models.ece_bins):
+        ev = monitoring.day_events(_context(spark, settings, day, window_h), pd.Timestamp(day), window_h)
+        for r in monitoring.day_rows(_day_outcomes(spark, settings, day), ev, psi, n, mon.reference_version, cfg,
+                                     settings.models.ece_bins):
             rows.append({"day": day, **r})
     if rows:
         merge_monitoring(spark, settings, rows)
@@ -190,12 +205,21 @@ def refresh(spark: SparkSession, settings: Settings, mon: Monitor) -> bool:
     return True
 
 
-def _context(spark: SparkSession, settings: Settings, days: list[dt.date], window_h: float) -> pd.DataFrame:
-    """The days' readings with their alert events, and the ``window_h`` before each."""
-    wanted = sorted({d - dt.timedelta(days=k) for d in days for k in range(math.ceil(window_h / 24) + 1)})
+def _day_outcomes(spark: SparkSession, settings: Settings, day: dt.date) -> pd.DataFrame:
+    """A day's known outcomes, only the columns its quality needs."""
+    return (spark.read.format("delta").load(settings.table_path(*MODEL_OUTCOMES))
+            .where(F.col("effective_date") == F.lit(day))
+            .select(*monitoring.QUALITY_COLUMNS).toPandas())
+
+
+def _context(spark: SparkSession, settings: Settings, day: dt.date, window_h: float) -> pd.DataFrame:
+    """The day's readings with their alert events, and the ``window_h`` before it."""
+    start = F.to_timestamp(F.lit(day.isoformat()))  # midnight in the session's time zone (UTC), as effective_date
+    before = sorted({day - dt.timedelta(days=k) for k in range(math.ceil(window_h / 24) + 1)})
     scores = spark.read.format("delta").load(settings.table_path(*GOLD_SCORES))
-    rows = (pandas_safe(scores.where(F.col("effective_date").isin(wanted)))
-            .where(F.col("observation_id").isNotNull() & F.col("effective_time").isNotNull())
+    rows = (pandas_safe(scores.where(F.col("effective_date").isin(before)))
+            .where(F.col("observation_id").isNotNull() & F.col("effective_time").isNotNull()
+                   & (F.col("effective_time") >= start - F.expr(f"INTERVAL {int(window_h * 60)} MINUTES")))
             .select(*SCORE_COLUMNS))
     return rows.toPandas()
 
@@ -230,9 +254,8 @@ def merge_monitoring(spark: SparkSession, settings: Settings, rows: list[dict]) 
     """Upsert monitoring rows (:func:`monitoring.day_rows` plus ``day``) on day, role, version, horizon."""
     from delta.tables import DeltaTable
 
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    clean = [{**{k: _plain(r.get(k)) for k in MONITORING_SCHEMA.fieldNames()}, "computed_time": now} for r in rows]
-    df = spark.createDataFrame(clean, MONITORING_SCHEMA)
+    clean = [{k: _plain(r.get(k)) for k in MONITORING_SCHEMA.fieldNames()} for r in rows]
+    df = spark.createDataFrame(clean, MONITORING_SCHEMA).withColumn("computed_time", F.current_timestamp())
     (DeltaTable.forPath(spark, settings.table_path(*MODEL_MONITORING)).alias("t")
      .merge(df.alias("s"), _same("t", "s", "day", "role", "model_version", "horizon_h"))
      .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
@@ -321,6 +344,7 @@ def start_model_outcomes(spark: SparkSession, settings: Settings, *, available_n
     ref, version = load_reference(settings)
     mon = Monitor(ref, version, force=available_now or settings.models.monitoring.refresh_minutes == 0,
                   dirty=pending_days(spark, settings))
+    refresh_due(spark, settings, mon)  # days left waiting by the last run: batches come only with data
     stream = (spark.readStream.format("delta").option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger)
               .load(settings.table_path(*GOLD_SCORES)))
     return start_foreach_batch(stream, settings, query_name=query_name, checkpoint=settings.checkpoint_path(query_name),
