@@ -1,13 +1,14 @@
 # vitalwatch: the two commands a newcomer needs (README.md).
 #   make run    set everything up, start the local servers and run the main job on local defaults
 #   make test   set everything up and run the whole test suite (what .ci/run calls)
+#   make test-fast  only the pure tests (no Spark, no servers): a quick check while editing
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps browser-deps run train test lint clean down
+.PHONY: setup system-deps browser-deps run train test test-fast lint clean down
 
 system-deps:  ## Java 17, Maven and setpriv from Debian when missing (needs root)
 	@missing=""; command -v java >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
@@ -32,7 +33,7 @@ $(STAMP): pyproject.toml
 setup: system-deps $(STAMP)  ## venv + package + server artifacts + Spark connectors
 	$(BIN)/vitalwatch infra fetch
 
-run: setup  ## the main job on local defaults: infra up, simulator, bronze + silver, summary
+run: setup  ## `vitalwatch run`: infra up, a champion model, every app (bronze, silver, scoring and alerts, lake and serving copies, notifier), the simulator, API and dashboard, then a summary
 	$(BIN)/vitalwatch run
 
 train: setup  ## train the crisis-risk model on the real ICU data, register it, print the metric table
@@ -46,6 +47,9 @@ test: setup lint browser-deps  ## the whole suite on the real local servers and 
 	$(BIN)/vitalwatch infra fetch --no-spark --compose
 	mkdir -p test-artifacts
 	$(BIN)/pytest -q --junitxml=test-artifacts/junit.xml
+
+test-fast: $(STAMP)  ## the pure tests: no SparkSession, no servers (markers set from fixtures in tests/conftest.py)
+	$(BIN)/pytest -q -m "not spark and not servers"
 
 down:
 	$(BIN)/vitalwatch infra down

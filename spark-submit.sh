@@ -6,7 +6,8 @@
 #
 # Ships, for every job: the pinned connector packages (conf/spark-packages.txt, the one place
 # the coordinates live), Delta/timezone/state-store settings (the same as lib/vitalwatch/spark.py
-# builds in-process), the vitalwatch library as a zip on executors' PYTHONPATH, and conf/*.yaml.
+# builds in-process), the vitalwatch library as a zip on executors' PYTHONPATH, conf/*.yaml and
+# conf/log4j2.properties (Spark's logging: WARN, known-harmless warnings at ERROR).
 # Executors need the Python dependencies of pyproject.toml (the docker image has them).
 # Examples:
 #   ./spark-submit.sh jobs/pipeline.py --available-now
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     --deploy-mode) deploy="$2"; shift 2 ;;
     --profile) profile="$2"; shift 2 ;;
     --spark-opt) read -r -a more <<<"$2"; extra+=("${more[@]}"); shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; break ;;
     -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     *) break ;;
@@ -43,7 +44,7 @@ export VITALWATCH_PROFILE="$profile" VITALWATCH_CONF_DIR="$ROOT/conf" VITALWATCH
 # The library as a zip for executors (and the driver in cluster deploy mode).
 build="$ROOT/.work/submit"; mkdir -p "$build"
 (cd "$ROOT/lib" && rm -f "$build/vitalwatch.zip" && "$PY" -m zipfile -c "$build/vitalwatch.zip" vitalwatch >/dev/null)
-files="$(ls "$ROOT"/conf/*.yaml "$ROOT"/conf/spark-packages.txt | paste -sd, -)"
+files="$(ls "$ROOT"/conf/*.yaml "$ROOT"/conf/spark-packages.txt "$ROOT"/conf/log4j2.properties | paste -sd, -)"
 
 mapfile -d '' conf_args < <("$PY" -m vitalwatch.spark)
 sparkhome="${SPARK_HOME:-$("$PY" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')}"

@@ -4,7 +4,7 @@
     .venv/bin/python jobs/benchmark_train.py run --data .work/bench/train.npz --device cpu --device cuda
 
 ``export`` needs Spark and the ICU data; ``run`` needs only numpy and xgboost, so the matrices
-can be copied to a GPU machine that has neither Spark nor a JVM."""
+can be copied to a GPU machine that has neither Spark nor a JVM (:mod:`vitalwatch.bench.train`)."""
 
 from __future__ import annotations
 
@@ -22,15 +22,11 @@ console = Console()
 def export(out: Annotated[Path, typer.Option(help=".npz file to write")] = Path(".work/bench/train.npz"),
            patients: Annotated[int | None, typer.Option(help="only the first N ICU patients")] = None) -> None:
     """Build the train/validation vectors with the project's feature builder and save them."""
+    from vitalwatch.bench.train import export_with_spark
     from vitalwatch.config import get_settings
-    from vitalwatch.models.train_bench import export_matrices
-    from vitalwatch.spark import build_session
 
-    s = get_settings()
-    s = s.model_copy(update={"spark": s.spark.model_copy(update={"driver_memory": s.models.train_driver_memory})})
     with console.status("building the vectors with Spark"):
-        spark = build_session(s, app_name="vitalwatch-benchmark-train")
-        counts = export_matrices(spark, s, out, patients)
+        counts = export_with_spark(get_settings(), out, patients)
     console.print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {counts}")
 
 
@@ -42,7 +38,7 @@ def run(data: Annotated[Path, typer.Option(help="the .npz written by export")] =
         threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores)")] = None,
         json_out: Annotated[Path | None, typer.Option("--json", help="also write the results here")] = None) -> None:
     """Fit one booster per horizon on each device; print fit times, rows/s and validation AUPRC."""
-    from vitalwatch.models.train_bench import report, time_training
+    from vitalwatch.bench.train import report, time_training
 
     with console.status("training") as st:
         results, env = time_training(data, device, rounds, horizon, threads, progress=st.update)

@@ -1,6 +1,7 @@
 """Spark entry point: the stages off the alert path — the gold tables' topics → gold Delta
 tables (gold_lake), then gold/silver Delta → gold/patient_status, MongoDB, Elasticsearch
-(lib/vitalwatch/pipeline/gold_lake.py, serve.py).
+(lib/vitalwatch/pipeline/gold_lake.py, serving.py); the list is the stage registry's
+(:func:`vitalwatch.pipeline.stages.serving_job_stages`).
 
     ./spark-submit.sh jobs/serve.py [--available-now] [--duration S]
 """
@@ -8,6 +9,7 @@ tables (gold_lake), then gold/silver Delta → gold/patient_status, MongoDB, Ela
 import sys
 
 from vitalwatch.cli import app
+from vitalwatch.pipeline.stages import serving_job_stages
 
 if __name__ == "__main__":
-    app(["pipeline", "--stages", "gold_lake,serve_scores,serve_alerts,es_vitals", *sys.argv[1:]])
+    app(["pipeline", "--stages", ",".join(serving_job_stages()), *sys.argv[1:]])

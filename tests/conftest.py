@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT, TEST_STAGE_TRIGGERS
 from vitalwatch.config import Settings
 
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")  # before pyspark.pandas is imported
@@ -27,15 +28,27 @@ def _sigterm_is_an_interrupt(signum: int, _frame) -> None:
 
 
 signal.signal(signal.SIGTERM, _sigterm_is_an_interrupt)
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
-ARTIFACTS = ROOT / "test-artifacts"
+
+# Fixtures that start a SparkSession / servers; a test using one (directly or through another
+# fixture: ``item.fixturenames`` is the closure) is marked ``spark`` / ``servers``.
+SPARK_FIXTURES = frozenset({"spark"})
+SERVER_FIXTURES = frozenset({"infra", "endpoints", "standalone"})  # standalone: tests/integration/test_cluster.py
+# Tests that start them without a fixture (by node id, without parameters).
+STARTS_BY_ITSELF = {
+    "tests/models/test_notebooks.py::test_runs_top_to_bottom": "spark",  # the notebooks' kernel
+    "tests/integration/test_mongo_security.py::test_a_data_dir_from_a_plain_text_run_restarts_with_tls": "servers",
+}
 
 
-def with_updates(settings: Settings, **sections: dict) -> Settings:
-    """A copy of settings with some fields of some sections replaced."""
-    upd = {name: getattr(settings, name).model_copy(update=fields) for name, fields in sections.items()}
-    return settings.model_copy(update=upd)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by what it starts, so ``-m "not spark and not servers"`` runs the pure ones."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        by_itself = STARTS_BY_ITSELF.get(item.nodeid.split("[")[0])
+        if names & SPARK_FIXTURES or by_itself == "spark":
+            item.add_marker(pytest.mark.spark)
+        if names & SERVER_FIXTURES or by_itself == "servers":
+            item.add_marker(pytest.mark.servers)
 
 
 @pytest.fixture(scope="session")
@@ -48,19 +61,9 @@ def work_dir() -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-# The lake and serving triggers the integration tests run with: conf/local.yaml's are slower,
-# tuned for the main command's latency on 2 cores; these keep the tests' waits short.
-TEST_STAGE_TRIGGERS = {"gold": "500 milliseconds", "bronze": "15 seconds", "silver": "15 seconds",
-                       "gold_lake": "10 seconds", "serve_scores": "15 seconds", "es_scores": "15 seconds",
-                       "serve_alerts": "5 seconds", "es_alerts": "5 seconds", "es_vitals": "30 seconds",
-                       "model_outcomes": "30 seconds"}
-
-
 @pytest.fixture(scope="session")
 def base_settings(work_dir: Path) -> Settings:
-    s = Settings()
-    return with_updates(
-        s,
+    return Settings().with_updates(
         lake={"root": str(work_dir / "lake"), "checkpoint_root": str(work_dir / "checkpoints")},
         infra={"work_dir": str(work_dir / "infra")},
         spark={"master": "local[2]", "shuffle_partitions": 2},
@@ -114,7 +117,7 @@ def endpoints(base_settings: Settings, infra: dict):
 def lake_settings(base_settings: Settings, tmp_path: Path) -> Settings:
     """Settings with a lake and checkpoints of this test's own."""
     d = ROOT / ".work" / f"test-{os.getpid()}" / "lakes" / tmp_path.name
-    return with_updates(base_settings, lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")})
+    return base_settings.with_updates(lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")})
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +126,7 @@ def trained(spark, base_settings: Settings, tmp_path_factory) -> Settings:
     from vitalwatch.models.train_risk import load_source, train_risk
 
     m = base_settings.models
-    s = with_updates(base_settings, models={
+    s = base_settings.with_updates(models={
         "mlflow_dir": str(tmp_path_factory.mktemp("mlflow")),
         "xgboost": {**m.xgboost, "n_estimators": 40, "max_depth": 4},
         "random_forest": m.random_forest.model_copy(update={"enabled": False}),

@@ -3,7 +3,7 @@ recorded in MongoDB ``alert_acks``); refreshed live."""
 
 import streamlit as st
 
-from vitalwatch.dashboard import auth, data, ui, views
+from vitalwatch.dashboard import auth, data, rules, ui
 from vitalwatch.sinks import mongo
 
 s = ui.settings()
@@ -12,14 +12,14 @@ can_ack = auth.allowed(s, sess.user.role, "acknowledge")
 st.title("Alert inbox")
 
 c1, c2, c3 = st.columns([2, 2, 1])
-c1.multiselect("Level", list(views.LEVELS[:3]), key="inbox_levels", placeholder="all levels")
-c3.radio("State", list(views.ALERT_STATES), key="inbox_state", horizontal=True)
+c1.multiselect("Level", list(rules.LEVELS[:3]), key="inbox_levels", placeholder="all levels")
+c3.radio("State", list(rules.ALERT_STATES), key="inbox_state", horizontal=True)
 
 
 def _inbox():
     al = ui.gold(s).alerts()
     acks = data.acknowledgements(ui.db(s), al["alert_id"].tolist())
-    return views.alert_inbox(al, acks, levels=st.session_state.get("inbox_levels") or None,
+    return rules.alert_inbox(al, acks, levels=st.session_state.get("inbox_levels") or None,
                              wards=st.session_state.get("inbox_wards") or None,
                              state=st.session_state.get("inbox_state", "open"))
 
@@ -36,7 +36,7 @@ def inbox() -> None:
     st.caption(f"{len(df)} alerts · refreshes every {s.dashboard.refresh_seconds:g} s")
     cols = ["raised_time", "level", "kind", "patient_id", "ward", "reasons", "risk_6h", "systolic", "diastolic",
             "news2", "source", "ack_user", "ack_time", "ack_note", "alert_id"]
-    st.dataframe(df[[c for c in cols if c in df.columns]], hide_index=True, key="inbox_table",
+    st.dataframe(df[[c for c in cols if c in df.columns]], hide_index=True, key="inbox_table", placeholder=rules.MISSING,
                  column_config={"risk_6h": st.column_config.NumberColumn("risk 6 h", format="%.2f")})
 
 
@@ -47,7 +47,7 @@ if not can_ack:
     st.info(f"Your role ({sess.user.role}) can read alerts but not acknowledge them.")
 else:
     al = ui.gold(s).alerts()
-    open_alerts = views.alert_inbox(al, data.acknowledgements(ui.db(s), al["alert_id"].tolist()), state="open",
+    open_alerts = rules.alert_inbox(al, data.acknowledgements(ui.db(s), al["alert_id"].tolist()), state="open",
                                     levels=st.session_state.get("inbox_levels") or None,
                                     wards=st.session_state.get("inbox_wards") or None)
     if open_alerts.empty:

@@ -4,7 +4,7 @@ application account)."""
 
 import streamlit as st
 
-from vitalwatch.dashboard import ui
+from vitalwatch.dashboard import rules, ui
 from vitalwatch.security import audit
 
 s = ui.settings()
@@ -22,4 +22,4 @@ st.dataframe([{"time": r["time"], "user": r["user"], "role": r.get("role") or ""
                "page": r.get("page") or "", "patients": r.get("patient_count", 0),
                "first patients": ", ".join(r.get("patients", [])[:5]), "source": r.get("source") or "",
                "detail": ", ".join(f"{k}={v}" for k, v in (r.get("detail") or {}).items())}
-              for r in rows], hide_index=True, key="audit_table")
+              for r in rows], hide_index=True, key="audit_table", placeholder=rules.MISSING)

@@ -5,7 +5,7 @@ from the progress events the running jobs record (pipeline.monitor)."""
 import altair as alt
 import streamlit as st
 
-from vitalwatch.dashboard import data, ui, views
+from vitalwatch.dashboard import data, rules, ui
 
 s = ui.settings()
 ui.require(s, "health")
@@ -17,18 +17,18 @@ st.radio("Window", [0.25, 1.0, 6.0], key="health_hours", horizontal=True, format
 def health() -> None:
     ui.still_valid(s)
     try:
-        breaches = views.system_alerts(data.model_monitoring(s, s.models.monitoring.system_alert_days))
+        breaches = rules.system_alerts(data.model_monitoring(s, s.models.monitoring.system_alert_days))
     except Exception as e:  # the model's monitoring unreadable: say so, keep the page
         st.warning(f"model monitoring unavailable: {type(e).__name__}")
         breaches = []
     for b in breaches:
         st.error(f"System alert (the model, not a patient) — {b}")
     prog = data.progress(ui.db(s), hours=float(st.session_state.get("health_hours", 1.0)))
-    latest = views.pipeline_health(prog)
+    latest = rules.pipeline_health(prog)
     if latest.empty:
         st.info("No progress recorded in this window: is the pipeline running (`vitalwatch run`)?")
         return
-    st.dataframe(latest, hide_index=True, column_config={
+    st.dataframe(latest, hide_index=True, placeholder=rules.MISSING, column_config={
         "input_rows_per_s": st.column_config.NumberColumn("input rows/s", format="%.1f"),
         "processed_rows_per_s": st.column_config.NumberColumn("processed rows/s", format="%.1f"),
         "batch_duration_ms": st.column_config.NumberColumn("batch ms", format="%d"),
@@ -41,9 +41,9 @@ def health() -> None:
     else:
         left, right = st.columns(2)
         left.caption("silver/quarantine: rows by reason")
-        left.dataframe(by_reason, hide_index=True)
+        left.dataframe(by_reason, hide_index=True, placeholder=rules.MISSING)
         right.caption("Bundle resources that are not vital signs (counted, not quarantined)")
-        right.dataframe(by_type, hide_index=True)
+        right.dataframe(by_type, hide_index=True, placeholder=rules.MISSING)
     for metric, title in (("processed_rows_per_s", "processed rows/s"), ("batch_duration_ms", "batch duration (ms)"),
                           ("kafka_lag", "Kafka lag (offsets)"), ("state_rows", "rows in state")):
         d = prog[["timestamp", "query", metric]].dropna() if metric in prog else None

@@ -7,7 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from vitalwatch.dashboard import auth, data, ui, views
+from vitalwatch.dashboard import auth, data, rules, ui
 
 s = ui.settings()
 sess = ui.require(s, "patient")
@@ -16,7 +16,7 @@ st.title("Patient")
 
 status = ui.gold(s).status()
 registry = data.registry(ui.db(s), ids)
-ranked = views.ward_overview(status, registry, include_discharged=True)
+ranked = rules.ward_overview(status, registry, include_discharged=True)
 choices = ranked["patient_id"].tolist()
 if not choices:
     st.info("No patient has been scored yet.")
@@ -39,21 +39,24 @@ def patient() -> None:
     ui.audit_view(s, sess, "patient", [pid], hours=float(st.session_state["trend_hours"]))
     since = datetime.now(UTC) - timedelta(hours=float(st.session_state["trend_hours"]))
     g = ui.gold(s)
-    row = views.ward_overview(g.status(), registry, include_discharged=True)
+    row = rules.ward_overview(g.status(), registry, include_discharged=True)
     row = row[row["patient_id"] == pid]
     if len(row):
         r = row.iloc[0]
-        cols = st.columns(6)
-        cols[0].metric("Level", r["level"])
-        for col, h in zip(cols[1:4], s.clinical.horizons_hours, strict=False):
-            col.metric(f"Risk {h} h", f"{r[f'risk_{h}h']:.2f}" if pd.notna(r.get(f"risk_{h}h")) else "—")
-        cols[4].metric("NEWS2", f"{r['news2']:.0f}" if pd.notna(r["news2"]) else "—")
-        cols[5].metric("Ward", r["ward"])
-        st.caption(f"Last reading {r['effective_time']:%Y-%m-%d %H:%M} UTC ({r['minutes_since']:.0f} min ago) · "
-                   f"model {r['model_name']} v{r['model_version']} · state {r['state']}")
+        horizons = list(s.clinical.horizons_hours)
+        cols = st.columns(len(horizons) + 2)  # short values only: longer ones go in the caption
+        cols[0].metric("Level", rules.shown(r.get("level")))
+        for col, h in zip(cols[1:], horizons, strict=False):
+            col.metric(f"Risk {h} h", rules.shown(r.get(f"risk_{h}h"), "{:.2f}"))
+        cols[-1].metric("NEWS2", rules.shown(r.get("news2"), "{:.0f}"))
+        st.caption(f"Ward {rules.shown(r.get('ward'))} · last reading "
+                   f"{rules.shown(r.get('effective_time'), '{:%Y-%m-%d %H:%M} UTC')} "
+                   f"({rules.shown(r.get('minutes_since'), '{:.0f} min ago')}) · model "
+                   f"{rules.shown(r.get('model_name'))} {rules.shown(r.get('model_version'), 'v{}')} · "
+                   f"state {rules.shown(r.get('state'))}")
 
-    vit = views.vital_trends(g.vitals(pid, since))
-    thr = views.crisis_thresholds(s.clinical)
+    vit = rules.vital_trends(g.vitals(pid, since))
+    thr = rules.crisis_thresholds(s.clinical)
     st.subheader("Blood pressure")
     if vit.empty or "systolic" not in vit:
         st.info("No blood-pressure reading in this period.")
@@ -63,8 +66,8 @@ def patient() -> None:
         lines = alt.Chart(bp).mark_line(point=True).encode(
             x=alt.X("effective_time:T", title="time (UTC)"), y=alt.Y("mmHg:Q", scale=alt.Scale(zero=False)),
             color="vital:N", tooltip=["effective_time:T", "vital:N", "mmHg:Q"])
-        rules = pd.DataFrame([{"vital": k, "mmHg": v, "label": f"crisis {k} ≥ {v:g}"} for k, v in thr.items()])
-        rule = alt.Chart(rules).mark_rule(strokeDash=[6, 4], color="#d62728").encode(y="mmHg:Q", tooltip=["label:N"])
+        limits = pd.DataFrame([{"vital": k, "mmHg": v, "label": f"crisis {k} ≥ {v:g}"} for k, v in thr.items()])
+        rule = alt.Chart(limits).mark_rule(strokeDash=[6, 4], color="#d62728").encode(y="mmHg:Q", tooltip=["label:N"])
         st.altair_chart(lines + rule, width="stretch")
     others = [c for c in ("heart_rate", "respiratory_rate", "spo2", "temperature") if c in vit]
     if others:
@@ -76,7 +79,7 @@ def patient() -> None:
 
     scores = g.scores(pid, since)
     st.subheader("Risk of a hypertensive crisis")
-    hist = views.risk_history(scores, s.clinical.horizons_hours)
+    hist = rules.risk_history(scores, s.clinical.horizons_hours)
     if hist.empty:
         st.info("No scored reading in this period.")
     else:
@@ -86,18 +89,19 @@ def patient() -> None:
             tooltip=["effective_time:T", "horizon:N", alt.Tooltip("risk:Q", format=".2f"), "level:N",
                      "model_name:N", "model_version:N"]), width="stretch")
         st.caption("Model versions behind these scores")
-        st.dataframe(views.model_versions(scores), hide_index=True)
+        st.dataframe(rules.model_versions(scores), hide_index=True, placeholder=rules.MISSING)
 
     st.subheader("Alerts")
     al = g.alerts()
     al = al[al["patient_id"] == pid]
     acks = data.acknowledgements(ui.db(s), al["alert_id"].tolist())
-    inbox = views.alert_inbox(al, acks, state="all", kinds_resolved=True)
+    inbox = rules.alert_inbox(al, acks, state="all", kinds_resolved=True)
     if inbox.empty:
         st.info("No alert for this patient.")
     else:
         st.dataframe(inbox[["raised_time", "effective_time", "kind", "level", "previous_level", "reasons",
-                            "ack_user", "ack_time", "model_version", "alert_id"]], hide_index=True)
+                            "ack_user", "ack_time", "model_version", "alert_id"]], hide_index=True,
+                     placeholder=rules.MISSING)
 
 
 patient()

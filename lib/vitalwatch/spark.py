@@ -58,8 +58,8 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.log.level": "WARN",
         "spark.driver.memory": settings.spark.driver_memory,
-        "spark.driver.extraJavaOptions": java_opts,
-        "spark.executor.extraJavaOptions": java_opts,
+        "spark.driver.extraJavaOptions": f"{java_opts} {log4j2_option()}",
+        "spark.executor.extraJavaOptions": f"{java_opts} {log4j2_option(executor=True)}",
         # No secret in a plan, the UI or the event log; nobody kills jobs from the UI.
         "spark.redaction.regex": settings.spark.redaction_regex,
         "spark.sql.redaction.options.regex": settings.spark.redaction_regex,
@@ -69,8 +69,21 @@ def session_conf(settings: Settings, app_name: str | None = None) -> dict[str, s
         conf["spark.jars"] = str(jar_path(settings))  # vitalwatch's own classes (vitalwatch.jvm)
     if settings.spark.python_daemon_module:
         conf["spark.python.daemon.module"] = settings.spark.python_daemon_module
-    conf.update(settings.spark.extra_conf)
+    for k, v in settings.spark.extra_conf.items():  # extra JVM options are added to ours, not instead
+        conf[k] = f"{conf[k]} {v}" if k.endswith(".extraJavaOptions") and k in conf else v
     return conf
+
+
+LOG4J2_FILE = "log4j2.properties"
+
+
+def log4j2_option(executor: bool = False) -> str:
+    """The JVM option that makes Spark log as ``conf/log4j2.properties`` says (quiet: WARN, known
+    harmless warnings at ERROR). Under spark-submit, executors (possibly on other machines) read
+    the copy ``--files`` put in their working directory; elsewhere the file in ``conf/``."""
+    if executor and os.environ.get("VITALWATCH_SPARK_SUBMIT"):
+        return f"-Dlog4j2.configurationFile={LOG4J2_FILE}"
+    return f"-Dlog4j2.configurationFile={(conf_dir() / LOG4J2_FILE).resolve().as_uri()}"
 
 
 def mongo_ca_file(settings: Settings) -> Path | None:

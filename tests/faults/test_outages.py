@@ -15,7 +15,7 @@ import secrets
 import pymongo
 import pytest
 
-from tests.conftest import ARTIFACTS, TEST_STAGE_TRIGGERS, with_updates
+from tests.helpers import ARTIFACTS, TEST_STAGE_TRIGGERS, with_updates
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(2700)]  # the run is in the first test's setup
 

@@ -16,7 +16,7 @@ import jwt
 import pymongo
 import pytest
 
-from tests.conftest import with_updates
+from tests.helpers import with_updates
 from vitalwatch.api import server, tokens
 from vitalwatch.bench.ward import build
 from vitalwatch.config import Settings

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import ARTIFACTS, ROOT, TEST_STAGE_TRIGGERS
+from tests.helpers import ARTIFACTS, ROOT, TEST_STAGE_TRIGGERS
 from vitalwatch.config import Settings
 
 pytestmark = pytest.mark.integration
@@ -94,3 +96,29 @@ def test_the_smoke_benchmark_compares_every_engine_on_the_same_input(trained: Se
     for e in (patients, observations):
         assert e["requests"] == 20 and 0 < e["p50_ms"] <= e["p95_ms"] <= e["p99_ms"] <= e["max_ms"]
     assert "REST API over HTTPS" in proc.stdout and "faults" not in res
+
+
+@pytest.mark.spark  # a Spark of its own, in the job's process
+@pytest.mark.timeout(600)
+def test_the_parse_benchmark_times_the_silver_parser_into_noop_and_delta() -> None:
+    """``jobs/benchmark_parse.py`` (:func:`vitalwatch.bench.parsers.silver_sinks`) at a tiny size."""
+    env = {**os.environ, "VITALWATCH__SPARK__SHUFFLE_PARTITIONS": "2"}
+    proc = subprocess.run([sys.executable, "jobs/benchmark_parse.py", "--patients", "3", "--hours", "1",
+                           "--repeat", "1", "--master", "local[2]"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=540)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "benchmark-parse.txt").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = re.search(r"silver parser, (\d+) messages → (\d+) values, master local\[2\], best of 1",
+                       " ".join(proc.stdout.split()))
+    assert counts and int(counts[1]) > 0 and int(counts[2]) > 0, proc.stdout
+    for sink in ("noop (parse only)", "Delta (parse + write)"):
+        (line,) = [x for x in proc.stdout.splitlines() if sink in x]
+        seconds, per_message, per_value = re.findall(r"[\d,.]+", line.split(sink)[1])[:3]
+        assert float(seconds) > 0 and int(per_message.replace(",", "")) >= 0 and int(per_value.replace(",", "")) >= 0
+
+
+def test_the_benchmark_job_refuses_an_unknown_measurement() -> None:
+    proc = subprocess.run([sys.executable, "jobs/benchmark.py", "--only", "parse", "--only", "nope"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown measurement(s): nope" in proc.stderr

@@ -21,9 +21,9 @@ import pytest
 import requests
 from pyspark.sql import SparkSession
 
-from tests.conftest import ARTIFACTS, ROOT
+from tests.helpers import ARTIFACTS, ROOT
+from vitalwatch.bench import train as train_bench
 from vitalwatch.config import Settings
-from vitalwatch.models import train_bench
 
 pytestmark = pytest.mark.integration
 DAEMON = ROOT / "docker" / "spark-daemon.sh"

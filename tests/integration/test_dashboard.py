@@ -5,6 +5,7 @@ Playwright (screenshots in test-artifacts/dashboard/)."""
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,16 +17,18 @@ import pymongo
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ARTIFACTS, ROOT, with_updates
+from tests.helpers import ARTIFACTS, ROOT, with_updates
 from vitalwatch.bench.ward import build as build_ward
 from vitalwatch.config import Settings
-from vitalwatch.dashboard import auth
+from vitalwatch.dashboard import auth, rules
 from vitalwatch.sinks import mongo
 
 pytestmark = pytest.mark.integration
 APP = str(ROOT / "dashboards" / "app.py")
 PATIENTS = 10_000
 SHOTS = ARTIFACTS / "dashboard"
+RAW_MISSING = re.compile(r"\b(None|nan|NaN|NaT|<NA>)\b")  # what a page must never print for a missing value
+EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF\uFE0F]")  # needs an emoji font to render
 PASSWORDS = {"cli-ada": ("clinician", "ada-secret-123"), "rn-bo": ("nurse", "bo-secret-1234"),
              "an-cy": ("analyst", "cy-secret-1234"), "ad-di": ("admin", "di-secret-1234")}
 
@@ -93,6 +96,27 @@ def _login(at: AppTest, user: str, password: str | None = None) -> AppTest:
     return at.run()
 
 
+def _frame(d) -> pd.DataFrame:
+    v = d.value
+    return v.data if hasattr(v, "data") else v
+
+
+def _shows_no_raw_missing(at: AppTest) -> None:
+    """Missing values read "—": every table draws them with that placeholder (not Streamlit's
+    "None"), and no metric, caption or text cell spells out None/nan/NaT."""
+    for m in at.metric:
+        assert not RAW_MISSING.search(str(m.value)), (m.label, m.value)
+    for c in at.caption:
+        assert not RAW_MISSING.search(str(c.value)), c.value
+    for d in at.dataframe:
+        assert d.proto.placeholder == rules.MISSING, ("a table without the placeholder", list(_frame(d).columns))
+        frame = _frame(d)
+        for col in frame.select_dtypes(include="object"):
+            texts = frame[col].dropna().map(str)
+            assert not texts.str.fullmatch(RAW_MISSING.pattern).any(), (col, texts[texts.str.fullmatch(
+                RAW_MISSING.pattern)].head().tolist())
+
+
 def _texts(at: AppTest) -> str:
     return " ".join(str(e.value) for kind in ("markdown", "caption", "info", "error", "title", "subheader", "success")
                     for e in getattr(at, kind))
@@ -121,6 +145,10 @@ def test_ward_overview_lists_the_highest_risk_patient_first(app_env) -> None:
     assert frame.iloc[0]["patient_id"] == w.top and frame.iloc[0]["level"] == "CRITICAL"
     assert frame["risk_6h"].iloc[:50].is_monotonic_decreasing or frame.iloc[0]["risk_6h"] >= frame["risk_6h"].max()
     assert "name" in frame.columns  # clinicians see identifiers
+    _shows_no_raw_missing(at)
+    marks = frame[["mark", "level"]].astype(str)
+    assert not marks.apply(lambda c: c.str.contains(EMOJI)).any().any(), "level marks that need an emoji font"
+    assert frame.iloc[0]["mark"] == rules.LEVEL_MARKS["CRITICAL"]
     # filters are kept across reruns (auto-refresh reruns the same way)
     at.multiselect(key="level_filter").select("CRITICAL").run()
     f2 = at.dataframe[0].value
@@ -138,6 +166,7 @@ def test_analyst_sees_no_identifiers_and_cannot_acknowledge(app_env) -> None:
     at.switch_page("views/alerts.py").run()
     assert not at.exception, at.exception
     assert "can read alerts but not acknowledge" in _texts(at)
+    _shows_no_raw_missing(at)
     assert not [b for b in at.button if b.label == "Acknowledge"]
 
 
@@ -167,6 +196,8 @@ def test_patient_page_shows_trends_thresholds_risk_and_model_version(app_env) ->
     at.switch_page("views/patient.py").run()
     assert not at.exception, at.exception
     assert at.selectbox(key="patient").value == w.featured[0]
+    _shows_no_raw_missing(at)
+    assert at.metric and all(len(str(m.value)) <= 10 for m in at.metric), [(m.label, m.value) for m in at.metric]
     assert {"Blood pressure", "Risk of a hypertensive crisis", "Alerts"} <= {h.value for h in at.subheader}
     charts = at.get("vega_lite_chart")
     assert len(charts) >= 3, ("BP, other vitals and risk charts", _texts(at))
@@ -187,8 +218,13 @@ def test_roles_decide_the_pages_and_the_model_page_reads_mlflow(app_env, monitor
     at.switch_page("views/model.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Model"
+    # the version in the metric (short, never cut off), the model's name in the caption under it
     champion = next(m.value for m in at.metric if m.label == "Champion")
-    assert champion.startswith(s.models.risk_model_name) and " v" in champion
+    assert re.fullmatch(r"v\d+", champion), champion
+    assert any(c.value.startswith(f"Model {s.models.risk_model_name} · registered ") for c in at.caption), _texts(at)
+    assert all(len(str(m.value)) <= 10 for m in at.metric), [(m.label, m.value) for m in at.metric]
+    assert not at.json, "the model page shows tags as a table, not a raw JSON widget"
+    _shows_no_raw_missing(at)
     assert at.dataframe and at.image, "metric table and calibration plot"
     # live monitoring over time, the shadow beside the champion
     assert "Live, on delayed outcomes" in {h.value for h in at.subheader}
@@ -207,6 +243,7 @@ def test_admin_sees_the_users_page_without_hashes(app_env) -> None:
     users = at.dataframe[0].value
     users = users.data if hasattr(users, "data") else users
     assert set(PASSWORDS) <= set(users["_id"]) and "password_hash" not in users.columns
+    _shows_no_raw_missing(at)
     at = _login(_app(), "cli-ada")
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page("views/users.py")
@@ -251,6 +288,7 @@ def test_pipeline_health_shows_recorded_progress_and_model_system_alerts(app_env
     f = f.data if hasattr(f, "data") else f
     row = f[f["query"] == "gold"].iloc[0]
     assert row["batch_id"] == 2 and row["kafka_lag"] == 5 and row["state_rows"] == 8 and row["batch_duration_ms"] == 402
+    _shows_no_raw_missing(at)
     # the model's breaches are system alerts here (today's drift; the shadow's calibration), once each
     alerts = [e.value for e in at.error if e.value.startswith("System alert")]
     today = f"{datetime.now(UTC):%Y-%m-%d}"
@@ -288,6 +326,7 @@ def test_every_view_of_patient_data_is_in_the_audit_trail(app_env) -> None:
     trail = at.dataframe[0].value
     trail = trail.data if hasattr(trail, "data") else trail
     assert {"rn-bo"} <= set(trail["user"]) and {"view", "sign_in"} <= set(trail["what"])
+    _shows_no_raw_missing(at)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         _login(_app(), "cli-ada").switch_page("views/audit.py")  # admins only
 
@@ -349,7 +388,7 @@ def test_alerts_ack_command_signs_the_user_in_and_records_them(app_env) -> None:
 # -- the served app in a real browser ------------------------------------------------------
 @pytest.fixture(scope="module")
 def served(ward):
-    from vitalwatch.dashboard.serve import start, stop
+    from vitalwatch.dashboard.launch import start, stop
 
     s, _w, _admin, env = ward
     port = _free_port()
@@ -363,7 +402,7 @@ def test_dashboard_is_served_over_tls_from_the_local_ca_when_configured(ward) ->
     refused by a client that does not know it, and no plain HTTP on the port."""
     import requests
 
-    from vitalwatch.dashboard.serve import ca_file, start, stop, url
+    from vitalwatch.dashboard.launch import ca_file, start, stop, url
 
     s, _w, _admin, env = ward
     st = with_updates(s, dashboard={"tls": True})
@@ -420,8 +459,8 @@ def _browser_login(page, user: str, password: str) -> None:
 
 def _open(page, title: str) -> None:
     """Open a page from the sidebar navigation, as a user does."""
-    page.get_by_role("link", name=title).click()
-    page.get_by_role("heading", name=title).wait_for()
+    page.get_by_role("link", name=title, exact=True).click()
+    page.get_by_role("heading", name=title, exact=True).wait_for()
 
 
 def _shot(page, name: str) -> None:
@@ -495,3 +534,46 @@ def test_browser_analyst_cannot_acknowledge(served, browser) -> None:
     assert page.get_by_role("button", name="Acknowledge").count() == 0
     _shot(page, "05-analyst-inbox")
     page.context.close()
+
+
+# every page as the admin (who may open all of them): what is on screen, and a screenshot of each
+PAGES = {"ward": ("Ward overview", "text=patients in gold/patient_status"),
+         "patient": ("Patient", "role=heading[name='Alerts']"),
+         "alerts": ("Alert inbox", "role=heading[name='Acknowledge']"),
+         "model": ("Model", "role=heading[name='Live, on delayed outcomes']"),
+         "health": ("Pipeline health", "[data-testid='stDataFrame'], [data-testid='stAlert']"),
+         "users": ("Users", "[data-testid='stCode']"),
+         "audit": ("Audit trail", "[data-testid='stDataFrame']")}
+TRUNCATED = """() => [...document.querySelectorAll("[data-testid='stMetricValue'], [data-testid='stMetricValue'] *")]
+    .filter(e => getComputedStyle(e).display !== "inline" && e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.textContent)"""
+
+
+def test_browser_every_page_shows_whole_values_no_none_no_emoji(served, browser, monitored) -> None:
+    url, _ward = served
+    page = _page(browser, url)
+    _browser_login(page, "ad-di", PASSWORDS["ad-di"][1])
+    page.get_by_role("heading", name="Ward overview", exact=True).wait_for()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name, (title, ready) in PAGES.items():
+        if name != "ward":
+            _open(page, title)
+        page.locator(ready).first.wait_for()
+        page.wait_for_timeout(1500)  # charts and grids draw after the element appears
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+        main = page.locator("[data-testid='stMain']").inner_text()
+        cells = page.locator("[data-testid='stDataFrame'] td").all_text_contents()
+        assert not page.evaluate(TRUNCATED), (name, "metric values cut off", page.evaluate(TRUNCATED))
+        if name in ("ward", "patient", "model"):
+            assert page.locator("[data-testid='stMetricValue']").count() >= 3, name
+        assert not [c for c in cells if RAW_MISSING.fullmatch(c.strip())], (name, "a cell shows None/nan/NaT")
+        assert not RAW_MISSING.search(main), (name, RAW_MISSING.search(main))
+        assert not EMOJI.search(main + " ".join(cells)), (name, "text that needs an emoji font",
+                                                         EMOJI.findall(main + " ".join(cells)))
+        assert page.locator("[data-testid='stJson']").count() == 0, (name, "a raw JSON widget")
+        if name == "ward":
+            assert any(rules.LEVEL_MARKS["CRITICAL"] in c for c in cells), cells[:20]
+    page.context.close()
+    for name in PAGES:
+        shot = ARTIFACTS / f"dashboard-{name}.png"
+        assert shot.is_file() and shot.stat().st_size > 10_000, shot

@@ -20,16 +20,16 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from tests.conftest import with_updates
+from tests.helpers import with_updates
 from vitalwatch.config import Settings
 from vitalwatch.infra.elasticsearch import spark_options
 from vitalwatch.infra.endpoints import Endpoints
-from vitalwatch.pipeline.gold import GOLD_ALERTS, ensure_gold
-from vitalwatch.pipeline.lake import read_table
+from vitalwatch.pipeline.gold import ensure_gold
+from vitalwatch.pipeline.lake import GOLD_ALERTS, GOLD_DEAD_LETTER, read_table
 from vitalwatch.pipeline.report import lake_summary
-from vitalwatch.pipeline.serve import start_serve_alerts
+from vitalwatch.pipeline.serving import start_serve_alerts
 from vitalwatch.sinks import Sinks, mongo, search
-from vitalwatch.sinks.dead_letter import GOLD_DEAD_LETTER, counts, ensure_dead_letter
+from vitalwatch.sinks.dead_letter import counts, ensure_dead_letter
 from vitalwatch.sinks.events import alert_schema
 from vitalwatch.sinks.isolate import es_isolate, mongo_isolate
 from vitalwatch.sinks.rejections import SinkUnavailable, jvm_classes, store_unreachable

@@ -28,7 +28,7 @@ import requests
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from tests.conftest import ARTIFACTS, ROOT, TEST_STAGE_TRIGGERS, with_updates
+from tests.helpers import ARTIFACTS, ROOT, TEST_STAGE_TRIGGERS, with_updates
 from tests.integration.expect import expected_values, silver_values
 from vitalwatch.alerts.feed import follow
 from vitalwatch.config import Settings, TopicsConfig, WebhookConfig
@@ -36,14 +36,17 @@ from vitalwatch.features.build import silver_rows
 from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.infra.kafka import provision
 from vitalwatch.pipeline import STAGES
-from vitalwatch.pipeline.gold import (
+from vitalwatch.pipeline.gold import load_model
+from vitalwatch.pipeline.gold.checkpoint import checkpoint_name
+from vitalwatch.pipeline.lake import (
+    BRONZE,
     GOLD_ALERTS,
     GOLD_SCORES,
     GOLD_STATUS,
-    checkpoint_name,
-    load_model,
+    SILVER_QUARANTINE,
+    SILVER_VITALS,
+    read_table,
 )
-from vitalwatch.pipeline.lake import BRONZE, SILVER_QUARANTINE, SILVER_VITALS, read_table
 from vitalwatch.pipeline.runner import run_available_now
 from vitalwatch.producers.kafka_out import send
 from vitalwatch.producers.simulator import SimulationPlan, registry_entries, simulate

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from tests.adversarial.corpus import load_cases
-from tests.conftest import ROOT, with_updates
+from tests.helpers import ROOT, with_updates
 from tests.integration.expect import expected_values
 from vitalwatch.alerts.feed import follow
 from vitalwatch.config import Settings, TopicsConfig

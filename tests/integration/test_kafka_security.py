@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.conftest import with_updates
+from tests.helpers import with_updates
 from vitalwatch.config import KafkaGrant, Settings
 from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.infra.kafka_access import KafkaAccess

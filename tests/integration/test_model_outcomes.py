@@ -15,11 +15,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
-from tests.conftest import ROOT, with_updates
+from tests.helpers import ROOT, with_updates
 from vitalwatch.config import Settings
 from vitalwatch.models.monitoring import outcome_rows
-from vitalwatch.pipeline.gold import GOLD_SCORES, ensure_gold
-from vitalwatch.pipeline.lake import read_table
+from vitalwatch.pipeline.gold import ensure_gold
+from vitalwatch.pipeline.lake import GOLD_SCORES, read_table
 from vitalwatch.pipeline.model_outcomes import (
     MODEL_MONITORING,
     MODEL_OUTCOMES,

@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
-from tests.conftest import ROOT, with_updates
+from tests.helpers import ROOT, with_updates
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.sinks import mongo
@@ -303,7 +303,7 @@ def test_a_data_dir_from_a_plain_text_run_restarts_with_tls(base_settings: Setti
     """The TLS flags are per start: a mongod whose data dir was written without TLS starts with
     requireTLS on the same accounts; its old plain-text state is not healthy (``infra up``
     restarts it)."""
-    from tests.conftest import with_updates as upd
+    from tests.helpers import with_updates as upd
     from vitalwatch.infra.manager import InfraManager
     from vitalwatch.infra.mongo import MongoServer
     from vitalwatch.infra.process import stop_pid

@@ -23,7 +23,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pymongo.errors import OperationFailure
 
-from tests.conftest import with_updates
+from tests.helpers import with_updates
 from vitalwatch.alerts.deliveries import delivery_counts, notifier_db
 from vitalwatch.alerts.notifier import run_notifier
 from vitalwatch.alerts.report import NotifierReport
@@ -391,7 +391,7 @@ def test_a_sigkilled_notifier_neither_loses_nor_repeats(base_settings: Settings,
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     release = threading.Event()
     hook = receivers("pager", lambda a, _n: (503, {}) if a == "k3" and not release.is_set() else (200, {}))

@@ -14,7 +14,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from tests.conftest import ROOT, with_updates
+from tests.helpers import ROOT, with_updates
 from tests.integration.expect import expected_values, silver_values
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints

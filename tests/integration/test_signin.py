@@ -11,7 +11,7 @@ import uuid
 import pymongo
 import pytest
 
-from tests.conftest import with_updates
+from tests.helpers import with_updates
 from vitalwatch.config import Settings, SignInConfig
 from vitalwatch.dashboard import auth
 from vitalwatch.security import audit

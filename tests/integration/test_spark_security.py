@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from vitalwatch.config import Settings
 from vitalwatch.spark import session_conf
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import with_updates
 from vitalwatch.config import Settings
 
 
@@ -12,8 +11,7 @@ from vitalwatch.config import Settings
 def model_settings(base_settings: Settings, tmp_path_factory) -> Settings:
     d = tmp_path_factory.mktemp("mlflow")
     m = base_settings.models
-    return with_updates(
-        base_settings,
+    return base_settings.with_updates(
         models={"mlflow_dir": str(d), "num_workers": 2,
                 "xgboost": {**m.xgboost, "n_estimators": 40, "max_depth": 4},
                 "random_forest": m.random_forest.model_copy(update={"num_trees": 8, "max_depth": 6}),

@@ -77,7 +77,11 @@ def _crisis_rows(patient: str) -> pd.DataFrame:
 
 
 def test_a_champion_whose_files_changed_is_refused_and_scoring_goes_on_by_the_rules(trained) -> None:
-    from vitalwatch.pipeline.gold import NO_MODEL_VERSION, champion_loadable, load_model_or_rules
+    from vitalwatch.pipeline.gold.model import (
+        NO_MODEL_VERSION,
+        champion_loadable,
+        load_model_or_rules,
+    )
     from vitalwatch.scoring.engine import advance, empty_rows
 
     version = str(client(trained).get_model_version_by_alias(trained.models.risk_model_name, "champion").version)

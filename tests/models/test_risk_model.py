@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from tests.conftest import with_updates
+from tests.helpers import with_updates
 from vitalwatch.features.vector import feature_names
 from vitalwatch.models import registry
 from vitalwatch.models.train_risk import load_source, markdown_table, train_risk

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
+from vitalwatch.bench import train as train_bench
 from vitalwatch.features.build import build_examples
-from vitalwatch.models import datasets, train_bench
+from vitalwatch.models import datasets
 from vitalwatch.models.train_risk import load_source
 
 

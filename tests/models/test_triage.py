@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 from vitalwatch.models.triage import (
     FEATURES,
     TriageInputError,

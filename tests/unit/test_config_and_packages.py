@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import types
+import typing
+from pathlib import Path
+
 import pyspark
 import pytest
+import yaml
+from pydantic import BaseModel
 
-from tests.conftest import with_updates
-from vitalwatch.config import Settings
+from vitalwatch.config import Settings, conf_dir
 from vitalwatch.packages import load_packages, parse_packages_file
 
 
@@ -69,9 +74,9 @@ def test_pipeline_mongo_uri_fails_fast_when_the_server_is_gone(uri: str, want: s
 
     monkeypatch.setenv("VITALWATCH_MONGO_PIPELINE_PASSWORD", "pw")  # the local server's user
 
-    s = with_updates(Settings(), mongo={"uri": uri, "server_selection_timeout_ms": 1500})
+    s = Settings().with_updates(mongo={"uri": uri, "server_selection_timeout_ms": 1500})
     assert pipeline_uri(s, "mongodb://127.0.0.1:27017") == want
-    local = pipeline_uri(with_updates(s, mongo={"uri": None}), "mongodb://127.0.0.1:27017")
+    local = pipeline_uri(s.with_updates(mongo={"uri": None}), "mongodb://127.0.0.1:27017")
     assert local.startswith("mongodb://vitalwatch_pipeline:pw@127.0.0.1:27017/") and local.endswith("&serverSelectionTimeoutMS=1500")
 
 
@@ -83,3 +88,70 @@ def test_the_notifier_group_must_be_granted_to_its_kafka_principal(monkeypatch: 
     monkeypatch.setenv("VITALWATCH__ALERTS__NOTIFIER__CONSUMER_GROUP", "notifications")
     with pytest.raises(ValidationError, match="not granted to the notifier"):
         Settings()
+
+
+# -- one home per default: the models' fields ----------------------------------------------
+# What conf/base.yaml may hold: the access control, kept there as data (everything else is a
+# field default on the models, explained by its description).
+BASE_YAML_KEEPS = {("kafka", "security", "acls"), ("mongo", "security"), ("dashboard", "roles")}
+
+
+def _models(tp: object) -> typing.Iterator[type[BaseModel]]:
+    """The pydantic models a field's type names, also inside lists, dicts and unions."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        yield tp
+    elif typing.get_origin(tp) in (list, dict, typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            yield from _models(arg)
+
+
+def _all_models() -> list[type[BaseModel]]:
+    seen: list[type[BaseModel]] = []
+    todo: list[type[BaseModel]] = [Settings]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.append(m)
+            todo += [sub for f in m.model_fields.values() for sub in _models(f.annotation)]
+    return seen
+
+
+def test_every_setting_has_a_description_for_the_configuration_page() -> None:
+    missing = [f"{m.__name__}.{name}" for m in _all_models() for name, f in m.model_fields.items()
+               if not (f.description or "").strip()]
+    assert not missing, f"settings without a description (docs/configuration.md): {missing}"
+
+
+def test_every_section_has_defaults_so_no_yaml_value_is_needed(monkeypatch, tmp_path: Path) -> None:
+    """With an empty base.yaml, settings load, and differ from those of the real base.yaml only
+    in what base.yaml is meant to hold: a default lost from a model fails here."""
+    required = [f"Settings.{n}" for n, f in Settings.model_fields.items() if f.is_required()]
+    assert not required
+    base = yaml.safe_load((conf_dir() / "base.yaml").read_text()) or {}
+    (tmp_path / "base.yaml").write_text("")
+    monkeypatch.setenv("VITALWATCH_CONF_DIR", str(tmp_path))
+    monkeypatch.delenv("VITALWATCH_PROFILE", raising=False)
+    monkeypatch.delenv("VITALWATCH_CONFIG_OVERLAY", raising=False)
+    defaults = Settings().model_dump()
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    loaded = Settings().model_dump()
+    for *parents, key in BASE_YAML_KEEPS:
+        for d in (defaults, loaded):
+            for p in parents:
+                d = d[p]
+            d.pop(key)
+    assert defaults == loaded
+
+
+def _leaves(d: dict, prefix: tuple[str, ...] = ()) -> typing.Iterator[tuple[str, ...]]:
+    for k, v in d.items():
+        if (*prefix, k) in BASE_YAML_KEEPS or not isinstance(v, dict):
+            yield (*prefix, k)
+        else:
+            yield from _leaves(v, (*prefix, k))
+
+
+def test_base_yaml_holds_no_default_only_the_access_control() -> None:
+    """One home per default: base.yaml repeats no field default (with its own comment)."""
+    base = yaml.safe_load((conf_dir() / "base.yaml").read_text()) or {}
+    assert set(_leaves(base)) <= BASE_YAML_KEEPS

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from vitalwatch.config import Settings
 from vitalwatch.infra.artifacts import compose_command
 
@@ -811,7 +811,7 @@ def test_dashboard_image_serves_the_app_it_copies(stack: dict) -> None:
     from typer.testing import CliRunner
 
     from vitalwatch.cli import app
-    from vitalwatch.dashboard.serve import app_path
+    from vitalwatch.dashboard.launch import app_path
 
     text = (DOCKER / "Dockerfile.dashboard").read_text()
     copies = _dockerfile_copies("Dockerfile.dashboard")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from vitalwatch.config import Settings
-from vitalwatch.pipeline.gold import BucketState
+from vitalwatch.pipeline.gold.state import BucketState
 from vitalwatch.scoring.engine import ModelRef, advance, empty_rows
 
 S = Settings()
@@ -196,7 +196,7 @@ def test_untimely_rows_without_blood_pressure_values_do_not_break_the_engine(mod
 def test_what_the_engine_emits_crosses_into_spark(spark, model) -> None:
     """Scored, late, untimely (year 9999) and engine-error rows in one output: Arrow takes them
     as the state function's schema, and Spark reads the claimed time back exactly."""
-    from vitalwatch.pipeline.gold import engine_schema, with_effective_time
+    from vitalwatch.pipeline.gold.state import engine_schema, with_effective_time
     from vitalwatch.scoring.engine import advance_safely, output_columns
 
     s = Stream(model)

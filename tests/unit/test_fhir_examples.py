@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 from vitalwatch.config import Settings
 from vitalwatch.fhir.parse import ParseRules, accepted, parse_observations, rejected
 from vitalwatch.pipeline.lake import KAFKA_BRONZE_SCHEMA

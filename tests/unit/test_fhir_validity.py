@@ -10,7 +10,7 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.observation import Observation
 
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 from vitalwatch.config import Settings
 from vitalwatch.producers.icu_replay import replay
 from vitalwatch.producers.simulator import SimulationPlan, simulate

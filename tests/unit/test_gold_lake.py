@@ -10,7 +10,8 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from vitalwatch.pipeline.gold import lake_records, risk_rows, scores_schema
+from vitalwatch.pipeline.gold import risk_rows, scores_schema
+from vitalwatch.pipeline.gold.tables import lake_records
 from vitalwatch.pipeline.gold_lake import lake_input, table_rows
 from vitalwatch.sinks.events import alert_events, alert_schema
 
@@ -74,8 +75,9 @@ def test_insert_only_merge_writes_each_key_once(spark, base_settings, tmp_path) 
     """Beyond the dedupe window (a rebuilt checkpoint reading the topics again, a re-publish
     days later) a row whose key the table holds is not written again; new keys are, and an
     untimely reading does not take the key of the same observation's scored row."""
-    from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES, ensure_gold
+    from vitalwatch.pipeline.gold import ensure_gold
     from vitalwatch.pipeline.gold_lake import insert_new
+    from vitalwatch.pipeline.lake import GOLD_ALERTS, GOLD_SCORES
 
     s = base_settings.model_copy(update={"lake": base_settings.lake.model_copy(
         update={"root": str(tmp_path / "lake"), "checkpoint_root": str(tmp_path / "chk")})})

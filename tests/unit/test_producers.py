@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from pyspark.sql import SparkSession
 
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 from vitalwatch.config import Settings
 from vitalwatch.fhir.parse import ParseRules, accepted, parse_observations, rejected
 from vitalwatch.pipeline.lake import KAFKA_BRONZE_SCHEMA

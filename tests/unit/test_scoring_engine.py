@@ -106,9 +106,9 @@ def test_duplicates_and_amendments_are_not_scored_twice(rows, model) -> None:
 
 
 def test_bucket_state_round_trips_and_discharges_idle_patients(rows, model) -> None:
-    """The streaming state of a bucket of patients (lib/vitalwatch/pipeline/gold.py) survives
+    """The streaming state of a bucket of patients (lib/vitalwatch/pipeline/gold/state.py) survives
     the state store's tuple form unchanged, and discharging drops only the idle patients."""
-    from vitalwatch.pipeline.gold import BucketState
+    from vitalwatch.pipeline.gold.state import BucketState
 
     res = advance(empty_rows(), {}, rows.assign(kafka_timestamp=pd.NaT, silver_time=pd.NaT), model, CLIN,
                   S.alerts, 360)

@@ -9,7 +9,7 @@ import json
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from vitalwatch.config import Settings
 from vitalwatch.sinks.events import alert_schema
 from vitalwatch.sinks.kibana import load, used_fields

@@ -10,7 +10,7 @@ import json
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from tests.conftest import with_updates
+from tests.helpers import with_updates
 from vitalwatch.config import Settings
 from vitalwatch.pipeline.lake import (
     BRONZE,

@@ -7,7 +7,7 @@ import shutil
 
 from pyspark.sql import SparkSession
 
-from tests.conftest import with_updates
+from tests.helpers import with_updates
 from vitalwatch.config import Settings
 from vitalwatch.pipeline.triggers import POOL_PROPERTY, in_pool, pool_for, start_foreach_batch
 
@@ -82,7 +82,7 @@ def test_a_scoring_checkpoint_is_resumed_only_with_its_own_state_layout(spark: S
     import pytest
 
     from vitalwatch.pipeline.checkpoints import LAYOUT_FILE
-    from vitalwatch.pipeline.gold import STATE_VERSION, check_state_layout
+    from vitalwatch.pipeline.gold.checkpoint import STATE_VERSION, check_state_layout
 
     s8 = with_updates(Settings(), gold={"state_buckets": 8})
     s16 = with_updates(Settings(), gold={"state_buckets": 16})

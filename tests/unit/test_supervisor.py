@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import with_updates
+from tests.helpers import with_updates
 from vitalwatch.pipeline.health import lines, read_all, write_file
 from vitalwatch.pipeline.supervisor import StageHealth, Supervisor, backoff_s
 

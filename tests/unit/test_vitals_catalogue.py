@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 from vitalwatch.fhir.catalogue import Catalogue, parse_catalogue
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -193,9 +193,9 @@ def summary_row(name: str, m: dict[str, float], lead_target_h: float = 2.0) -> d
 
 def markdown(table: pd.DataFrame, columns: list[str] | None = None) -> str:
     """A Markdown table (floats to 3 places, NaN as —)."""
+    from vitalwatch.bench.report import markdown_table
+
     cols = columns or list(table.columns)
-    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
-    fmt = [("—" if isinstance(v, float) and np.isnan(v) else f"{v:.3f}" if isinstance(v, float) else str(v))
-           for r in table[cols].itertuples(index=False) for v in r]
-    lines = ["| " + " | ".join(fmt[i:i + len(cols)]) + " |" for i in range(0, len(fmt), len(cols))]
-    return head + "\n".join(lines) + "\n"
+    return markdown_table(cols, ([("—" if isinstance(v, float) and np.isnan(v) else f"{v:.3f}"
+                                   if isinstance(v, float) else str(v)) for v in r]
+                                 for r in table[cols].itertuples(index=False)))

@@ -24,7 +24,7 @@ from vitalwatch.api.paging import (
 from vitalwatch.api.patients import Cursor, Limit, limit_of, seen, shown
 from vitalwatch.api.problems import Problem
 from vitalwatch.api.schemas import Acknowledgement, AcknowledgeRequest, Alert, AlertPage, Level
-from vitalwatch.dashboard import views
+from vitalwatch.dashboard import rules
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
 AlertId = Annotated[str, Path(min_length=1, max_length=256, description="alert id (analysts: its pseudonym)")]
@@ -43,7 +43,7 @@ def _items(df: pd.DataFrame) -> list[dict]:
 def _inbox(c: Caller, level, ward, state) -> tuple[pd.DataFrame, list]:
     snap = reads.alerts(c.ctx)
     acks = reads.acks(c.ctx)
-    df = views.alert_inbox(snap.frame, acks, levels=level, wards=ward, state=state)
+    df = rules.alert_inbox(snap.frame, acks, levels=level, wards=ward, state=state)
     return df, [snap]
 
 
@@ -85,7 +85,7 @@ def find(c: Caller, ref: str) -> tuple[pd.DataFrame, list]:
         rows = snap.frame[ids == aid] if aid is not None else snap.frame.iloc[0:0]
     if rows.empty:
         raise Problem(404, "no such alert")
-    return views.alert_inbox(rows, reads.acks(c.ctx, rows["alert_id"].tolist()), state="all",
+    return rules.alert_inbox(rows, reads.acks(c.ctx, rows["alert_id"].tolist()), state="all",
                              kinds_resolved=True), [snap]
 
 

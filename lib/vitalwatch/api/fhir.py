@@ -19,7 +19,7 @@ from vitalwatch.api.context import Caller, CallerDep
 from vitalwatch.api.paging import conditional, page, records
 from vitalwatch.api.patients import history_range, limit_of, seen
 from vitalwatch.api.problems import FHIR_JSON, Problem
-from vitalwatch.dashboard import views
+from vitalwatch.dashboard import rules
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
 CRISIS = {"system": "http://snomed.info/sct", "code": "706882009", "display": "Hypertensive crisis"}
@@ -161,7 +161,7 @@ def search_flag(request: Request, c: CallerDep,
     mine = snap.frame[snap.frame["patient_id"] == pid]
     if (mine["kind"] == "resolved").any():  # the patient is back to LOW: what came before is over
         mine = mine[mine["raised_time"] > mine.loc[mine["kind"] == "resolved", "raised_time"].max()]
-    df = views.alert_inbox(mine, reads.acks(c.ctx, mine["alert_id"].tolist()), state="open")
+    df = rules.alert_inbox(mine, reads.acks(c.ctx, mine["alert_id"].tolist()), state="open")
     seen(c, "fhir:Flag", [pid])
     return conditional(request, bundle(request, [flag(c, r) for r in records(df)], len(df), None), [snap],
                        media_type=FHIR_JSON)

@@ -23,7 +23,7 @@ from vitalwatch.api.schemas import (
     PatientStatus,
     RiskScorePage,
 )
-from vitalwatch.dashboard import views
+from vitalwatch.dashboard import rules
 from vitalwatch.security import audit
 
 router = APIRouter(prefix="/patients", tags=["patients"])
@@ -88,7 +88,7 @@ def _overview(c: Caller, wards, levels, state) -> tuple[pd.DataFrame, list]:
     status = snap.frame
     if state == "discharged":
         status = status[status["state"] == "discharged"]
-    df = views.ward_overview(status, registry, wards=wards, levels=levels, include_discharged=state != "active")
+    df = rules.ward_overview(status, registry, wards=wards, levels=levels, include_discharged=state != "active")
     return df, [snap]
 
 
@@ -112,7 +112,7 @@ def _one(c: Caller, ref: str) -> tuple[str, dict, list]:
     snap = reads.status(c.ctx)
     registry = c.ctx.registry.get(c.ctx.db)
     pid = resolve(c, ref)
-    row = views.ward_overview(snap.frame[snap.frame["patient_id"] == pid], registry, include_discharged=True)
+    row = rules.ward_overview(snap.frame[snap.frame["patient_id"] == pid], registry, include_discharged=True)
     if row.empty:  # registered, not scored yet
         row = registry[registry["patient_id"] == pid].assign(state="registered")
     return pid, records(row)[0], [snap]

@@ -22,8 +22,7 @@ from vitalwatch.dashboard.data import (
     commit_time,
     read_delta,
 )
-from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES, GOLD_STATUS
-from vitalwatch.pipeline.lake import SILVER_VITALS
+from vitalwatch.pipeline.lake import GOLD_ALERTS, GOLD_SCORES, GOLD_STATUS, SILVER_VITALS
 
 REGISTRY_FIELDS = ("ward", "name", "mrn", "birth_date", "device_id")
 OBSERVATION_COLUMNS = ["observation_id", "patient_id", "device_id", "effective_time", "vital", "value", "unit",

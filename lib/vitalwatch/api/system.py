@@ -17,7 +17,7 @@ from vitalwatch.api.context import CallerDep, context
 from vitalwatch.api.paging import json_response, records
 from vitalwatch.api.problems import Problem
 from vitalwatch.api.schemas import Health, ModelInfo, Token
-from vitalwatch.dashboard import auth, views
+from vitalwatch.dashboard import auth, rules
 
 router = APIRouter(tags=["system"])
 MODEL_CACHE_S = 60.0
@@ -86,7 +86,7 @@ def health(c: CallerDep) -> Response:
     from vitalwatch.dashboard.data import progress
 
     try:
-        table = views.pipeline_health(progress(c.ctx.db, hours=1.0))
+        table = rules.pipeline_health(progress(c.ctx.db, hours=1.0))
     except Exception as e:
         raise Problem(503, "the pipeline's progress store is not reachable; try again",
                       headers={"Retry-After": "5"}) from e

@@ -85,19 +85,30 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
     them. Sustained: every query drained within ``drain_limit_s`` and the stores agree; with
     ``growth_limit`` (the soak) also the scoring query's backlog stopped growing
     (``backlog_growth``), so a rate merely absorbed by a backlog does not count."""
-    import pymongo
-
-    from vitalwatch.alerts.feed import alert_latencies, percentiles
-    from vitalwatch.infra.kafka import provision
-    from vitalwatch.pipeline import STAGES
-    from vitalwatch.pipeline.runner import run_continuous
-    from vitalwatch.pipeline.triggers import slowest_trigger_s
-    from vitalwatch.producers.kafka_out import send
-    from vitalwatch.producers.simulator import SimulationPlan, registry_entries, simulate
-    from vitalwatch.sinks import mongo
-
     say = progress or (lambda _m: None)
     tag = f"{int(rate) if rate else 'max'}-{uuid.uuid4().hex[:6]}"
+    s, plan = _prepare(settings, ep, work, tag, readings, patients)
+    pipe = _Pipeline(spark, s, ep, tag)
+    say(f"{tag}: starting the {pipe.queries} queries")
+    pipe.start()
+    say(f"{tag}: sending {readings:,} readings at {rate:,.0f}/s" if rate else f"{tag}: sending {readings:,} readings as fast as possible")
+    sent = _send(spark, s, ep, plan, readings, rate, sample_s)
+    drained_at = _drained_at(spark, s, sent.t_sent, drain_limit_s, pipe.failed)
+    rates = _stage_rates(spark)
+    pipe.stop()
+    say(f"{tag}: counting what reached the stores")
+    return _measure(s, ep, rate, sent, drained_at, rates, patients, growth_limit)
+
+
+def _prepare(settings: Settings, ep: Endpoints, work: Path, tag: str, readings: int, patients: int):
+    """This load's own settings, topics, database and registered patients, and its simulation
+    plan: enough cadence steps for ``readings``, none dated after it is sent."""
+    import pymongo
+
+    from vitalwatch.infra.kafka import provision
+    from vitalwatch.producers.simulator import SimulationPlan, registry_entries
+    from vitalwatch.sinks import mongo
+
     s = fresh(settings, work, tag)
     provision(ep.kafka("admin"), s)  # its own topics, and the principals' grants on them
     mongo.init(s, ep.mongo_uri or "")
@@ -105,79 +116,116 @@ def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: in
     cfg = s.simulator.model_copy(update={"patients": patients, "profile_mix": {"crisis_prone": 0.3,
                                                                                 "hypertensive": 0.35,
                                                                                 "normotensive": 0.35}})
-    plan = SimulationPlan.until_now(steps * cfg.cadence_minutes / 60, cfg)  # none dated after it is sent
-    admin = pymongo.MongoClient(ep.mongo_uri)[s.mongo.database]
-    mongo.register_patients(admin, registry_entries(plan))
+    plan = SimulationPlan.until_now(steps * cfg.cadence_minutes / 60, cfg)
+    mongo.register_patients(pymongo.MongoClient(ep.mongo_uri)[s.mongo.database], registry_entries(plan))
+    return s, plan
 
-    stop = threading.Event()
-    failure: list[BaseException] = []
 
-    def pipeline() -> None:
+class _Pipeline:
+    """All the pipeline's queries in this process, on a thread, as ``vitalwatch run`` runs them."""
+
+    def __init__(self, spark, s: Settings, ep: Endpoints, tag: str) -> None:
+        from vitalwatch.pipeline import STAGES
+
+        self.spark, self.s, self.ep, self.queries = spark, s, ep, len(STAGES)
+        self._stop = threading.Event()
+        self.failure: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, name=f"pipeline-{tag}", daemon=True)
+
+    def _run(self) -> None:
+        from vitalwatch.pipeline import STAGES
+        from vitalwatch.pipeline.runner import run_continuous
+
         try:
-            run_continuous(spark, s, ep, STAGES, should_stop=stop.is_set, tick_s=1.0)
-        except BaseException as e:  # reported below
-            failure.append(e)
+            run_continuous(self.spark, self.s, self.ep, STAGES, should_stop=self._stop.is_set, tick_s=1.0)
+        except BaseException as e:  # reported by stop()
+            self.failure.append(e)
 
-    runner = threading.Thread(target=pipeline, name=f"pipeline-{tag}", daemon=True)
-    runner.start()
-    say(f"{tag}: starting the {len(STAGES)} queries")
-    deadline = time.monotonic() + 300
-    while not (len(spark.streams.active) == len(STAGES) and all(q.lastProgress for q in spark.streams.active)):
-        if failure or time.monotonic() > deadline:
-            stop.set()
-            raise RuntimeError(f"the pipeline did not start: {failure[0] if failure else 'timeout'}")
-        time.sleep(1)
-    say(f"{tag}: sending {readings:,} readings at {rate:,.0f}/s" if rate else f"{tag}: sending {readings:,} readings as fast as possible")
+    def failed(self) -> bool:
+        return bool(self.failure)
+
+    def start(self, timeout_s: float = 300) -> None:
+        """Start, and wait until every query is up (has run its first trigger)."""
+        from vitalwatch.localrun import queries_up, wait_until
+
+        self._thread.start()
+        if not wait_until(lambda: queries_up(self.spark, self.queries), timeout_s, failed=self.failed):
+            self._stop.set()
+            raise RuntimeError(f"the pipeline did not start: {self.failure[0] if self.failure else 'timeout'}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+        if self.failure:
+            raise RuntimeError(f"the pipeline failed under load: {self.failure[0]}")
+
+
+@dataclass
+class _Sent:
+    report: Any
+    sampler: Sampler
+    t0: float          # monotonic, first send
+    t_sent: float      # monotonic, last send
+    half_ms: float     # wall ms halfway through the send (the second half's alerts)
+
+
+def _send(spark, s: Settings, ep: Endpoints, plan, readings: int, rate: float, sample_s: float) -> _Sent:
+    """Send the readings while a :class:`Sampler` records the timeline."""
+    from vitalwatch.producers.kafka_out import send
+    from vitalwatch.producers.simulator import simulate
+
     sent = [0]
     sampler = Sampler(spark, ep.kafka("admin"), lambda: sent[0])
     sending = threading.Event()
     sampling = threading.Thread(target=sampler.every, args=(sample_s, sending.is_set), daemon=True)
-    t0 = time.monotonic()
-    t0_ms = time.time() * 1000
+    t0, t0_ms = time.monotonic(), time.time() * 1000
     sending.set()
     sampling.start()
     report = send(islice(simulate(plan), readings), ep.kafka("device"), s.kafka.topics.observations, rate=rate,
                   on_sent=lambda _m: sent.__setitem__(0, sent[0] + 1))
     t_sent = time.monotonic()
-    half_ms = t0_ms + (t_sent - t0) * 500
     sending.clear()
     sampling.join(timeout=60)
-    slowest = slowest_trigger_s(s)
-    quiet_since = None
-    drained_at = None
-    while time.monotonic() - t_sent < drain_limit_s and not failure:
+    return _Sent(report, sampler, t0, t_sent, t0_ms + (t_sent - t0) * 500)
+
+
+def _drained_at(spark, s: Settings, t_sent: float, limit_s: float, failed) -> float | None:
+    """When every query went idle for good (a whole slowest trigger read nothing), or None if not
+    within ``limit_s`` of the last send."""
+    from vitalwatch.localrun import Drain, queries_idle
+    from vitalwatch.pipeline.triggers import slowest_trigger_s
+
+    drain = Drain(slowest_trigger_s(s) + 2)
+    while time.monotonic() - t_sent < limit_s and not failed():
         time.sleep(1)
-        qs = spark.streams.active
-        idle = bool(qs) and all((q.lastProgress or {}).get("numInputRows", 1) == 0 for q in qs)
-        if not idle:
-            quiet_since = None
-            continue
-        quiet_since = quiet_since or time.monotonic()
-        if time.monotonic() - quiet_since > slowest + 2:  # a whole trigger of every query read nothing
-            drained_at = quiet_since
-            break
-    rates = _stage_rates(spark)
-    stop.set()
-    runner.join(timeout=120)
-    if failure:
-        raise RuntimeError(f"the pipeline failed under load: {failure[0]}")
-    say(f"{tag}: counting what reached the stores")
+        if drain.update(queries_idle(spark)):
+            return drain.since
+    return None
+
+
+def _measure(s: Settings, ep: Endpoints, rate: float, sent: _Sent, drained_at: float | None, rates: dict[str, float],
+             patients: int, growth_limit: float | None) -> LoadRun:
+    """Stores, latencies and backlog of a load that has been sent (and drained or not)."""
+    from vitalwatch.alerts.feed import alert_latencies, percentiles
+
     stores, bp, mongo_expected = _stored(s, ep)
     lat = alert_latencies(ep.kafka("watch"), s.kafka.topics.alerts)
-    late = alert_latencies(ep.kafka("watch"), s.kafka.topics.alerts, since_ms=half_ms)
-    drained = None if drained_at is None else max(0.0, drained_at - t_sent)
+    late = alert_latencies(ep.kafka("watch"), s.kafka.topics.alerts, since_ms=sent.half_ms)
+    send_s, n = sent.t_sent - sent.t0, sent.report.sent
+    drained = None if drained_at is None else max(0.0, drained_at - sent.t_sent)
     agree = stores.get("delta") == stores.get("elasticsearch") == bp and stores.get("mongo") == mongo_expected
-    samples = [(p["t"], p["queries"].get(SCORING_QUERY, {}).get("backlog")) for p in sampler.timeline]
+    samples = [(p["t"], p["queries"].get(SCORING_QUERY, {}).get("backlog")) for p in sent.sampler.timeline]
     samples = [(t, b) for t, b in samples if b is not None]
     gold = [b for _t, b in samples]
-    growth = backlog_growth(samples, t_sent - t0)
-    return LoadRun(rate, report.sent, t_sent - t0, report.sent / max(t_sent - t0, 1e-9), drained,
-                   None if drained_at is None else report.sent / (drained_at - t0),
+    growth = backlog_growth(samples, send_s)
+    return LoadRun(rate, n, send_s,
+                   n / max(send_s, 1e-9), drained,
+                   None if drained_at is None else n / (drained_at - sent.t0),
                    is_sustained(drained, agree, growth, growth_limit), bp, stores, len(lat), percentiles(lat), rates,
                    patients=patients, latency_second_half_s=percentiles(late),
                    gold_backlog_end=gold[-1] if gold else None, gold_backlog_max=max(gold) if gold else None,
                    gold_backlog_growth=None if growth is None else round(growth, 2),
-                   busy=sampler.busy(t_sent - t0), timeline=sampler.timeline)
+                   busy=sent.sampler.busy(send_s), timeline=sent.sampler.timeline)
 
 
 def backlog_growth(samples: list[tuple[float, int]], send_s: float) -> float | None:
@@ -288,32 +336,23 @@ def _stage_rates(spark) -> dict[str, float]:
 
 
 def _stored(s: Settings, ep: Endpoints) -> tuple[dict[str, int], int, int]:
-    """Scored readings in each store; blood-pressure readings in silver (each is scored once, and
-    Delta and Elasticsearch keep all); and how many MongoDB should hold, which keeps each patient's
-    latest ``gold.mongo_latest_scores``."""
+    """Scored readings in each store (:func:`vitalwatch.localrun.count_stores`, as ``vitalwatch
+    run`` counts them); blood-pressure readings in silver (each is scored once, and Delta and
+    Elasticsearch keep all); and how many MongoDB should hold, which keeps each patient's latest
+    ``gold.mongo_latest_scores``."""
     from collections import Counter
 
-    import pymongo
-    import requests
     from deltalake import DeltaTable
 
-    from vitalwatch.pipeline.gold import GOLD_SCORES
+    from vitalwatch.localrun import count_stores
     from vitalwatch.pipeline.lake import SILVER_VITALS
-    from vitalwatch.sinks.search import base_url, index_name
 
-    scores = DeltaTable(s.table_path(*GOLD_SCORES)).to_pyarrow_table(columns=["observation_id"])
-    delta = scores.num_rows - scores.column("observation_id").null_count
+    counts = count_stores(s, ep)
     silver = DeltaTable(s.table_path(*SILVER_VITALS)).to_pyarrow_table(columns=["vital", "observation_id",
                                                                                 "patient_id"])
     bp_obs = {(o, p) for v, o, p in zip(silver.column("vital").to_pylist(), silver.column("observation_id").to_pylist(),
                                         silver.column("patient_id").to_pylist(), strict=True) if v == "systolic_bp"}
-    bp = len(bp_obs)
     per_patient = Counter(p for _o, p in bp_obs)
     mongo_expected = sum(min(n, s.gold.mongo_latest_scores) for n in per_patient.values())
-    db = pymongo.MongoClient(ep.mongo_uri)[s.mongo.database]
-    mongo_n = db.risk_scores.count_documents({"observation_id": {"$ne": None}})
-    base = base_url(ep.es_nodes or "")
-    requests.post(f"{base}/{index_name(s, 'risk')}/_refresh", timeout=30)
-    es = requests.get(f"{base}/{index_name(s, 'risk')}/_count", timeout=30,
-                      json={"query": {"exists": {"field": "observation_id"}}}).json().get("count", 0)
-    return {"delta": int(delta), "mongo": int(mongo_n), "elasticsearch": int(es)}, bp, mongo_expected
+    stores = {k: int(counts[k]["scores"]) for k in ("delta", "mongo", "elasticsearch")}
+    return stores, len(bp_obs), mongo_expected

@@ -38,7 +38,7 @@ from vitalwatch.bench.fault_tools import (
 from vitalwatch.config import Settings
 from vitalwatch.infra.manager import InfraManager
 from vitalwatch.pipeline.apps import AppProcesses
-from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES
+from vitalwatch.pipeline.lake import GOLD_ALERTS, GOLD_SCORES
 from vitalwatch.sinks.search import base_url, index_name
 
 STORES = ("delta", "mongo", "elasticsearch", "webhook")

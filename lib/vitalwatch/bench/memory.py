@@ -3,7 +3,7 @@
 For ``patients`` patients, a silver-shaped Delta table with ``readings`` blood-pressure
 readings each (every 15 min, with heart rate, respiratory rate, SpO2 and temperature at the
 same instant; all arrived now, so nobody is discharged) is scored once by the gold query's
-stateful step (:func:`vitalwatch.pipeline.gold.score_stream`: the same state function, state
+stateful step (:func:`vitalwatch.pipeline.gold.state.score_stream`: the same state function, state
 schema, RocksDB provider and ``gold.state_buckets``) into Spark's ``noop`` sink, available-now.
 Then:
 - the state store as Spark reports it (rows = buckets, memory, RocksDB metrics) and the bytes of
@@ -61,7 +61,7 @@ def _du(path: Path) -> int:
 
 
 def measure(spark: SparkSession, settings: Settings, model, patients: int, readings: int, work: Path) -> dict:
-    from vitalwatch.pipeline.gold import keyed_rows, score_stream
+    from vitalwatch.pipeline.gold.state import keyed_rows, score_stream
 
     work.mkdir(parents=True, exist_ok=True)
     table, chk = work / f"silver-{patients}", work / f"chk-{patients}"

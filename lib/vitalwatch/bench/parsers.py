@@ -213,3 +213,69 @@ def pathling_rate(settings: Settings, singles: Path, bundles: Path, repeat: int,
     res = json.loads(out.stdout.strip().splitlines()[-1])
     return ParseRun(f"Pathling {b.pathling_version} encoder", "HAPI parse, encode into Spark rows, no rules",
                     res["messages"], res["observations"], res["seconds"], version=f"Spark {res['spark']}")
+
+
+def compare_parsers(settings: Settings, patients: int, hours: float, repeat: int, master: str,
+                    progress=None) -> list[ParseRun]:
+    """The three engines on the same simulated messages (``jobs/benchmark.py --only parse``):
+    the silver parser first, then Pathling's encoder, then fhir.resources."""
+    import tempfile
+
+    from vitalwatch.spark import build_session
+
+    say = progress or (lambda _m: None)
+    with tempfile.TemporaryDirectory(prefix="vw-bench-") as tmp:
+        say(f"simulating {patients} patients for {hours} h")
+        singles, bundles = write_ndjson(settings, patients, hours, Path(tmp))
+        say("timing the silver parser")
+        spark = build_session(settings, app_name="vitalwatch-benchmark", master=master)
+        runs = [silver_rate(spark, settings, singles, bundles, repeat)]
+        used = spark.sparkContext.master  # spark-submit's --master, if it set one
+        spark.stop()  # its JVM's cores go to the next engine
+        # Pathling's Spark 4 cannot join a Spark 3.5 cluster: off a local master it runs local[*]
+        runs.append(pathling_rate(settings, singles, bundles, repeat,
+                                  used if used.startswith("local") else "local[*]", progress=progress))
+        say("timing fhir.resources")
+        runs.append(fhir_resources_rate(singles, bundles, repeat))
+    return runs
+
+
+def silver_sinks(settings: Settings, patients: int, hours: float, repeat: int, master: str,
+                 progress=None) -> dict:
+    """The silver parser alone (``jobs/benchmark_parse.py``): simulator messages stored as a
+    bronze Delta table, parsed into Spark's ``noop`` sink (parse cost alone) and into a silver
+    Delta table (parse + write); the best of ``repeat`` of each, in seconds."""
+    import shutil
+    import tempfile
+
+    from vitalwatch.fhir.parse import ParseRules, accepted, parse_observations
+    from vitalwatch.pipeline.lake import KAFKA_BRONZE_SCHEMA
+    from vitalwatch.producers.simulator import SimulationPlan, simulate
+    from vitalwatch.spark import build_session
+
+    spark = build_session(settings, app_name="vitalwatch-benchmark-parse", master=master)
+    cfg = settings.simulator.model_copy(update={"patients": patients})
+    t = datetime.now(UTC).replace(tzinfo=None)  # arrival (LogAppendTime): after every simulated reading
+    if progress:
+        progress("generating messages")
+    msgs = list(simulate(SimulationPlan(datetime(2026, 1, 1, tzinfo=UTC), hours, cfg)))
+    tmp = Path(tempfile.mkdtemp(prefix="vw-bench-"))
+    try:
+        rows = [(m.key.encode(), m.value, "bench", 0, i, t, 1, t, t.date()) for i, m in enumerate(msgs)]
+        spark.createDataFrame(rows, KAFKA_BRONZE_SCHEMA).repartition(8).write.format("delta").save(str(tmp / "bronze"))
+        bronze = spark.read.format("delta").load(str(tmp / "bronze")).cache()
+        rules = ParseRules.from_settings(settings)
+        res = {"messages": bronze.count(), "master": master, "repeat": repeat,
+               "values": accepted(parse_observations(bronze, rules)).count()}  # warm-up + output size
+        noop, delta = [], []
+        for i in range(repeat):
+            t0 = time.perf_counter()
+            parse_observations(bronze, rules).write.format("noop").mode("overwrite").save()
+            t1 = time.perf_counter()
+            accepted(parse_observations(bronze, rules)).write.format("delta").mode("overwrite").save(str(tmp / f"silver{i}"))
+            noop.append(t1 - t0)
+            delta.append(time.perf_counter() - t1)
+        return {**res, "noop_s": min(noop), "delta_s": min(delta)}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        spark.stop()

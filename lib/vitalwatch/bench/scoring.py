@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from vitalwatch.config import Settings
+from vitalwatch.config import ClinicalConfig, Settings, SyntheticConfig
 
 
 @dataclass
@@ -51,19 +51,21 @@ def native_seconds(scorer, x: np.ndarray, repeat: int) -> float:
     return _best(lambda: [b.inplace_predict(x32, missing=np.nan) for b in scorer.boosters.values()], repeat)
 
 
-def simulated_rows(settings: Settings, patients: int, seed: int = 11) -> pd.DataFrame:
+def simulated_rows(synthetic: SyntheticConfig, patients: int, seed: int = 11) -> pd.DataFrame:
+    """``patients`` synthetic training sequences (``models.synthetic``, another seed)."""
     from vitalwatch.models.datasets import synthetic_pandas
 
-    cfg = settings.models.synthetic.model_copy(update={"seed": seed})
+    cfg = synthetic.model_copy(update={"seed": seed})
     return synthetic_pandas(cfg, sequences=patients)
 
 
-def scorer_vs_native(settings: Settings, scorer, n_vectors: int, repeat: int) -> ScoreRun:
+def scorer_vs_native(clinical: ClinicalConfig, synthetic: SyntheticConfig, scorer, n_vectors: int,
+                     repeat: int) -> ScoreRun:
     """``RiskScorer.predict`` on ``n_vectors`` vectors vs native predict on the same matrix."""
     from vitalwatch.features.vector import feature_matrix, readings
 
-    rows = simulated_rows(settings, max(1, min(2000, n_vectors // 20)))
-    x = feature_matrix(readings(rows, settings.clinical), settings.clinical.history_readings)
+    rows = simulated_rows(synthetic, max(1, min(2000, n_vectors // 20)))
+    x = feature_matrix(readings(rows, clinical), clinical.history_readings)
     x = np.resize(x, (n_vectors, x.shape[1]))  # repeat the matrix up to n vectors
     return ScoreRun("RiskScorer.predict (3 boosters + calibration)", n_vectors,
                     _best(lambda: scorer.predict(x), repeat), native_seconds(scorer, x, repeat))
@@ -75,7 +77,7 @@ def engine_vs_native(settings: Settings, model, patients: int, repeat: int) -> S
     from vitalwatch.scoring.engine import advance, empty_rows
 
     clinical, alerts_cfg, gold = settings.clinical, settings.alerts, settings.gold
-    rows = simulated_rows(settings, patients, seed=23)
+    rows = simulated_rows(settings.models.synthetic, patients, seed=23)
     for c in ("kafka_timestamp", "silver_time"):
         rows[c] = pd.NaT
     bp = rows[rows["vital"] == "systolic_bp"]

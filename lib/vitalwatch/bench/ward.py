@@ -18,16 +18,15 @@ from pyspark.sql import functions as F
 
 from vitalwatch.config import Settings
 from vitalwatch.fhir.parse import ParseRules, parse_observations
-from vitalwatch.pipeline.gold import (
+from vitalwatch.pipeline.gold import ensure_gold, risk_rows, scores_schema
+from vitalwatch.pipeline.gold.tables import status_rows
+from vitalwatch.pipeline.lake import (
     GOLD_ALERTS,
     GOLD_SCORES,
     GOLD_STATUS,
-    ensure_gold,
-    risk_rows,
-    scores_schema,
-    status_rows,
+    KAFKA_BRONZE_SCHEMA,
+    SILVER_VITALS,
 )
-from vitalwatch.pipeline.lake import KAFKA_BRONZE_SCHEMA, SILVER_VITALS
 from vitalwatch.pipeline.silver import to_silver
 from vitalwatch.producers.simulator import SimulationPlan, readings, registry_entries
 from vitalwatch.sinks.events import alert_events_pdf, alert_schema

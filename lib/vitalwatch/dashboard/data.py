@@ -21,8 +21,13 @@ from typing import Any
 import pandas as pd
 
 from vitalwatch.config import Settings
-from vitalwatch.pipeline.gold import GOLD_ALERTS, GOLD_SCORES, GOLD_STATUS
-from vitalwatch.pipeline.lake import MODEL_MONITORING, SILVER_VITALS
+from vitalwatch.pipeline.lake import (
+    GOLD_ALERTS,
+    GOLD_SCORES,
+    GOLD_STATUS,
+    MODEL_MONITORING,
+    SILVER_VITALS,
+)
 
 STATUS_COLUMNS = ["patient_id", "observation_id", "effective_time", "systolic", "diastolic", "heart_rate",
                   "respiratory_rate", "spo2", "temperature", "news2", "crisis_now", "level", "model_name",
@@ -179,7 +184,7 @@ def observation_counts(settings: Settings, patients: list[str] | None = None) ->
     and how many messages or resources the quarantine holds."""
     from deltalake import DeltaTable
 
-    from vitalwatch.dashboard.views import count_observations
+    from vitalwatch.dashboard.rules import count_observations
     from vitalwatch.pipeline.lake import SILVER_QUARANTINE
 
     filters = [("patient_id", "in", list(patients))] if patients else None

@@ -1,5 +1,5 @@
 """The Streamlit side of the dashboard: shared resources, the login gate and role checks that
-every page of ``dashboards/`` goes through. Rules live in :mod:`.auth` and :mod:`.views`."""
+every page of ``dashboards/`` goes through. Rules live in :mod:`.auth` and :mod:`.rules`."""
 
 from __future__ import annotations
 

@@ -18,7 +18,14 @@ import pandas as pd
 from pyspark.sql import DataFrame
 
 from vitalwatch.alerts import evaluation as ev
-from vitalwatch.config import AlertPolicyConfig, Settings
+from vitalwatch.config import (
+    AlertPolicyConfig,
+    AlertsConfig,
+    ClinicalConfig,
+    EventEvaluationConfig,
+    ModelsConfig,
+    Settings,
+)
 from vitalwatch.models import datasets
 from vitalwatch.scoring.engine import ModelRef, score_batch
 
@@ -26,25 +33,25 @@ BASELINE_SCORES = {"current systolic": "systolic", "NEWS2": "news2_partial"}
 Progress = Callable[[str], None]
 
 
-def split_rows(rows: DataFrame, settings: Settings, split: str) -> pd.DataFrame:
+def split_rows(rows: DataFrame, m: ModelsConfig, split: str) -> pd.DataFrame:
     """The silver rows of one split's patients (the training split rule), as pandas."""
-    m = settings.models
     return datasets.assign_split(rows, m.split, m.seed).where(f"split = '{split}'").drop("split").toPandas()
 
 
-def score_split(rows: pd.DataFrame, model: ModelRef, settings: Settings) -> pd.DataFrame:
+def score_split(rows: pd.DataFrame, model: ModelRef, clinical: ClinicalConfig, alerts: AlertsConfig) -> pd.DataFrame:
     """Every reading scored as the stream scores it (the policy in force decides its alerts)."""
-    return score_batch(rows, model, settings.clinical, settings.alerts)
+    return score_batch(rows, model, clinical, alerts)
 
 
-def profile_names(settings: Settings) -> list[str]:
-    chosen = settings.models.event_evaluation.profiles or list(settings.alerts.profiles)
-    return [settings.alerts.profile, *(p for p in chosen if p != settings.alerts.profile)]
+def profile_names(alerts: AlertsConfig, e: EventEvaluationConfig) -> list[str]:
+    """The profile in force first, then the others the evaluation compares."""
+    chosen = e.profiles or list(alerts.profiles)
+    return [alerts.profile, *(p for p in chosen if p != alerts.profile)]
 
 
-def baseline_risks(scored: pd.DataFrame, reference: pd.DataFrame, settings: Settings) -> dict[str, np.ndarray]:
+def baseline_risks(scored: pd.DataFrame, reference: pd.DataFrame, clinical: ClinicalConfig) -> dict[str, np.ndarray]:
     """Each baseline on the model's risk scale, mapped on ``reference`` (validation) readings."""
-    risk = f"risk_{settings.clinical.alert_horizon_hours}h"
+    risk = f"risk_{clinical.alert_horizon_hours}h"
     return {name: ev.on_model_scale(scored[col].to_numpy(float), reference[col].to_numpy(float),
                                     reference[risk].to_numpy(float))
             for name, col in BASELINE_SCORES.items()}
@@ -54,12 +61,12 @@ def event_table(scored: pd.DataFrame, reference: pd.DataFrame, settings: Setting
     """One row per alert profile (the model) and per baseline (through the profile in force)."""
     e = settings.models.event_evaluation
     rows = []
-    for name in profile_names(settings):
+    for name in profile_names(settings.alerts, e):
         cfg = settings.alerts.with_profile(name)
         m = ev.event_metrics(ev.apply_policy(scored, settings.clinical, cfg), e.window_h, e.lead_target_h)
         label = f"model, {name}" + (" (in force)" if name == settings.alerts.profile else "")
         rows.append(ev.summary_row(label, m, e.lead_target_h))
-    for name, risk in baseline_risks(scored, reference, settings).items():
+    for name, risk in baseline_risks(scored, reference, settings.clinical).items():
         m = ev.event_metrics(ev.apply_policy(scored, settings.clinical, settings.alerts, risk), e.window_h,
                              e.lead_target_h)
         rows.append(ev.summary_row(f"{name}, {settings.alerts.profile}", m, e.lead_target_h))
@@ -69,7 +76,7 @@ def event_table(scored: pd.DataFrame, reference: pd.DataFrame, settings: Setting
 def causes_table(scored: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """Per alert profile: the burden (≥ MEDIUM) by what raised each event."""
     rows = []
-    for name in profile_names(settings):
+    for name in profile_names(settings.alerts, settings.models.event_evaluation):
         out = ev.apply_policy(scored, settings.clinical, settings.alerts.with_profile(name))
         rows.append({"policy": name, **ev.burden_by_cause(out)})
     return pd.DataFrame(rows)
@@ -79,12 +86,12 @@ def sweeps(scored: pd.DataFrame, reference: pd.DataFrame, settings: Settings) ->
     """The trade-off curves: the model and each baseline, thresholds of the policy in force × factors."""
     e = settings.models.event_evaluation
     out = {"model": ev.sweep(scored, settings.clinical, settings.alerts, e.sweep_factors, window_h=e.window_h)}
-    for name, risk in baseline_risks(scored, reference, settings).items():
+    for name, risk in baseline_risks(scored, reference, settings.clinical).items():
         out[name] = ev.sweep(scored, settings.clinical, settings.alerts, e.sweep_factors, risk, e.window_h)
     return out
 
 
-def tradeoff_plot(curves: dict[str, pd.DataFrame], table: pd.DataFrame, settings: Settings, out: Path,
+def tradeoff_plot(curves: dict[str, pd.DataFrame], table: pd.DataFrame, e: EventEvaluationConfig, out: Path,
                   title: str) -> Path:
     """Warned onsets vs alert burden (≥ MEDIUM) as the thresholds move; the target shaded."""
     import matplotlib
@@ -92,7 +99,6 @@ def tradeoff_plot(curves: dict[str, pd.DataFrame], table: pd.DataFrame, settings
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    e = settings.models.event_evaluation
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     ax.axvspan(0, e.target_burden_ph, ymin=e.target_warned, ymax=1, color="tab:green", alpha=0.12, label="target")
     for name, c in curves.items():
@@ -120,7 +126,7 @@ def evaluate_events(rows: DataFrame, model: ModelRef, settings: Settings, out: P
     scored = {}
     for split in ("validation", "test"):
         progress(f"event-level evaluation: scoring the {split} patients through the alert path")
-        scored[split] = score_split(split_rows(rows, settings, split), model, settings)
+        scored[split] = score_split(split_rows(rows, settings.models, split), model, settings.clinical, settings.alerts)
     metrics: dict[str, float] = {}
     tables = {}
     for split, s in scored.items():
@@ -130,7 +136,7 @@ def evaluate_events(rows: DataFrame, model: ModelRef, settings: Settings, out: P
             metrics |= {f"{split}_event_{slug}_{k}": float(v) for k, v in r.items()
                         if k != "policy" and isinstance(v, float | int) and not pd.isna(v)}
         curves = sweeps(s, scored["validation"], settings)
-        tradeoff_plot(curves, table, settings, out, f"{split} patients").rename(out / f"event_tradeoff_{split}.png")
+        tradeoff_plot(curves, table, settings.models.event_evaluation, out, f"{split} patients").rename(out / f"event_tradeoff_{split}.png")
         pd.concat([c.assign(score=n) for n, c in curves.items()]).to_csv(out / f"event_sweep_{split}.csv", index=False)
     causes = causes_table(scored["test"], settings)
     (out / "events.md").write_text("".join(f"### {k} patients\n\n{ev.markdown(t)}\n" for k, t in tables.items())

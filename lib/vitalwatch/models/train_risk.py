@@ -28,18 +28,20 @@ from vitalwatch.config import Settings
 from vitalwatch.features.build import build_examples, silver_rows
 from vitalwatch.features.vector import feature_names
 from vitalwatch.models import datasets
-from vitalwatch.models.metrics import (
-    expected_calibration_error,
-    patient_hours,
-    probability_metrics,
-    ranking_metrics,
+from vitalwatch.models.metrics import ranking_metrics
+from vitalwatch.models.risk_fit import (
+    calibrate,
+    collect_examples,
+    evaluate,
+    feature_reference,
+    fit_rf,
+    fit_xgb,
 )
-from vitalwatch.models.scorer import RiskScorer, fit_calibration
+from vitalwatch.models.scorer import RiskScorer
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 BASELINES = {"current systolic": "systolic", "max(SBP/180, DBP/120)": "bp_ratio", "NEWS2": "news2_partial"}
-_EVAL_COLUMNS = ["patient_id", "observation_id", "effective_time", "systolic", "bp_ratio", "news2_partial", "crisis_now"]
 
 
 @dataclass
@@ -87,88 +89,64 @@ class TrainReport:
     events: str = ""  # the event-level tables (Markdown), when models.event_evaluation is enabled
 
 
-def _collect(df: DataFrame, horizons: list[int]) -> tuple[pd.DataFrame, np.ndarray]:
-    cols = [*_EVAL_COLUMNS, *(f"label_{h}h" for h in horizons), "features"]
-    pdf = df.select(*cols).toPandas()
-    x = np.array(pdf.pop("features").tolist(), dtype=np.float32).reshape(len(pdf), -1)
-    return pdf, x
+@dataclass
+class _Examples:
+    """The examples of one run: the cached Spark frame, its train split, and the validation and
+    test readings collected (frame of labels and baselines, feature matrix)."""
+
+    ex: DataFrame
+    train: DataFrame
+    val_pdf: pd.DataFrame
+    x_val: np.ndarray
+    test_pdf: pd.DataFrame
+    x_test: np.ndarray
+    counts: dict[str, int]
+    horizons: list[int]
+    names: list[str]
 
 
-def _feature_reference(train: DataFrame, n: int, settings: Settings) -> dict:
-    """The training features' drift reference (:mod:`vitalwatch.models.drift`), from a seeded
-    sample of at most ``models.monitoring.reference_rows`` training readings."""
-    from vitalwatch.models import drift
+@dataclass
+class _Scores:
+    """What evaluation builds up: the metric rows and each model's test scores for the plots."""
 
-    mon = settings.models.monitoring
-    sample = train.sample(False, min(1.0, 1.2 * mon.reference_rows / max(n, 1)), settings.models.seed)
-    rows = sample.select("features").limit(mon.reference_rows).toPandas()["features"].tolist()
-    x = np.array(rows, dtype=float).reshape(len(rows), -1)
-    return drift.reference(x, settings.clinical.history_readings, mon.psi_bins)
-
-
-def _calibrate(p_val: np.ndarray, y_val: np.ndarray, pid: pd.Series, bins: int):
-    """Cross-fit isotonic calibration over two halves of the validation patients; keep it
-    only if it lowers ECE out of fold. Returns (calibration or None, raw ECE, cross-fit ECE)."""
-    half = (pd.util.hash_pandas_object(pid, index=False).to_numpy() % 2).astype(bool)
-    out = np.empty_like(p_val)
-    for fit_m in (half, ~half):
-        if y_val[fit_m].min() == y_val[fit_m].max():
-            return None, float("nan"), float("nan")
-        out[~fit_m] = fit_calibration(p_val[fit_m], y_val[fit_m]).apply(p_val[~fit_m])
-    raw_ece = expected_calibration_error(y_val, p_val, bins)
-    cv_ece = expected_calibration_error(y_val, out, bins)
-    return (fit_calibration(p_val, y_val) if cv_ece < raw_ece else None), raw_ece, cv_ece
-
-
-def _fit_xgb(settings: Settings, train: DataFrame, label: str):
-    from xgboost.spark import SparkXGBClassifier
-
-    m = settings.models
-    params = dict(m.xgboost)
-    clf = SparkXGBClassifier(features_col="features", label_col=label, num_workers=m.num_workers,
-                             device=m.device, missing=np.nan, random_state=m.seed, verbose=False, **params)
-    return clf.fit(train)
-
-
-def _fit_rf(settings: Settings, train: DataFrame, test: DataFrame, label: str) -> np.ndarray:
-    """Spark ML Random Forest (the source project's comparison). It has no missing-value
-    handling, so missing features become -1 (a value no vital or interval takes)."""
-    from pyspark.ml.classification import RandomForestClassifier
-    from pyspark.ml.functions import array_to_vector, vector_to_array
-
-    def vec(df: DataFrame) -> DataFrame:
-        filled = F.transform("features", lambda x: F.when(F.isnan(x), F.lit(-1.0)).otherwise(x))
-        return df.withColumn("fvec", array_to_vector(filled))
-
-    rf = RandomForestClassifier(featuresCol="fvec", labelCol=label, numTrees=settings.models.random_forest.num_trees,
-                                maxDepth=settings.models.random_forest.max_depth, seed=settings.models.seed)
-    model = rf.fit(vec(train).withColumn(label, F.col(label).cast("double")))
-    pred = model.transform(vec(test)).select("patient_id", "observation_id",
-                                             vector_to_array("probability")[1].alias("p"))
-    return pred.toPandas()
-
-
-def evaluate(y: np.ndarray, p: np.ndarray, frame: pd.DataFrame, settings: Settings) -> dict[str, dict[str, float]]:
-    """Metrics on all readings and on readings not in crisis now."""
-    thr = settings.alerts.policy.thresholds
-    bins = settings.models.ece_bins
-    hours = patient_hours(frame["patient_id"], frame["effective_time"])  # the same observed time for both
-    nc = ~frame["crisis_now"].to_numpy(bool)
-    return {"all": probability_metrics(y, p, thr, hours, bins),
-            "not_in_crisis": probability_metrics(y[nc], p[nc], thr, hours, bins)}
+    rows: list[dict] = field(default_factory=list)
+    for_plots: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
 
 def train_risk(spark: SparkSession, settings: Settings, source: Source, progress: Progress = print,
                register: bool = True) -> TrainReport:
+    """Train, evaluate, log and (if ``register``) register a crisis-risk model from ``source``;
+    the champion alias moves only if the new model wins on ``models.selection_metric``."""
     import mlflow
 
-    from vitalwatch.models import plots, registry
-    from vitalwatch.models.pyfunc import CrisisRiskPyfunc, requirements, signature
+    from vitalwatch.models import registry
 
+    timings: dict[str, float] = {}
+    data = _examples(settings, source, progress, timings)
+    experiment_id = registry.configure(settings)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"crisis-risk-{source.name}") as run:
+        _log_params(settings, source, data)
+        boosters, scorer = _train_xgb(settings, data, progress, timings)
+        scores, p_test, p_val = _evaluate_xgb(settings, data, scorer)
+        if settings.models.random_forest.enabled:
+            _evaluate_rf(settings, data, scores, progress, timings)
+        _evaluate_baselines(data, scores)
+        table = pd.DataFrame(scores.rows)
+        _log_table(table)
+        mlflow.log_metrics(timings)
+        info, events_md = _log_artifacts_and_model(settings, source, data, boosters, scorer, scores, p_test,
+                                                   table, progress, timings, register)
+        version, decision, promoted = _register(settings, data, p_val, info, register)
+        data.ex.unpersist()
+    return TrainReport(run.info.run_id, settings.models.risk_model_name, version, promoted, decision, table,
+                       data.counts, timings, events_md)
+
+
+def _examples(settings: Settings, source: Source, progress: Progress, timings: dict[str, float]) -> _Examples:
+    """Examples from the one feature builder, split by patient (cached: every step reads them);
+    validation and test readings collected for scoring on the driver."""
     m, clin = settings.models, settings.clinical
     horizons = list(clin.horizons_hours)
-    names = feature_names(clin.history_readings)
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     progress(f"building examples from {source.name}")
     ex = datasets.assign_split(build_examples(source.rows, clin), m.split, m.seed).cache()
@@ -177,110 +155,167 @@ def train_risk(spark: SparkSession, settings: Settings, source: Source, progress
     counts |= {f"{r['split']}_patients": int(r["p"]) for r in counts_rows}
     timings["features_s"] = time.perf_counter() - t0
     progress(f"examples: {counts}")
-    train = ex.where("split = 'train'")
-    val_pdf, x_val = _collect(ex.where("split = 'validation'"), horizons)
-    test_pdf, x_test = _collect(ex.where("split = 'test'"), horizons)
+    val_pdf, x_val = collect_examples(ex.where("split = 'validation'"), horizons)
+    test_pdf, x_test = collect_examples(ex.where("split = 'test'"), horizons)
+    return _Examples(ex, ex.where("split = 'train'"), val_pdf, x_val, test_pdf, x_test, counts, horizons,
+                     feature_names(clin.history_readings))
 
-    experiment_id = registry.configure(settings)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"crisis-risk-{source.name}") as run:
-        mlflow.log_params({f"xgb_{k}": v for k, v in m.xgboost.items()})
-        mlflow.log_params({"source": source.name, "num_workers": m.num_workers, "device": m.device,
-                           "horizons_hours": ",".join(map(str, horizons)), "history_readings": clin.history_readings,
-                           "split_seed": m.seed, "split": json.dumps(m.split.model_dump()),
-                           **{f"data_{k}": v for k, v in source.lineage.items()}})
-        mlflow.log_params({f"n_{k}": v for k, v in counts.items()})
-        boosters, calibration, raw_val, events_md = {}, {}, {}, ""
-        xgb_train_s = 0.0
-        for h in horizons:
-            progress(f"training XGBoost {h} h on {counts.get('train_readings', 0)} readings ({m.num_workers} workers, {m.device})")
-            t = time.perf_counter()
-            model = _fit_xgb(settings, train, f"label_{h}h")
-            xgb_train_s += time.perf_counter() - t
-            boosters[h] = model.get_booster()
-            raw_val[h] = RiskScorer(horizons, names, boosters).raw(x_val, h)
-            cal, raw_ece, cv_ece = _calibrate(raw_val[h], val_pdf[f"label_{h}h"].to_numpy(), val_pdf["patient_id"], m.ece_bins)
-            calibration[h] = cal
-            mlflow.log_params({f"calibrated_{h}h": cal is not None})
-            mlflow.log_metrics({f"val_{h}h_ece_raw": raw_ece, f"val_{h}h_ece_crossfit_isotonic": cv_ece})
-        timings["xgb_train_s"] = xgb_train_s
-        scorer = RiskScorer(horizons, names, boosters, calibration)
 
-        rows = []
-        y_test = {h: test_pdf[f"label_{h}h"].to_numpy() for h in horizons}
-        p_test = scorer.predict(x_test)
-        p_val = scorer.predict(x_val)
-        scores_for_plots: dict[str, dict[int, np.ndarray]] = {"XGBoost": {}}
-        for i, h in enumerate(horizons):
-            scores_for_plots["XGBoost"][h] = p_test[:, i]
-            for subset, met in evaluate(y_test[h], p_test[:, i], test_pdf, settings).items():
-                rows.append({"model": "XGBoost", "horizon_h": h, "subset": subset, **met})
-            v = ranking_metrics(val_pdf[f"label_{h}h"].to_numpy(), p_val[:, i])
-            mlflow.log_metrics({f"val_{h}h_{k}": val for k, val in v.items()})
-        if m.random_forest.enabled:
-            test_df = ex.where("split = 'test'")
-            scores_for_plots["Random Forest (Spark ML)"] = {}
-            t = time.perf_counter()
-            for h in horizons:
-                progress(f"training Random Forest {h} h")
-                rf = _fit_rf(settings, train, test_df, f"label_{h}h")
-                key = ["patient_id", "observation_id"]  # unique per reading, unlike the time (ties)
-                p = test_pdf[key].merge(rf, on=key, how="left", validate="one_to_one")["p"].to_numpy()
-                scores_for_plots["Random Forest (Spark ML)"][h] = p
-                for subset, met in evaluate(y_test[h], p, test_pdf, settings).items():
-                    rows.append({"model": "Random Forest", "horizon_h": h, "subset": subset, **met})
-            timings["rf_train_s"] = time.perf_counter() - t
-        nc = ~test_pdf["crisis_now"].to_numpy(bool)
-        for label, col in BASELINES.items():
-            s = test_pdf[col].to_numpy(float)
-            scores_for_plots[label] = {}
-            for h in horizons:
-                scores_for_plots[label][h] = s
-                rows.append({"model": label, "horizon_h": h, "subset": "all", **ranking_metrics(y_test[h], s)})
-                rows.append({"model": label, "horizon_h": h, "subset": "not_in_crisis",
-                             **ranking_metrics(y_test[h][nc], s[nc])})
-        table = pd.DataFrame(rows)
-        for r in table.to_dict("records"):
-            prefix = {"XGBoost": "test", "Random Forest": "rf_test"}.get(r["model"])
-            prefix = prefix or "baseline_" + "".join(c if c.isalnum() else "_" for c in r["model"].lower()).strip("_") + "_test"
-            sub = "" if r["subset"] == "all" else "nc_"
-            mlflow.log_metrics({f"{prefix}_{sub}{r['horizon_h']}h_{k}": float(v) for k, v in r.items()
-                                if k not in ("model", "horizon_h", "subset") and pd.notna(v)})
-        mlflow.log_metrics(timings)
+def _log_params(settings: Settings, source: Source, data: _Examples) -> None:
+    """The run's parameters: XGBoost's, the data's lineage and the split's sizes."""
+    import mlflow
 
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp)
-            plots.curves(y_test, scores_for_plots, out)
-            plots.reliability_plot(y_test, {h: p_test[:, i] for i, h in enumerate(horizons)}, m.ece_bins, out)
-            plots.importance_plot(boosters[clin.alert_horizon_hours if clin.alert_horizon_hours in boosters else horizons[0]],
-                                  names, clin.alert_horizon_hours, out)
-            (out / "metrics.md").write_text(markdown_table(table))
-            table.to_csv(out / "metrics.csv", index=False)
-            (out / "lineage.json").write_text(json.dumps({"source": source.name, **source.lineage, **counts}, indent=1))
-            if m.event_evaluation.enabled:
-                events = _event_evaluation(settings, source, scorer, out, progress)
-                timings["event_eval_s"] = events.pop("event_eval_s")
-                mlflow.log_metrics(events | {"event_eval_s": timings["event_eval_s"]})
-                events_md = (out / "events.md").read_text()
-            mlflow.log_artifacts(str(out), artifact_path="evaluation")
-            scorer.reference = _feature_reference(train, counts.get("train_readings", 0), settings)
-            scorer_dir = scorer.save(out / "scorer")
-            progress("logging and registering the model")
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=CrisisRiskPyfunc(), artifacts={"scorer": str(scorer_dir)},
-                signature=signature(names, scorer.output_names), pip_requirements=requirements(),
-                registered_model_name=settings.models.risk_model_name if register else None)
-        metric = m.selection_metric
-        new_value = _selection_value(metric, val_pdf, p_val, horizons)
-        version, decision, promoted = "", "not registered", False
-        if register:
-            version = str(info.registered_model_version)
-            champ = _champion_value(settings, metric, val_pdf, x_val, horizons)
-            d = registry.decide_and_alias(settings, settings.models.risk_model_name, version, metric, new_value, champ)
-            decision, promoted = d.explain(), d.promoted
-            mlflow.set_tags({"registered_version": version, "promoted": str(promoted).lower(), "decision": decision})
-        ex.unpersist()
-    return TrainReport(run.info.run_id, settings.models.risk_model_name, version, promoted, decision, table, counts,
-                       timings, events_md)
+    m, clin = settings.models, settings.clinical
+    mlflow.log_params({f"xgb_{k}": v for k, v in m.xgboost.items()})
+    mlflow.log_params({"source": source.name, "num_workers": m.num_workers, "device": m.device,
+                       "horizons_hours": ",".join(map(str, data.horizons)), "history_readings": clin.history_readings,
+                       "split_seed": m.seed, "split": json.dumps(m.split.model_dump()),
+                       **{f"data_{k}": v for k, v in source.lineage.items()}})
+    mlflow.log_params({f"n_{k}": v for k, v in data.counts.items()})
+
+
+def _train_xgb(settings: Settings, data: _Examples, progress: Progress,
+               timings: dict[str, float]) -> tuple[dict, RiskScorer]:
+    """One booster per horizon on the train split, each calibrated on validation when
+    cross-fitting shows it helps; returns the boosters and the scorer over them."""
+    import mlflow
+
+    m, horizons, val_pdf = settings.models, data.horizons, data.val_pdf
+    boosters, calibration = {}, {}
+    xgb_train_s = 0.0
+    for h in horizons:
+        progress(f"training XGBoost {h} h on {data.counts.get('train_readings', 0)} readings "
+                 f"({m.num_workers} workers, {m.device})")
+        t = time.perf_counter()
+        model = fit_xgb(settings, data.train, f"label_{h}h")
+        xgb_train_s += time.perf_counter() - t
+        boosters[h] = model.get_booster()
+        raw_val = RiskScorer(horizons, data.names, boosters).raw(data.x_val, h)
+        cal, raw_ece, cv_ece = calibrate(raw_val, val_pdf[f"label_{h}h"].to_numpy(), val_pdf["patient_id"], m.ece_bins)
+        calibration[h] = cal
+        mlflow.log_params({f"calibrated_{h}h": cal is not None})
+        mlflow.log_metrics({f"val_{h}h_ece_raw": raw_ece, f"val_{h}h_ece_crossfit_isotonic": cv_ece})
+    timings["xgb_train_s"] = xgb_train_s
+    return boosters, RiskScorer(horizons, data.names, boosters, calibration)
+
+
+def _evaluate_xgb(settings: Settings, data: _Examples, scorer: RiskScorer) -> tuple[_Scores, np.ndarray, np.ndarray]:
+    """XGBoost's metrics on the test patients (logged: its ranking on validation); returns the
+    scores so far and the test and validation predictions."""
+    import mlflow
+
+    scores = _Scores()
+    p_test = scorer.predict(data.x_test)
+    p_val = scorer.predict(data.x_val)
+    scores.for_plots["XGBoost"] = {}
+    for i, h in enumerate(data.horizons):
+        scores.for_plots["XGBoost"][h] = p_test[:, i]
+        y = data.test_pdf[f"label_{h}h"].to_numpy()
+        for subset, met in evaluate(y, p_test[:, i], data.test_pdf, settings).items():
+            scores.rows.append({"model": "XGBoost", "horizon_h": h, "subset": subset, **met})
+        v = ranking_metrics(data.val_pdf[f"label_{h}h"].to_numpy(), p_val[:, i])
+        mlflow.log_metrics({f"val_{h}h_{k}": val for k, val in v.items()})
+    return scores, p_test, p_val
+
+
+def _evaluate_rf(settings: Settings, data: _Examples, scores: _Scores, progress: Progress,
+                 timings: dict[str, float]) -> None:
+    """The Spark ML Random Forest per horizon, on the same test readings."""
+    test_df = data.ex.where("split = 'test'")
+    label = "Random Forest (Spark ML)"
+    scores.for_plots[label] = {}
+    t = time.perf_counter()
+    for h in data.horizons:
+        progress(f"training Random Forest {h} h")
+        rf = fit_rf(settings, data.train, test_df, f"label_{h}h")
+        key = ["patient_id", "observation_id"]  # unique per reading, unlike the time (ties)
+        p = data.test_pdf[key].merge(rf, on=key, how="left", validate="one_to_one")["p"].to_numpy()
+        scores.for_plots[label][h] = p
+        for subset, met in evaluate(data.test_pdf[f"label_{h}h"].to_numpy(), p, data.test_pdf, settings).items():
+            scores.rows.append({"model": "Random Forest", "horizon_h": h, "subset": subset, **met})
+    timings["rf_train_s"] = time.perf_counter() - t
+
+
+def _evaluate_baselines(data: _Examples, scores: _Scores) -> None:
+    """The rule baselines' ranking on the test readings, all and not in crisis now."""
+    nc = ~data.test_pdf["crisis_now"].to_numpy(bool)
+    for label, col in BASELINES.items():
+        s = data.test_pdf[col].to_numpy(float)
+        scores.for_plots[label] = {}
+        for h in data.horizons:
+            y = data.test_pdf[f"label_{h}h"].to_numpy()
+            scores.for_plots[label][h] = s
+            scores.rows.append({"model": label, "horizon_h": h, "subset": "all", **ranking_metrics(y, s)})
+            scores.rows.append({"model": label, "horizon_h": h, "subset": "not_in_crisis",
+                                **ranking_metrics(y[nc], s[nc])})
+
+
+def _log_table(table: pd.DataFrame) -> None:
+    """Every metric of the table as an MLflow metric (``test_``, ``rf_test_``, ``baseline_…``)."""
+    import mlflow
+
+    for r in table.to_dict("records"):
+        prefix = {"XGBoost": "test", "Random Forest": "rf_test"}.get(r["model"])
+        prefix = prefix or "baseline_" + "".join(c if c.isalnum() else "_" for c in r["model"].lower()).strip("_") + "_test"
+        sub = "" if r["subset"] == "all" else "nc_"
+        mlflow.log_metrics({f"{prefix}_{sub}{r['horizon_h']}h_{k}": float(v) for k, v in r.items()
+                            if k not in ("model", "horizon_h", "subset") and pd.notna(v)})
+
+
+def _log_artifacts_and_model(settings: Settings, source: Source, data: _Examples, boosters: dict,
+                             scorer: RiskScorer, scores: _Scores, p_test: np.ndarray, table: pd.DataFrame,
+                             progress: Progress, timings: dict[str, float], register: bool):
+    """Plots, tables, lineage and (if enabled) the event-level evaluation as run artifacts; the
+    scorer with its drift reference logged as a pyfunc model. Returns (model info, events table)."""
+    import mlflow
+
+    from vitalwatch.models import plots
+    from vitalwatch.models.pyfunc import CrisisRiskPyfunc, requirements, signature
+
+    m, clin, horizons, events_md = settings.models, settings.clinical, data.horizons, ""
+    y_test = {h: data.test_pdf[f"label_{h}h"].to_numpy() for h in horizons}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        plots.curves(y_test, scores.for_plots, out)
+        plots.reliability_plot(y_test, {h: p_test[:, i] for i, h in enumerate(horizons)}, m.ece_bins, out)
+        plots.importance_plot(boosters[clin.alert_horizon_hours if clin.alert_horizon_hours in boosters else horizons[0]],
+                              data.names, clin.alert_horizon_hours, out)
+        (out / "metrics.md").write_text(markdown_table(table))
+        table.to_csv(out / "metrics.csv", index=False)
+        (out / "lineage.json").write_text(json.dumps({"source": source.name, **source.lineage, **data.counts}, indent=1))
+        if m.event_evaluation.enabled:
+            events = _event_evaluation(settings, source, scorer, out, progress)
+            timings["event_eval_s"] = events.pop("event_eval_s")
+            mlflow.log_metrics(events | {"event_eval_s": timings["event_eval_s"]})
+            events_md = (out / "events.md").read_text()
+        mlflow.log_artifacts(str(out), artifact_path="evaluation")
+        scorer.reference = feature_reference(data.train, data.counts.get("train_readings", 0), settings)
+        scorer_dir = scorer.save(out / "scorer")
+        progress("logging and registering the model")
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=CrisisRiskPyfunc(), artifacts={"scorer": str(scorer_dir)},
+            signature=signature(data.names, scorer.output_names), pip_requirements=requirements(),
+            registered_model_name=settings.models.risk_model_name if register else None)
+    return info, events_md
+
+
+def _register(settings: Settings, data: _Examples, p_val: np.ndarray, info, register: bool) -> tuple[str, str, bool]:
+    """Move the champion alias only if the new model beats it on ``models.selection_metric``,
+    both scored on the same validation readings. Returns (version, decision, promoted)."""
+    import mlflow
+
+    from vitalwatch.models import registry
+
+    metric = settings.models.selection_metric
+    new_value = _selection_value(metric, data.val_pdf, p_val, data.horizons)
+    if not register:
+        return "", "not registered", False
+    version = str(info.registered_model_version)
+    champ = _champion_value(settings, metric, data.val_pdf, data.x_val, data.horizons)
+    d = registry.decide_and_alias(settings, settings.models.risk_model_name, version, metric, new_value, champ)
+    decision, promoted = d.explain(), d.promoted
+    mlflow.set_tags({"registered_version": version, "promoted": str(promoted).lower(), "decision": decision})
+    return version, decision, promoted
 
 
 def _event_evaluation(settings: Settings, source: Source, scorer: RiskScorer, out: Path,
@@ -328,11 +363,9 @@ METRIC_COLUMNS = ["auroc", "auprc", "brier", "ece", "mae", "rmse", "r2",
 
 def markdown_table(table: pd.DataFrame) -> str:
     """The model card's metric table: test patients, per model, horizon and subset."""
+    from vitalwatch.bench.report import markdown_table as write
+
     cols = ["model", "horizon_h", "subset", *[c for c in METRIC_COLUMNS if c in table]]
-    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
-    lines = []
-    for r in table[cols].to_dict("records"):
-        cells = [str(r["model"]), f"{r['horizon_h']} h", r["subset"].replace("_", " ")]
-        cells += ["—" if pd.isna(r[c]) else f"{r[c]:.3f}" for c in cols[3:]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return head + "\n".join(lines) + "\n"
+    return write(cols, ([str(r["model"]), f"{r['horizon_h']} h", r["subset"].replace("_", " "),
+                         *("—" if pd.isna(r[c]) else f"{r[c]:.3f}" for c in cols[3:])]
+                        for r in table[cols].to_dict("records")))

@@ -1,7 +1,7 @@
 """The gold tables' topics → ``gold/risk_scores`` and ``gold/alerts`` (the ``gold_lake`` stage).
 
 The scoring query publishes its rows to ``kafka.topics.gold_scores`` and ``gold_alerts``
-(:func:`vitalwatch.pipeline.gold.lake_records`) instead of committing to Delta itself, so an
+(:func:`vitalwatch.pipeline.gold.tables.lake_records`) instead of committing to Delta itself, so an
 alert never waits for a Delta commit. This query writes them to the tables.
 
 **Exactly once.** The scoring query delivers at least once: a batch replayed after a crash
@@ -21,17 +21,14 @@ from pyspark.sql.streaming import StreamingQuery
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints, resolve
 from vitalwatch.pipeline.bronze import kafka_stream
-from vitalwatch.pipeline.gold import (
-    GOLD_ALERTS,
-    GOLD_SCORES,
-    JSON_TIMESTAMP,
-    ensure_gold,
-    report_times,
-)
+from vitalwatch.pipeline.gold import ensure_gold, report_times
+from vitalwatch.pipeline.gold.tables import JSON_TIMESTAMP
 from vitalwatch.pipeline.keys import score_key
+from vitalwatch.pipeline.lake import GOLD_ALERTS, GOLD_SCORES
+from vitalwatch.pipeline.stages import BY_NAME
 from vitalwatch.pipeline.triggers import start_foreach_batch
 
-QUERY = "gold_lake"
+QUERY = BY_NAME["gold_lake"].query
 
 
 def lake_input(kafka: DataFrame, settings: Settings) -> DataFrame:

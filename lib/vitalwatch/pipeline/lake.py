@@ -1,43 +1,65 @@
 """Delta tables of the lake: names, schemas (derived from the transforms that fill them) and
-creation, so readers never meet a missing table and partitioning is fixed up front."""
+creation, so readers never meet a missing table and partitioning is fixed up front.
+
+Imports no Spark until a function runs: the dashboard and the API read the table names here
+without loading PySpark (a test checks it)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import (
-    BinaryType,
-    DateType,
-    IntegerType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from typing import TYPE_CHECKING, Any
 
 from vitalwatch.config import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 BRONZE = ("bronze", "observations_raw")
 SILVER_VITALS = ("silver", "vital_signs")
 SILVER_QUARANTINE = ("silver", "quarantine")
 SILVER_IGNORED = ("silver", "ignored_resources")  # counts of a Bundle's non-vital resources
-MODEL_OUTCOMES = ("gold", "model_outcomes")      # scored readings × horizons with known outcomes
-MODEL_MONITORING = ("gold", "model_monitoring")  # the model per day on them (pipeline/model_outcomes.py)
+GOLD_SCORES = ("gold", "risk_scores")             # every scored reading and discharge (pipeline/gold/)
+GOLD_ALERTS = ("gold", "alerts")                  # every alert event
+GOLD_STATUS = ("gold", "patient_status")          # the newest reading per patient (pipeline/serving.py)
+GOLD_DEAD_LETTER = ("gold", "dead_letter")        # rows a store refused for good (sinks/dead_letter.py)
+MODEL_OUTCOMES = ("gold", "model_outcomes")       # scored readings × horizons with known outcomes
+MODEL_MONITORING = ("gold", "model_monitoring")   # the model per day on them (pipeline/model_outcomes.py)
 
-KAFKA_BRONZE_SCHEMA = StructType([
-    StructField("key", BinaryType()),
-    StructField("value", BinaryType()),
-    StructField("topic", StringType()),
-    StructField("partition", IntegerType()),
-    StructField("offset", LongType()),
-    StructField("kafka_timestamp", TimestampType()),
-    StructField("kafka_timestamp_type", IntegerType()),
-    StructField("ingest_time", TimestampType()),
-    StructField("ingest_date", DateType()),
-])
+
+def kafka_bronze_schema() -> StructType:
+    """Bronze rows: a Kafka record as received, with when it was ingested."""
+    from pyspark.sql.types import (
+        BinaryType,
+        DateType,
+        IntegerType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
+
+    return StructType([
+        StructField("key", BinaryType()),
+        StructField("value", BinaryType()),
+        StructField("topic", StringType()),
+        StructField("partition", IntegerType()),
+        StructField("offset", LongType()),
+        StructField("kafka_timestamp", TimestampType()),
+        StructField("kafka_timestamp_type", IntegerType()),
+        StructField("ingest_time", TimestampType()),
+        StructField("ingest_date", DateType()),
+    ])
+
+
+def __getattr__(name: str) -> Any:
+    """``KAFKA_BRONZE_SCHEMA``, built on first use (so importing this module loads no Spark)."""
+    if name == "KAFKA_BRONZE_SCHEMA":
+        return kafka_bronze_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PARTITIONS = {BRONZE: ["ingest_date"], SILVER_VITALS: ["effective_date"], SILVER_QUARANTINE: ["quarantine_date"],
               SILVER_IGNORED: ["silver_date"]}
@@ -92,7 +114,7 @@ def ensure_lake(spark: SparkSession, settings: Settings) -> None:
     """Create bronze and silver tables with the schemas their writers produce."""
     from vitalwatch.pipeline.silver import ignored_schema, quarantine_schema, silver_schema
 
-    ensure_table(spark, settings.table_path(*BRONZE), KAFKA_BRONZE_SCHEMA, PARTITIONS[BRONZE])
+    ensure_table(spark, settings.table_path(*BRONZE), kafka_bronze_schema(), PARTITIONS[BRONZE])
     ensure_table(spark, settings.table_path(*SILVER_VITALS), silver_schema(spark, settings),
                  PARTITIONS[SILVER_VITALS])
     ensure_table(spark, settings.table_path(*SILVER_QUARANTINE), quarantine_schema(spark, settings),

@@ -40,13 +40,15 @@ from pyspark.sql.streaming import StreamingQuery
 from vitalwatch.config import Settings
 from vitalwatch.models import drift, monitoring
 from vitalwatch.models.outcomes import TIMED_STATUSES
-from vitalwatch.pipeline.gold import GOLD_SCORES, ensure_gold, pandas_safe, report_times
-from vitalwatch.pipeline.lake import MODEL_MONITORING, MODEL_OUTCOMES, ensure_table
+from vitalwatch.pipeline.gold import ensure_gold, report_times
+from vitalwatch.pipeline.gold.tables import pandas_safe
+from vitalwatch.pipeline.lake import GOLD_SCORES, MODEL_MONITORING, MODEL_OUTCOMES, ensure_table
+from vitalwatch.pipeline.stages import BY_NAME
 from vitalwatch.pipeline.triggers import start_foreach_batch
 
 log = logging.getLogger(__name__)
-QUERY = "model_outcomes"
-DAYS_PER_REFRESH = 7  # a catch-up over a long history recomputes this many days per batch
+QUERY = BY_NAME["model_outcomes"].query
+DAYS_PER_REFRESH = 7  # a catch-up over a long history recomputes this many days per refresh
 
 S, D, L, INT = T.StringType(), T.DoubleType(), T.LongType(), T.IntegerType()
 OUTCOMES_SCHEMA = T.StructType([
@@ -90,7 +92,7 @@ def ensure_monitoring(spark: SparkSession, settings: Settings) -> None:
     ensure_table(spark, settings.table_path(*MODEL_MONITORING), MONITORING_SCHEMA, [])
 
 
-def touched_readings(batch: DataFrame, settings: Settings) -> DataFrame:
+def touched_readings(batch: DataFrame) -> DataFrame:
     """The patients of a batch's trusted readings and each one's earliest reading time."""
     timed = pandas_safe(batch).where(F.col("observation_id").isNotNull() & F.col("effective_time").isNotNull()
                                      & F.col("score_status").isin(*TIMED_STATUSES))
@@ -138,7 +140,7 @@ def write_batch(batch: DataFrame, batch_id: int, settings: Settings, mon: Monito
     spark = batch.sparkSession
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    touched = touched_readings(batch, settings).persist()
+    touched = touched_readings(batch).persist()
     rows = None
     try:
         gap_days = math.ceil((settings.models.monitoring.gap_hours + max(settings.clinical.horizons_hours)) / 24)

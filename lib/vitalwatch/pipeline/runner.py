@@ -5,7 +5,7 @@ alert path: scoring, alerts, the gold tables' topics), ``gold_lake`` (those topi
 Delta tables), ``model_outcomes`` (the model on delayed outcomes, :mod:`~vitalwatch.pipeline.model_outcomes`),
 ``serve_scores`` / ``es_scores`` / ``serve_alerts`` / ``es_alerts`` / ``es_vitals``
 (gold and silver → patient_status, MongoDB, Elasticsearch, one query per store;
-:mod:`vitalwatch.pipeline.serve`).
+:mod:`vitalwatch.pipeline.serving`). Each is described once in :mod:`vitalwatch.pipeline.stages`.
 
 ``available_now`` processes everything available and stops: the batch catch-up mode used by
 tests and backfills. A stage starts once the stages it reads from (:func:`stage_inputs`) have
@@ -32,55 +32,21 @@ from pyspark.sql.streaming import StreamingQuery
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.pipeline import STAGES
-from vitalwatch.pipeline.bronze import start_bronze
-from vitalwatch.pipeline.silver import start_silver
+from vitalwatch.pipeline.stages import stage, stage_inputs
 from vitalwatch.pipeline.supervisor import StageHealth, Supervisor
 from vitalwatch.pipeline.triggers import in_pool, pool_for
 
 DEFAULT_STAGES = STAGES
+__all__ = ["DEFAULT_STAGES", "run_available_now", "run_continuous", "stage_inputs", "start_stage"]
 
 
-def _start(spark: SparkSession, settings: Settings, endpoints: Endpoints, stage: str,
-           available_now: bool) -> StreamingQuery:
-    if stage == "bronze":
-        return start_bronze(spark, settings, endpoints, available_now=available_now)
-    if stage == "silver":
-        return start_silver(spark, settings, available_now=available_now)
-    if stage == "gold":
-        from vitalwatch.pipeline.gold import start_gold
-
-        return start_gold(spark, settings, available_now=available_now, endpoints=endpoints)
-    if stage == "gold_lake":
-        from vitalwatch.pipeline.gold_lake import start_gold_lake
-
-        return start_gold_lake(spark, settings, available_now=available_now, endpoints=endpoints)
-    if stage == "model_outcomes":
-        from vitalwatch.pipeline.model_outcomes import start_model_outcomes
-
-        return start_model_outcomes(spark, settings, available_now=available_now)
-    from vitalwatch.pipeline import serve
-
-    starters = {"serve_scores": serve.start_serve_scores, "es_scores": serve.start_es_scores,
-                "serve_alerts": serve.start_serve_alerts, "es_alerts": serve.start_es_alerts,
-                "es_vitals": serve.start_vitals_index}
-    if stage not in starters:
-        raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-    return starters[stage](spark, settings, available_now=available_now)
-
-
-def start_stage(spark: SparkSession, settings: Settings, endpoints: Endpoints, stage: str,
+def start_stage(spark: SparkSession, settings: Settings, endpoints: Endpoints, name: str,
                 available_now: bool) -> StreamingQuery:
-    """Start one stage's query in its FAIR scheduler pool (``streaming.scheduler_pools``)."""
-    with in_pool(spark.sparkContext, pool_for(settings, stage)):
-        return _start(spark, settings, endpoints, stage, available_now)
-
-
-def stage_inputs(settings: Settings) -> dict[str, tuple[str, ...]]:
-    """The stages whose output each stage reads (gold reads Kafka itself unless
-    ``gold.source`` is ``silver``)."""
-    return {"bronze": (), "silver": ("bronze",), "gold": ("silver",) if settings.gold.source == "silver" else (),
-            "gold_lake": ("gold",), "model_outcomes": ("gold_lake",), "serve_scores": ("gold_lake",), "es_scores": ("gold_lake",),
-            "serve_alerts": ("gold_lake",), "es_alerts": ("gold_lake",), "es_vitals": ("silver",)}
+    """Start one stage's query (its :class:`~vitalwatch.pipeline.stages.Stage` says how) in its
+    FAIR scheduler pool (:func:`~vitalwatch.pipeline.triggers.pool_for`)."""
+    st = stage(name)
+    with in_pool(spark.sparkContext, pool_for(settings, name)):
+        return st.start_query(spark, settings, endpoints, available_now)
 
 
 def run_available_now(spark: SparkSession, settings: Settings, endpoints: Endpoints,

@@ -1,5 +1,8 @@
 """Starting a streaming query the same way everywhere: trigger, scheduler pool, and the
-idempotency id its ``foreachBatch`` writes carry."""
+idempotency id its ``foreachBatch`` writes carry.
+
+A stage's trigger and pool come from its :class:`~vitalwatch.pipeline.stages.Stage`, unless the
+profile overrides them (``streaming.stage_triggers``, ``streaming.scheduler_pools``)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 from vitalwatch.config import Settings
+from vitalwatch.pipeline.stages import BY_NAME, DEFAULT_POOL, REGISTRY
 
 POOL_PROPERTY = "spark.scheduler.pool"
-DEFAULT_POOL = "lake"
 
 
 def interval_seconds(interval: str) -> float:
@@ -26,21 +29,39 @@ def interval_seconds(interval: str) -> float:
 def slowest_trigger_s(settings: Settings) -> float:
     """The longest trigger interval of any stage: how long a caught-up pipeline can stay quiet."""
     s = settings.streaming
-    return max(interval_seconds(x) for x in (s.trigger_interval, *s.stage_triggers.values()))
+    return max(interval_seconds(x) for x in (s.trigger_interval, *s.stage_triggers.values(),
+                                              *triggers(settings).values()))
+
+
+def trigger_for(settings: Settings, stage: str | None) -> str:
+    """A stage's trigger interval: the profile's (``streaming.stage_triggers``), else the
+    stage's default (:mod:`~vitalwatch.pipeline.stages`), else ``streaming.trigger_interval``."""
+    st = settings.streaming
+    default = BY_NAME[stage].trigger if stage in BY_NAME else None
+    return st.stage_triggers.get(stage or "") or default or st.trigger_interval
+
+
+def triggers(settings: Settings) -> dict[str, str]:
+    """Every stage's trigger interval under ``settings``."""
+    return {s.name: trigger_for(settings, s.name) for s in REGISTRY}
 
 
 def apply_trigger(writer: DataStreamWriter, settings: Settings, available_now: bool,
                   stage: str | None = None) -> DataStreamWriter:
     """``available_now``: process what is there and stop (catch-up, tests); else run forever
-    on the stage's interval (``streaming.stage_triggers``, else ``streaming.trigger_interval``)."""
+    on the stage's interval (:func:`trigger_for`)."""
     if available_now:
         return writer.trigger(availableNow=True)
-    st = settings.streaming
-    return writer.trigger(processingTime=st.stage_triggers.get(stage or "", st.trigger_interval))
+    return writer.trigger(processingTime=trigger_for(settings, stage))
 
 
 def pool_for(settings: Settings, stage: str) -> str:
-    return settings.streaming.scheduler_pools.get(stage, DEFAULT_POOL)
+    """A stage's FAIR pool. A profile's ``streaming.scheduler_pools``, when not empty, is the
+    whole map (a stage it does not name runs in ``lake``); empty, the stages' own pools."""
+    pools = settings.streaming.scheduler_pools
+    if pools:
+        return pools.get(stage, DEFAULT_POOL)
+    return BY_NAME[stage].pool if stage in BY_NAME else DEFAULT_POOL
 
 
 @contextmanager

@@ -26,9 +26,7 @@ readings plus the other vitals recent enough to belong to them, and the patient'
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
-import pickle
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,57 +41,13 @@ from vitalwatch.features.vector import (
     readings,
     scoring_columns,
 )
+from vitalwatch.scoring.model_ref import ModelRef
+
+__all__ = ["Advanced", "ModelRef", "advance", "advance_safely", "apply_policy", "crisis_only", "empty_rows",
+           "normalise", "output_columns", "score_batch", "shadow_columns"]
 
 log = logging.getLogger(__name__)
 SOURCE_COLUMNS = ["kafka_timestamp", "silver_time"]  # carried from the reading's BP row, for latency
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """The model behind every score: registry identity plus the scorer.
-
-    Pickled (into the streaming scorer's Python function, once per task) as its identity, a
-    digest and the scorer's bytes; a Python worker that already holds that scorer reuses it
-    instead of loading the boosters again (measured: 70 ms a task for three boosters)."""
-
-    name: str
-    version: str
-    scorer: object  # RiskScorer
-    shadow: ModelRef | None = None  # scored beside it on the same vectors, stored, never alerted on
-
-    def identity(self) -> tuple[str, str, str, bytes]:
-        payload = pickle.dumps(self.scorer, protocol=pickle.HIGHEST_PROTOCOL)
-        return self.name, self.version, hashlib.sha256(payload).hexdigest(), payload
-
-    def __reduce__(self):
-        return _worker_model, (*self.identity(), self.shadow.identity() if self.shadow is not None else None)
-
-
-_WORKER_MODELS: dict[tuple[str, str, str], object] = {}  # this process's scorers, by identity and digest
-
-
-def _worker_scorer(name: str, version: str, digest: str, payload: bytes) -> object:
-    key = (name, version, digest)
-    scorer = _WORKER_MODELS.get(key)
-    if scorer is None:
-        scorer = pickle.loads(payload)
-        if len(_WORKER_MODELS) >= 2:
-            _WORKER_MODELS.clear()  # a worker serves one champion (and its shadow) at a time
-        _WORKER_MODELS[key] = scorer
-    return scorer
-
-
-def _worker_model(name: str, version: str, digest: str, payload: bytes,
-                  shadow: tuple[str, str, str, bytes] | None = None) -> ModelRef:
-    """The model a task was sent; a shadow that cannot be loaded here is dropped (logged), never
-    the reason a task fails."""
-    ref = None
-    if shadow is not None:
-        try:
-            ref = ModelRef(shadow[0], shadow[1], _worker_scorer(*shadow))
-        except Exception:
-            log.exception("shadow model %s %s could not be loaded in this worker; scoring without it", *shadow[:2])
-    return ModelRef(name, version, _worker_scorer(name, version, digest, payload), ref)
 
 
 @dataclass
@@ -195,31 +149,15 @@ def advance(rows: pd.DataFrame, alerts: dict[str, AlertState], new: pd.DataFrame
     untimely = new[new["untimely"].to_numpy(dtype=bool)]
     new = new[~new["untimely"].to_numpy(dtype=bool)]
     history = clinical.history_readings
-    is_bp_old = rows["vital"].isin(BP_VITALS).to_numpy()
-    known = pd.MultiIndex.from_frame(rows.loc[is_bp_old, ["patient_id", "observation_id"]])
-    bp_old = rows[is_bp_old]
-    credible = bp_old[(bp_old["arrival_ms"] < 0)
-                      | (_ms(bp_old["effective_time"]) <= bp_old["arrival_ms"] + clock_skew_ms)]
-    newest_before = credible.groupby("patient_id")["effective_time"].max()  # the patient's "now"
-    oldest_kept = bp_old.groupby("patient_id")["effective_time"].min()
-    n_kept = bp_old.groupby("patient_id")["observation_id"].nunique()
+    held = _held(rows, clock_skew_ms)
 
     parts = [f[STATE_COLUMNS] for f in (rows, new) if len(f)]
     combined = (pd.concat(parts, ignore_index=True) if parts else _state_rows(None)).drop_duplicates(ROW_KEY, keep="last")
     r = readings(combined, clinical)
     new_bp = new[new["vital"].isin(BP_VITALS)]
-    fresh = pd.MultiIndex.from_frame(new_bp[["patient_id", "observation_id"]]).difference(known)
+    fresh = pd.MultiIndex.from_frame(new_bp[["patient_id", "observation_id"]]).difference(held.known)
     is_new = pd.MultiIndex.from_frame(r[["patient_id", "observation_id"]]).isin(fresh)
-
-    nb = r["patient_id"].map(newest_before)
-    late = is_new & nb.notna().to_numpy() & (r["effective_time"] < nb).to_numpy()
-    if np.isfinite(late_tolerance_minutes):
-        too_old = (r["effective_time"] < nb - pd.Timedelta(minutes=late_tolerance_minutes)).fillna(False).to_numpy()
-    else:
-        too_old = np.zeros(len(r), bool)
-    full = (r["patient_id"].map(n_kept).fillna(0) >= history).to_numpy()
-    before_kept = (r["effective_time"] < r["patient_id"].map(oldest_kept)).fillna(False).to_numpy()
-    too_late = is_new & (too_old | (full & before_kept))
+    late, too_late = _lateness(r, is_new, held, history, late_tolerance_minutes)
     scored = is_new & ~too_late
 
     x = feature_matrix(r, history)
@@ -251,6 +189,44 @@ def advance(rows: pd.DataFrame, alerts: dict[str, AlertState], new: pd.DataFrame
     out["effective_time"] = pd.to_datetime(out["effective_us"], unit="us", errors="coerce")  # for pandas readers
     return Advanced(out[[*output_columns(clinical), "effective_time"]].reset_index(drop=True),
                     _retain(combined, r, clinical), alerts)
+
+
+@dataclass
+class _Held:
+    """What the retained readings say about each patient before this batch."""
+
+    known: pd.MultiIndex      # (patient, observation) of the readings held
+    newest_before: pd.Series  # the patient's "now": the newest reading whose time is credible
+    oldest_kept: pd.Series    # the oldest reading held
+    n_kept: pd.Series         # how many readings are held
+
+
+def _held(rows: pd.DataFrame, clock_skew_ms: float) -> _Held:
+    """The held readings' ids and time bounds; a reading ahead of its own arrival by more than
+    the clock skew is held but never the patient's "now"."""
+    is_bp_old = rows["vital"].isin(BP_VITALS).to_numpy()
+    known = pd.MultiIndex.from_frame(rows.loc[is_bp_old, ["patient_id", "observation_id"]])
+    bp_old = rows[is_bp_old]
+    credible = bp_old[(bp_old["arrival_ms"] < 0)
+                      | (_ms(bp_old["effective_time"]) <= bp_old["arrival_ms"] + clock_skew_ms)]
+    return _Held(known, credible.groupby("patient_id")["effective_time"].max(),
+                 bp_old.groupby("patient_id")["effective_time"].min(),
+                 bp_old.groupby("patient_id")["observation_id"].nunique())
+
+
+def _lateness(r: pd.DataFrame, is_new: np.ndarray, held: _Held, history: int,
+              late_tolerance_minutes: float) -> tuple[np.ndarray, np.ndarray]:
+    """(late, too_late) per reading of ``r``: a new reading older than the patient's "now" is
+    late; too late if older by more than the tolerance, or older than a full retained history."""
+    nb = r["patient_id"].map(held.newest_before)
+    late = is_new & nb.notna().to_numpy() & (r["effective_time"] < nb).to_numpy()
+    if np.isfinite(late_tolerance_minutes):
+        too_old = (r["effective_time"] < nb - pd.Timedelta(minutes=late_tolerance_minutes)).fillna(False).to_numpy()
+    else:
+        too_old = np.zeros(len(r), bool)
+    full = (r["patient_id"].map(held.n_kept).fillna(0) >= history).to_numpy()
+    before_kept = (r["effective_time"] < r["patient_id"].map(held.oldest_kept)).fillna(False).to_numpy()
+    return late, is_new & (too_old | (full & before_kept))
 
 
 def _with_sources(sel: pd.DataFrame, new_bp: pd.DataFrame) -> pd.DataFrame:

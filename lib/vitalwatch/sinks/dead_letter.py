@@ -66,12 +66,11 @@ from pyspark.sql.types import (
 
 from vitalwatch.config import Settings
 from vitalwatch.pipeline.keys import ES_MAX_ID_BYTES
-from vitalwatch.pipeline.lake import ensure_table
+from vitalwatch.pipeline.lake import GOLD_DEAD_LETTER, ensure_table
 from vitalwatch.sinks.rejections import jvm_classes, scrub, store_unreachable
 
 log = logging.getLogger(__name__)
 
-GOLD_DEAD_LETTER = ("gold", "dead_letter")
 DEAD_LETTER_SCHEMA = StructType([
     StructField("sink", StringType()),            # "mongo:<collection>" or "elasticsearch:<index>"
     StructField("key", StringType()),             # the row's _id in that store

@@ -13,10 +13,23 @@ from vitalwatch.config import ClinicalConfig
 LEVELS = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
 LEVEL_RANK = {lv: i for i, lv in enumerate(reversed(LEVELS))}  # LOW 0 … CRITICAL 3
 LEVEL_COLOURS = {"CRITICAL": "#d62728", "HIGH": "#ff7f0e", "MEDIUM": "#e5c100", "LOW": "#2ca02c"}
-LEVEL_MARKS = {"CRITICAL": "🔴", "HIGH": "🟠", "MEDIUM": "🟡", "LOW": "🟢"}  # colour at any table size
+# severity as plain geometric shapes (U+25CF/U+25CB, in every text font): readable at any table
+# size and without an emoji font; the pages colour them where the table is small enough to style
+LEVEL_MARKS = {"CRITICAL": "●●●", "HIGH": "●●○", "MEDIUM": "●○○", "LOW": "○○○"}
+MISSING = "—"  # what every page shows for a missing value (tables: ``st.dataframe(placeholder=MISSING)``)
 ALERT_STATES = ("open", "acknowledged", "all")
 VITAL_LABELS = {"systolic": "Systolic (mmHg)", "diastolic": "Diastolic (mmHg)", "heart_rate": "Heart rate (/min)",
                 "respiratory_rate": "Respiratory rate (/min)", "spo2": "SpO₂ (%)", "temperature": "Temperature (°C)"}
+
+
+def shown(value: object, fmt: str = "{}") -> str:
+    """A value as a page prints it (metric, caption): ``fmt`` applied, or :data:`MISSING` for
+    None/NaN/NaT/pd.NA, so a page never says "None", "nan" or "NaT"."""
+    try:
+        missing = value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):  # list-likes: pd.isna answers per element
+        missing = False
+    return MISSING if missing else fmt.format(value)
 
 
 def _now(now: datetime | None) -> pd.Timestamp:
@@ -139,6 +152,14 @@ def pipeline_health(progress: pd.DataFrame) -> pd.DataFrame:
             latest[c] = np.nan
     latest["_ok"] = ~latest["health"].astype(str).str.startswith("degraded")
     return latest.sort_values(["_ok", "query"])[cols].reset_index(drop=True)
+
+
+def key_values(mapping: dict | None) -> pd.DataFrame:
+    """A small dict (a model version's tags) as a two-column table, keys sorted, values as text:
+    the model page shows it instead of a raw JSON widget."""
+    items = sorted((mapping or {}).items())
+    return pd.DataFrame({"key": [str(k) for k, _ in items], "value": [shown(v) for _, v in items]},
+                        columns=["key", "value"])
 
 
 def deidentify(df: pd.DataFrame) -> pd.DataFrame:

@@ -68,6 +68,15 @@ def export_matrices(spark: SparkSession, settings: Settings, out: Path, patients
     return {"train_rows": len(arrays["x_train"]), "val_rows": len(arrays["x_val"])}
 
 
+def export_with_spark(settings: Settings, out: Path, patients: int | None = None) -> dict[str, int]:
+    """``export_matrices`` in a session of its own, with the training driver's memory."""
+    from vitalwatch.spark import build_session
+
+    s = settings.with_updates(spark={"driver_memory": settings.models.train_driver_memory})
+    spark = build_session(s, app_name="vitalwatch-benchmark-train")
+    return export_matrices(spark, s, out, patients)
+
+
 def _auprc(y: np.ndarray, p: np.ndarray) -> float:
     """Average precision (step-wise area under the precision-recall curve), numpy only."""
     order = np.argsort(-p, kind="stable")
@@ -144,10 +153,12 @@ def speedups(results: list[FitResult], baseline: str = "cpu") -> dict[str, float
 
 def report(results: list[FitResult], env: dict[str, Any], json_out: Path | None = None) -> str:
     """A markdown table (what README shows) and, optionally, the same as JSON."""
-    lines = ["| device | horizon | rows | rounds | fit s | rows/s | val AUPRC |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.device} | {r.horizon_h} h | {r.rows:,} | {r.rounds} | {r.fit_s:.2f} | {r.rows_per_s:,.0f} | "
-              f"{r.val_auprc:.4f} |" for r in results]
+    from vitalwatch.bench.report import markdown_table
+
+    table = markdown_table(("device", "horizon", "rows", "rounds", "fit s", "rows/s", "val AUPRC"),
+                           ((r.device, f"{r.horizon_h} h", f"{r.rows:,}", r.rounds, f"{r.fit_s:.2f}",
+                             f"{r.rows_per_s:,.0f}", f"{r.val_auprc:.4f}") for r in results))
+    lines = [table.rstrip("\n")]
     sp = speedups(results)
     if sp:
         lines.append("")

@@ -26,15 +26,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from vitalwatch.config import Settings
-from vitalwatch.pipeline.gold import (
+from vitalwatch.pipeline.gold import ensure_gold, report_times
+from vitalwatch.pipeline.gold.tables import status_rows
+from vitalwatch.pipeline.lake import (
     GOLD_ALERTS,
     GOLD_SCORES,
     GOLD_STATUS,
-    ensure_gold,
-    report_times,
-    status_rows,
+    SILVER_VITALS,
+    ensure_lake,
 )
-from vitalwatch.pipeline.lake import SILVER_VITALS, ensure_lake
 from vitalwatch.pipeline.triggers import start_foreach_batch
 from vitalwatch.sinks import Sinks
 from vitalwatch.sinks.dead_letter import ensure_dead_letter

@@ -1,0 +1,24 @@
+"""What tests share besides fixtures: the repository's paths, the tests' stage triggers and a
+settings copier. Tests import these from here; ``conftest.py`` holds only fixtures and hooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vitalwatch.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+ARTIFACTS = ROOT / "test-artifacts"
+
+# The lake and serving triggers the integration tests run with: conf/local.yaml's are slower,
+# tuned for the main command's latency on 2 cores; these keep the tests' waits short.
+TEST_STAGE_TRIGGERS = {"gold": "500 milliseconds", "bronze": "15 seconds", "silver": "15 seconds",
+                       "gold_lake": "10 seconds", "serve_scores": "15 seconds", "es_scores": "15 seconds",
+                       "serve_alerts": "5 seconds", "es_alerts": "5 seconds", "es_vitals": "30 seconds",
+                       "model_outcomes": "30 seconds"}
+
+
+def with_updates(settings: Settings, **sections: dict) -> Settings:
+    """A copy of settings with some fields of some sections replaced (``Settings.with_updates``)."""
+    return settings.with_updates(**sections)
