@@ -1,4 +1,4 @@
-"""Benchmark job (PRODUCT §7): prints a table per measurement and writes them all as JSON.
+"""Benchmark job (docs/requirements.md §7): prints a table per measurement and writes them all as JSON.
 
     .venv/bin/python jobs/benchmark.py                    # everything, sizes from conf (benchmark:)
     .venv/bin/python jobs/benchmark.py --only parse       # one measurement

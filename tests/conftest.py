@@ -129,7 +129,6 @@ def trained(spark, base_settings: Settings, tmp_path_factory) -> Settings:
     s = base_settings.with_updates(models={
         "mlflow_dir": str(tmp_path_factory.mktemp("mlflow")),
         "xgboost": {**m.xgboost, "n_estimators": 40, "max_depth": 4},
-        "random_forest": m.random_forest.model_copy(update={"enabled": False}),
-        "synthetic": m.synthetic.model_copy(update={"hours": 24})})
+        "random_forest": {"enabled": False}, "synthetic": {"hours": 24}})
     train_risk(spark, s, load_source(spark, s, "synthetic", sequences=300), progress=lambda _m: None)
     return s

@@ -135,7 +135,7 @@ def _type_name(tp: Any) -> str:
         return tp.__name__
     text = repr(tp)
     text = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text)
-    return re.sub(r"\b(?:typing|vitalwatch\.config|pathlib|collections\.abc)\.", "", text)
+    return re.sub(r"\b(?:typing|vitalwatch\.config(?:\.\w+)?|pathlib|collections\.abc)\.", "", text)
 
 
 def _yaml_default(base: dict, key: str) -> Any:
@@ -164,7 +164,7 @@ def _default(field: Any, key: str, base: dict) -> str:
     inner = [a for a in typing.get_args(field.annotation) if a is not type(None)]
     if _is_model(field.annotation) or (len(inner) == 1 and _is_model(inner[0])):
         return ""  # a section: its fields have their own rows
-    found = _yaml_default(base, key)  # conf/base.yaml holds every default the schema leaves open or overrides
+    found = _yaml_default(base, key)  # conf/base.yaml sets the access-control defaults
     if found is not None:
         return f"{_value(found)} (base.yaml)"
     if field.is_required():
@@ -202,12 +202,13 @@ def render_configuration() -> str:
     cfg = Settings.model_config
     prefix, delim = cfg.get("env_prefix", ""), cfg.get("env_nested_delimiter", "__")
     out = [HEADER, "# Configuration reference\n",
-           "`conf/base.yaml` holds every default; `conf/<profile>.yaml` overrides it (`VITALWATCH_PROFILE`, "
+           "Every default below is set with its description in `lib/vitalwatch/config/`, except access control "
+           "(marked *(base.yaml)*), which `conf/base.yaml` holds so one file is reviewed; `conf/<profile>.yaml` "
+           "overrides both (`VITALWATCH_PROFILE`, "
            "default `local`; `cluster` for deployments); environment variables override both: "
            f"`{prefix}<SECTION>{delim}<KEY>` (nested keys joined by `{delim}`), e.g. "
            f"`{prefix}KAFKA{delim}BOOTSTRAP_SERVERS=broker:9092`. Typed and validated by "
-           "`vitalwatch.config.Settings` (pydantic-settings). A default marked *(base.yaml)* is set in "
-           "`conf/base.yaml` (over the schema's own, if it has one); `<key>` stands for any key of a mapping, `[]` for any "
+           "`vitalwatch.config.Settings` (pydantic-settings). `<key>` stands for any key of a mapping, `[]` for any "
            "item of a list. Generated from the schema.\n"]
     for name, field in Settings.model_fields.items():
         tp = field.annotation

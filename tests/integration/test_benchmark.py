@@ -32,7 +32,7 @@ def test_the_smoke_benchmark_compares_every_engine_on_the_same_input(trained: Se
            "VITALWATCH__INFRA__WORK_DIR": trained.infra.work_dir,
            "VITALWATCH__STREAMING__STAGE_TRIGGERS": json.dumps(TEST_STAGE_TRIGGERS),
            "VITALWATCH__BENCHMARK__OUT": str(tmp_path / "latest.json")}
-    # as README runs it: through spark-submit.sh, so the library is the shipped zip and Pathling's
+    # as docs/benchmarks.md runs it: through spark-submit.sh, so the library is the shipped zip and Pathling's
     # subprocess must leave this Spark's environment behind
     proc = subprocess.run([str(ROOT / "spark-submit.sh"), "--master", "local[2]", "jobs/benchmark.py", "--smoke",
                            "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1080)

@@ -28,11 +28,12 @@ from vitalwatch.pipeline.gold import ensure_gold
 from vitalwatch.pipeline.lake import GOLD_ALERTS, GOLD_DEAD_LETTER, read_table
 from vitalwatch.pipeline.report import lake_summary
 from vitalwatch.pipeline.serving import start_serve_alerts
-from vitalwatch.sinks import Sinks, mongo, search
+from vitalwatch.sinks import mongo, search
 from vitalwatch.sinks.dead_letter import counts, ensure_dead_letter
 from vitalwatch.sinks.events import alert_schema
 from vitalwatch.sinks.isolate import es_isolate, mongo_isolate
 from vitalwatch.sinks.rejections import SinkUnavailable, jvm_classes, store_unreachable
+from vitalwatch.sinks.writers import Sinks
 
 pytestmark = pytest.mark.integration
 HUGE = 17 * 1024 * 1024  # over MongoDB's 16 MiB document limit

@@ -94,7 +94,7 @@ def gold_settings(trained: Settings, endpoints: Endpoints, name: str, **alerts: 
     tag = uuid.uuid4().hex[:8]
     topics = {k: f"test.{k}.{tag}" for k in TopicsConfig.model_fields}
     d = ROOT / ".work" / f"test-{os.getpid()}" / "gold" / f"{name}-{tag}"
-    s = with_updates(trained, kafka={"topics": trained.kafka.topics.model_copy(update=topics)},
+    s = with_updates(trained, kafka={"topics": topics},
                      lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
                      mongo={"database": f"vw_{name}_{tag}"}, elasticsearch={"index_prefix": f"vw-{name}-{tag}"},
                      alerts=alerts)

@@ -96,7 +96,7 @@ def test_outcomes_join_a_replayed_timeline_exactly_once_and_feed_daily_monitorin
         spark: SparkSession, trained: Settings, tmp_path) -> None:
     d = ROOT / ".work" / f"test-{os.getpid()}" / "lakes" / tmp_path.name
     s = with_updates(trained, lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
-                     models={"monitoring": trained.models.monitoring.model_copy(update={"min_readings": 10})})
+                     models={"monitoring": {"min_readings": 10}})
     ensure_gold(spark, s)
     first, second = timeline()
 

@@ -309,7 +309,7 @@ def test_a_data_dir_from_a_plain_text_run_restarts_with_tls(base_settings: Setti
     from vitalwatch.infra.process import stop_pid
 
     s = upd(base_settings, infra={"work_dir": str(work_dir / f"tls-upgrade-{uuid.uuid4().hex[:6]}")})
-    plain_s = upd(s, infra={"mongo": s.infra.mongo.model_copy(update={"tls": False})})
+    plain_s = upd(s, infra={"mongo": {"tls": False}})
     work = s.path(s.infra.work_dir)
     InfraManager(s).ca().ensure()
     pids = []

@@ -434,8 +434,7 @@ def test_a_sigkilled_notifier_neither_loses_nor_repeats(base_settings: Settings,
     assert docs["k3/pager"] == "pending"
 
     release.set()
-    run = Running(s.model_copy(update={"alerts": s.alerts.model_copy(update={"notifier": n.model_copy(
-        update={"commit_interval_s": 0.2})})}), endpoints)
+    run = Running(s.with_updates(alerts={"notifier": {"commit_interval_s": 0.2}}), endpoints)
     wait_for(lambda: "k3" in hook.delivered(), 30, "k3 delivered after the restart")
     wait_for(lambda: uncommitted(s, endpoints) == 0, 15, "offsets committed")
     time.sleep(1.0)

@@ -52,9 +52,9 @@ def test_the_event_log_holds_no_password_and_the_ui_cannot_kill(base_settings: S
         from vitalwatch.config import Settings
         from vitalwatch.spark import build_session
         s = Settings()
-        s = s.model_copy(update={{"spark": s.spark.model_copy(update={{"master": "local[1]", "extra_conf": {{
+        s = s.with_updates(spark={{"master": "local[1]", "extra_conf": {{
             "spark.eventLog.enabled": "true", "spark.eventLog.dir": {json.dumps(events.as_uri())},
-            "spark.mongodb.read.connection.uri": {json.dumps(uri)}}}}})}})
+            "spark.mongodb.read.connection.uri": {json.dumps(uri)}}}}})
         spark = build_session(s, app_name="redaction-probe")
         df = (spark.read.format("mongodb").option("connection.uri", {json.dumps(uri)})
               .option("database", "admin").option("collection", "system.version").load())

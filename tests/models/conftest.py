@@ -14,6 +14,5 @@ def model_settings(base_settings: Settings, tmp_path_factory) -> Settings:
     return base_settings.with_updates(
         models={"mlflow_dir": str(d), "num_workers": 2,
                 "xgboost": {**m.xgboost, "n_estimators": 40, "max_depth": 4},
-                "random_forest": m.random_forest.model_copy(update={"num_trees": 8, "max_depth": 6}),
-                "synthetic": m.synthetic.model_copy(update={"hours": 24})},
+                "random_forest": {"num_trees": 8, "max_depth": 6}, "synthetic": {"hours": 24}},
     )

@@ -105,7 +105,7 @@ def test_weaker_model_does_not_take_champion(first, spark, model_settings):
     m = model_settings.models
     weak = with_updates(model_settings, models={
         "xgboost": {**m.xgboost, "n_estimators": 1, "max_depth": 1},
-        "random_forest": m.random_forest.model_copy(update={"enabled": False})})
+        "random_forest": {"enabled": False}})
     src = load_source(spark, weak, "synthetic", sequences=240)
     rep = train_risk(spark, weak, src, progress=lambda _m: None)
     assert rep.version == "2" and not rep.promoted

@@ -1,4 +1,4 @@
-"""The alert policy (PRODUCT §4), one pure implementation: levels, crisis-now override, NEWS2,
+"""The alert policy (docs/requirements.md §4), one pure implementation: levels, crisis-now override, NEWS2,
 escalation, suppression, repeats, resolution, late readings, ids and routing."""
 
 from __future__ import annotations

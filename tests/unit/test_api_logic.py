@@ -41,7 +41,7 @@ def test_a_short_token_key_is_refused(monkeypatch, tmp_path) -> None:
     with pytest.raises(ValueError, match="at least 32 bytes"):
         tokens.signing_key(s)
     monkeypatch.delenv(tokens.KEY_ENV)
-    s = s.model_copy(update={"infra": s.infra.model_copy(update={"work_dir": str(tmp_path)})})
+    s = s.with_updates(infra={"work_dir": str(tmp_path)})
     key = tokens.signing_key(s)
     f = tmp_path / "api" / "token.key"
     assert len(key) >= 32 and f.stat().st_mode & 0o777 == 0o600 and tokens.signing_key(s) == key

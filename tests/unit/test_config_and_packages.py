@@ -22,6 +22,19 @@ def test_environment_overrides_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.kafka.topics.observations == "vitals.observations"  # untouched default
 
 
+def test_with_updates_reaches_into_nested_sections_and_replaces_mappings() -> None:
+    s = Settings()
+    t = s.with_updates(kafka={"topics": {"alerts": "t.alerts"}, "partitions": 9},
+                       models={"random_forest": {"enabled": False}, "xgboost": {"max_depth": 2}},
+                       streaming={"stage_triggers": {"silver": "7 seconds"}})
+    assert (t.kafka.topics.alerts, t.kafka.partitions) == ("t.alerts", 9)
+    assert t.kafka.topics.observations == s.kafka.topics.observations, "the other topics are kept"
+    assert not t.models.random_forest.enabled and t.models.random_forest.num_trees == s.models.random_forest.num_trees
+    assert t.models.xgboost == {"max_depth": 2}, "a mapping field is replaced, not merged"
+    assert t.streaming.stage_triggers == {"silver": "7 seconds"}
+    assert s.kafka.topics.alerts != "t.alerts" and s.models.random_forest.enabled, "the original is unchanged"
+
+
 def test_cluster_profile_layers_over_base(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VITALWATCH_PROFILE", "cluster")
     s = Settings()

@@ -1,4 +1,4 @@
-"""Bad clocks never silence a patient (README, "Late readings"): a reading a day ahead, one
+"""Bad clocks never silence a patient (docs/streaming.md, "Late readings and bad clocks"): a reading a day ahead, one
 dated 1970, two devices two hours apart, a year-9999 time. Each case is fed to the scoring
 engine batch by batch as the stream feeds it (arrival = the broker's time), with the small
 real scorer of conftest.py; a crisis reading must be CRITICAL and alert, whatever its time."""

@@ -1,4 +1,4 @@
-"""The feature builder (PRODUCT §4) against hand-computed vectors and labels: fewer than 30
+"""The feature builder (docs/requirements.md §4) against hand-computed vectors and labels: fewer than 30
 readings, a missing heart rate, out-of-order input, ties, the 30-minute window and the
 30-reading cut — on Spark (the training path) and in pandas (the one implementation)."""
 

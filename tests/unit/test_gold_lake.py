@@ -79,8 +79,7 @@ def test_insert_only_merge_writes_each_key_once(spark, base_settings, tmp_path) 
     from vitalwatch.pipeline.gold_lake import insert_new
     from vitalwatch.pipeline.lake import GOLD_ALERTS, GOLD_SCORES
 
-    s = base_settings.model_copy(update={"lake": base_settings.lake.model_copy(
-        update={"root": str(tmp_path / "lake"), "checkpoint_root": str(tmp_path / "chk")})})
+    s = base_settings.with_updates(lake={"root": str(tmp_path / "lake"), "checkpoint_root": str(tmp_path / "chk")})
     ensure_gold(spark, s)
     risk = risk_rows(_scores(spark, s)).withColumn("scored_time", F.lit(datetime(2026, 3, 1, 10, 16)))
     path = s.table_path(*GOLD_SCORES)

@@ -1,4 +1,4 @@
-"""NEWS2 (one implementation, PRODUCT §4) cross-checked against the PyPI package vitalscore
+"""NEWS2 (one implementation, docs/requirements.md §4) cross-checked against the PyPI package vitalscore
 0.1.1 on many generated vital sets and on worked examples read off the RCP 2017 chart."""
 
 from __future__ import annotations

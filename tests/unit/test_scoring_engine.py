@@ -27,7 +27,7 @@ def rows() -> pd.DataFrame:
 def stream(rows: pd.DataFrame, model: ModelRef, parts: int, tolerance: float = 360) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Feed ``rows`` in ``parts`` batches cut between instants (a reading's values arrive together,
     as a Bundle or a monitor's burst does; a companion vital arriving in a later batch than its
-    reading serves later vectors only — README, "Late readings")."""
+    reading serves later vectors only — docs/streaming.md, "Late readings and bad clocks")."""
     state, alerts, out = empty_rows(), {}, []
     instants = np.sort(rows.effective_time.unique())
     for chunk in np.array_split(instants, parts):

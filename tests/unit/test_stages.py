@@ -58,8 +58,10 @@ def test_stages_apps_and_start_functions_come_from_one_registry() -> None:
 
 
 def test_the_dashboard_and_api_readers_do_not_import_spark() -> None:
-    """Table names come from vitalwatch.pipeline.lake, which loads no PySpark."""
-    code = ("import sys; import vitalwatch.dashboard.data, vitalwatch.api.reads, vitalwatch.pipeline.lake; "
+    """Table names come from vitalwatch.pipeline.lake, and the dashboard's MongoDB writes from
+    vitalwatch.sinks.mongo: neither loads PySpark (the Sinks writer lives in sinks.writers)."""
+    code = ("import sys; import vitalwatch.dashboard.data, vitalwatch.api.reads, vitalwatch.pipeline.lake, "
+            "vitalwatch.sinks.mongo; "
             "assert 'pyspark.sql' not in sys.modules, sorted(m for m in sys.modules if m.startswith('pyspark'))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]

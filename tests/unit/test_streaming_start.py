@@ -60,7 +60,9 @@ def test_the_session_uses_the_fair_pools_file(spark: SparkSession) -> None:
     conf = spark.sparkContext.getConf()
     assert conf.get("spark.scheduler.mode") == "FAIR"
     pools = {p.get("name") for p in ET.parse(conf.get("spark.scheduler.allocation.file")).getroot()}
-    assert set(Settings().streaming.scheduler_pools.values()) | {"lake"} <= pools
+    from vitalwatch.pipeline import STAGES
+
+    assert {pool_for(Settings(), st) for st in STAGES} | {"lake"} <= pools
 
 
 def test_available_now_waits_only_for_the_stages_a_stage_reads() -> None:

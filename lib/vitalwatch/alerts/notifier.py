@@ -2,7 +2,7 @@
 webhooks, in its own process and Kafka consumer group.
 
 Why outside the scoring batch: a receiver that is slow or black-holed must never delay the
-alert topic (PRODUCT §5, §7). Here it delays only its own channel's workers.
+alert topic (docs/requirements.md §5, §7). Here it delays only its own channel's workers.
 
 Per event: route it to every webhook whose ``levels`` include the event's level; per
 (alert_id, channel) claim the MongoDB ``deliveries`` record (a final one is skipped: restarts,

@@ -1,4 +1,4 @@
-"""The alert policy (PRODUCT §4), one pure implementation for streaming, batch and tests.
+"""The alert policy (docs/requirements.md §4), one pure implementation for streaming, batch and tests.
 
 The parameters are the profile in force, ``alerts.profiles[alerts.profile]``
 (:class:`~vitalwatch.config.AlertPolicyConfig`); the model card compares the profiles.

@@ -64,18 +64,15 @@ class LoadRun:
 
 def fresh(settings: Settings, work: Path, tag: str) -> Settings:
     """Settings with topics, lake, database and index prefix of this load's own."""
-    t = settings.kafka.topics
-    topics = t.model_copy(update={k: f"{v}.{tag}" for k, v in t.model_dump().items()})
-    sim = settings.simulator.model_copy(update={"bundle_fraction": 0.0, "duplicate_fraction": 0.0,
-                                                "late_fraction": 0.0, "malformed_fraction": 0.0})
-    return settings.model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"topics": topics}),
-        "lake": settings.lake.model_copy(update={"root": str(work / tag / "lake"),
-                                                 "checkpoint_root": str(work / tag / "chk")}),
-        "mongo": settings.mongo.model_copy(update={"database": f"bench_{tag}"}),
-        "elasticsearch": settings.elasticsearch.model_copy(update={"index_prefix": f"bench-{tag}"}),
-        "simulator": sim,
-    })
+    topics = {k: f"{v}.{tag}" for k, v in settings.kafka.topics.model_dump().items()}
+    return settings.with_updates(
+        kafka={"topics": topics},
+        lake={"root": str(work / tag / "lake"), "checkpoint_root": str(work / tag / "chk")},
+        mongo={"database": f"bench_{tag}"},
+        elasticsearch={"index_prefix": f"bench-{tag}"},
+        simulator={"bundle_fraction": 0.0, "duplicate_fraction": 0.0, "late_fraction": 0.0,
+                   "malformed_fraction": 0.0},
+    )
 
 
 def run_load(spark, settings: Settings, ep: Endpoints, rate: float, readings: int, patients: int,

@@ -1,4 +1,4 @@
-"""FHIR parsing side by side on the same simulator messages (PRODUCT §7: the silver parser
+"""FHIR parsing side by side on the same simulator messages (docs/requirements.md §7: the silver parser
 ≥ 2× Pathling's encoder): the silver parser, Pathling's encoder, and ``fhir.resources``.
 
 Each engine reads the same two NDJSON files (single Observations; Bundles of them), caches

@@ -1,4 +1,4 @@
-"""Scoring cost (PRODUCT §7: the streaming scorer within 2× of native ``inplace_predict``).
+"""Scoring cost (docs/requirements.md §7: the streaming scorer within 2× of native ``inplace_predict``).
 
 Two measurements on the same vectors (the one feature implementation applied to simulated
 patients), each against three native ``Booster.inplace_predict`` calls (one per horizon, the

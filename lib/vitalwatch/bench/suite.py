@@ -1,4 +1,4 @@
-"""The benchmark job's run (``jobs/benchmark.py``, PRODUCT §7): each measurement timed by its
+"""The benchmark job's run (``jobs/benchmark.py``, docs/requirements.md §7): each measurement timed by its
 module, its table printed (:mod:`vitalwatch.bench.report`) and all results written as one JSON.
 The figures are for the machine it runs on (printed with them); nothing is asserted."""
 

@@ -152,7 +152,7 @@ def speedups(results: list[FitResult], baseline: str = "cpu") -> dict[str, float
 
 
 def report(results: list[FitResult], env: dict[str, Any], json_out: Path | None = None) -> str:
-    """A markdown table (what README shows) and, optionally, the same as JSON."""
+    """A markdown table (what docs/benchmarks.md shows) and, optionally, the same as JSON."""
     from vitalwatch.bench.report import markdown_table
 
     table = markdown_table(("device", "horizon", "rows", "rounds", "fit s", "rows/s", "val AUPRC"),

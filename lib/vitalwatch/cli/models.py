@@ -35,7 +35,7 @@ def train(
     if trees:
         upd["xgboost"] = {**m.xgboost, "n_estimators": trees}
     if random_forest is not None:
-        upd["random_forest"] = m.random_forest.model_copy(update={"enabled": random_forest})
+        upd["random_forest"] = {"enabled": random_forest}
     # Training collects the validation/test vectors and caches the examples: it needs more
     # driver memory than the streaming jobs (2 GiB thrashes in GC on the full ICU data).
     s = s.with_updates(models=upd, spark={"driver_memory": m.train_driver_memory})

@@ -1,1 +1,1 @@
-"""Clinical definitions (PRODUCT §4): crisis events and NEWS2, each written once."""
+"""Clinical definitions (docs/requirements.md §4): crisis events and NEWS2, each written once."""

@@ -1,6 +1,6 @@
 """NEWS2 (Royal College of Physicians, 2017), vectorised over readings.
 
-Bands (PRODUCT §4, SpO2 scale 1): RR ≤8:3, 9–11:1, 12–20:0, 21–24:2, ≥25:3; SpO2 ≤91:3,
+Bands (docs/requirements.md §4, SpO2 scale 1): RR ≤8:3, 9–11:1, 12–20:0, 21–24:2, ≥25:3; SpO2 ≤91:3,
 92–93:2, 94–95:1, ≥96:0; supplemental O2 +2; SBP ≤90:3, 91–100:2, 101–110:1, 111–219:0,
 ≥220:3; pulse ≤40:3, 41–50:1, 51–90:0, 91–110:1, 111–130:2, ≥131:3; temperature ≤35.0:3,
 35.1–36.0:1, 36.1–38.0:0, 38.1–39.0:1, ≥39.1:2; consciousness other than Alert: 3.

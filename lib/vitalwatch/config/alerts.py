@@ -1,4 +1,4 @@
-"""Alert events (PRODUCT §4): the alert policies, whom alerts reach and how webhooks are sent."""
+"""Alert events (docs/requirements.md §4): the alert policies, whom alerts reach and how webhooks are sent."""
 
 from __future__ import annotations
 
@@ -161,7 +161,7 @@ def _default_profiles() -> dict[str, AlertPolicyConfig]:
 
 
 class AlertsConfig(BaseModel):
-    """PRODUCT §4 alert events: when to raise, repeat, resolve, and whom to tell."""
+    """docs/requirements.md §4 alert events: when to raise, repeat, resolve, and whom to tell."""
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, model_validator
 
 
 class ClinicalConfig(BaseModel):
-    """PRODUCT §4: what a crisis is and what a reading's features are. One place: features,
+    """docs/requirements.md §4: what a crisis is and what a reading's features are. One place: features,
     labels, baselines, alerts and the dashboard all read these."""
 
     crisis_systolic: float = Field(180.0, description="A crisis event: systolic at or above this (mmHg, ACC/AHA 2017) ...")

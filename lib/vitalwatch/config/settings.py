@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from vitalwatch.config.alerts import AlertsConfig
@@ -49,11 +49,13 @@ class Settings(BaseSettings):
     api: ApiConfig = Field(ApiConfig(), description="The REST and FHIR API.")
 
     def with_updates(self, **sections: dict[str, Any]) -> Settings:
-        """A copy with some fields of some sections replaced: ``s.with_updates(kafka={"x": 1})``.
+        """A copy with some fields of some sections replaced, at any depth:
+        ``s.with_updates(kafka={"topics": {"alerts": "t"}})`` keeps the other topics.
 
-        Sections are copied, not validated again: callers pass values of the fields' types."""
-        upd = {name: getattr(self, name).model_copy(update=fields) for name, fields in sections.items()}
-        return self.model_copy(update=upd)
+        A dict given for a field that holds a model updates that model's fields; for any other
+        field (a mapping such as ``stage_triggers`` included) it is the new value. Copied, not
+        validated again: callers pass values of the fields' types."""
+        return _updated(self, sections)
 
     @model_validator(mode="after")
     def _notifier_group_granted(self) -> Settings:
@@ -104,3 +106,10 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (cached; tests build their own with ``Settings()``)."""
     return Settings()
+
+
+def _updated(model: BaseModel, fields: dict[str, Any]) -> Any:
+    """``model`` with ``fields`` replaced; a dict for a field holding a model recurses into it."""
+    upd = {k: _updated(getattr(model, k), v) if isinstance(v, dict) and isinstance(getattr(model, k, None), BaseModel)
+           else v for k, v in fields.items()}
+    return model.model_copy(update=upd)

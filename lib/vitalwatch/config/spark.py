@@ -34,13 +34,13 @@ class StreamingConfig(BaseModel):
          "serve_scores": "15 seconds", "es_scores": "15 seconds", "serve_alerts": "5 seconds", "es_alerts": "5 seconds",
          "es_vitals": "30 seconds", "model_outcomes": "1 minute"},
         description="Per stage, its own trigger interval: the alert path (gold) triggers as soon as it can, while the copies people read need not refresh every few seconds, and each batch they skip is CPU the scoring query gets.")
-    scheduler_pools: dict[str, str] = Field({"gold": "alerts"}, description="Per stage, its FAIR scheduler pool (conf/fairscheduler.xml): the scoring query's tasks go first so alerts never queue behind the lake's batches; stages not named run in \"lake\".")
+    scheduler_pools: dict[str, str] = Field({}, description="Per stage, its FAIR scheduler pool (conf/fairscheduler.xml). Empty: each stage's own pool from the stage registry (the scoring query in \"alerts\", whose tasks go first so alerts never queue behind the lake's batches; the rest in \"lake\"). Not empty: the whole map, a stage it does not name runs in \"lake\".")
     record_progress: bool = Field(True, description="Queries' progress is written to MongoDB pipeline_progress, which the dashboard's health page shows.")
 
 
 class GoldConfig(BaseModel):
     """The scoring stream: silver rows → per-patient state → features → champion model →
-    alerts and gold tables (lib/vitalwatch/pipeline/gold.py)."""
+    alerts and gold tables (lib/vitalwatch/pipeline/gold/)."""
 
     watermark_delay: str = Field("10 minutes", description="Event-time watermark on silver *arrival* time (docs: \"Late readings\").")
     state_ttl_hours: float = Field(24, gt=0, description="A patient with no new reading for this long is discharged from the scoring state.")

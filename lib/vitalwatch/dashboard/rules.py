@@ -100,7 +100,7 @@ def vital_trends(vitals: pd.DataFrame) -> pd.DataFrame:
 
 
 def crisis_thresholds(clinical: ClinicalConfig) -> dict[str, float]:
-    """The lines drawn on the blood-pressure chart (PRODUCT §4)."""
+    """The lines drawn on the blood-pressure chart (docs/requirements.md §4)."""
     return {"systolic": clinical.crisis_systolic, "diastolic": clinical.crisis_diastolic}
 
 

@@ -1,1 +1,1 @@
-"""The feature vector and labels (PRODUCT §4): one definition for training, batch and streaming."""
+"""The feature vector and labels (docs/requirements.md §4): one definition for training, batch and streaming."""

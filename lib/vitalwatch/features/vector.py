@@ -1,6 +1,6 @@
 """Readings, the 120-feature vector and the crisis labels, as pure pandas/numpy functions.
 
-This is the one implementation (PRODUCT §4). It works on any set of patients' silver rows —
+This is the one implementation (docs/requirements.md §4). It works on any set of patients' silver rows —
 the whole lake for training (:mod:`vitalwatch.features.build` runs it per patient on Spark)
 or one patient's state plus new rows in the streaming scorer — so the vectors cannot drift
 apart between training and serving.

@@ -11,7 +11,7 @@ A message becomes one row per resource, then one row per value. Its raw payload 
 first row only, never copied once per entry, and the Bundle's Patient entries travel with each
 entry to resolve references (FHIR R4 Bundle, "Resolving references in Bundles").
 
-Rules (README, "Silver rules"; reasons in :data:`REASONS`):
+Rules (docs/silver-rules.md; reasons in :data:`REASONS`):
 - the Kafka value is one strict JSON document (UTF-8, no duplicate keys, nothing after it,
   ``fhir.max_json_depth``), at most ``fhir.max_message_bytes``; a Bundle has at most
   ``fhir.max_bundle_entries`` entries and a type of ``fhir.bundle_types``;

@@ -9,7 +9,7 @@ endpoint from the running node (as rest-root does); it is compiled here with the
 
 Elasticsearch refuses to run as root; when we are root it runs as ``infra.elasticsearch.
 run_as_user`` (default ``nobody``) through ``setpriv``, owning its copy under the work dir.
-Security is off for this loopback-only development node (see README)."""
+Security is off for this loopback-only development node (see docs/operations.md)."""
 
 from __future__ import annotations
 

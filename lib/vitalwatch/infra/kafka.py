@@ -191,7 +191,7 @@ def _random_cluster_id() -> str:
 
 
 # Every topic stamps records with the broker's clock: the pipeline's time bounds and lateness
-# rest on arrival times no producer can set (PRODUCT §3).
+# rest on arrival times no producer can set (docs/requirements.md §3).
 TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
 

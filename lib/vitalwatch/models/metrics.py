@@ -1,4 +1,4 @@
-"""Evaluation metrics for risk scores (PRODUCT §7 and the source project's regression view).
+"""Evaluation metrics for risk scores (docs/requirements.md §7 and the source project's regression view).
 
 ECE: readings are put in ``bins`` equal-width probability bins; ECE is the reading-weighted
 mean |mean predicted − observed rate| over non-empty bins. Alerts per patient-hour count the

@@ -90,7 +90,7 @@ class NoModel:
     """What scoring uses while no trustworthy model can be loaded (registry unreachable, no
     champion, a champion whose files fail their checksum): every risk is unknown (NaN), so
     levels come from the rules that need no model — a crisis reading is CRITICAL, NEWS2 —
-    and the alert path keeps running (PRODUCT: when in doubt, alert)."""
+    and the alert path keeps running (docs/requirements.md: when in doubt, alert)."""
 
     horizons: list[int]
 

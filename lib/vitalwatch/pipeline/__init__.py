@@ -10,7 +10,7 @@ from vitalwatch.pipeline.stages import apps, stage_names
 STAGES = stage_names()
 
 # The applications (separate Spark applications, separate processes): the alert path alone, so
-# that nothing the lake or the stores do can slow or stop it (PRODUCT §5). ``vitalwatch
+# that nothing the lake or the stores do can slow or stop it (docs/requirements.md §5). ``vitalwatch
 # pipeline --app NAME`` runs one; ``vitalwatch run`` starts all three, the alert app first.
 # The serving app runs one query per store.
 APPS = apps()

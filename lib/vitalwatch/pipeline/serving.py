@@ -36,8 +36,8 @@ from vitalwatch.pipeline.lake import (
     ensure_lake,
 )
 from vitalwatch.pipeline.triggers import start_foreach_batch
-from vitalwatch.sinks import Sinks
 from vitalwatch.sinks.dead_letter import ensure_dead_letter
+from vitalwatch.sinks.writers import Sinks
 
 STORE_SINKS = ("mongo", "elasticsearch")
 

@@ -10,7 +10,7 @@ the registered :class:`~vitalwatch.models.scorer.RiskScorer` for the risks and
 readings plus the other vitals recent enough to belong to them, and the patient's
 :class:`~vitalwatch.alerts.policy.AlertState`.
 
-**Late and out-of-order readings** (README, "Late readings"):
+**Late and out-of-order readings** (docs/streaming.md, "Late readings and bad clocks"):
 - a new reading is scored in the batch it arrives in, with the history known by then;
 - one older than the patient's newest reading is inserted in time order, scored with the
   history before it and marked ``late``; it never moves the patient's level (the policy);
@@ -241,7 +241,7 @@ def _with_sources(sel: pd.DataFrame, new_bp: pd.DataFrame) -> pd.DataFrame:
 
 def _untimely_readings(untimely: pd.DataFrame, clinical: ClinicalConfig) -> pd.DataFrame:
     """Readings whose time is outside the bounds (or ahead of their arrival): no history, no
-    score, but their own values say whether they are a crisis now (PRODUCT: crisis readings
+    score, but their own values say whether they are a crisis now (docs/requirements.md: crisis readings
     always alert). Their other vitals are the ones sent with them."""
     if untimely.empty or not untimely["vital"].isin(BP_VITALS).any():
         return pd.DataFrame()

@@ -1,6 +1,6 @@
 """Poison rows never block a store: a row MongoDB or Elasticsearch refuses for good goes to the
 Delta table ``gold/dead_letter`` and the rest of the batch is written; a store that is down,
-overloaded or blocked fails the batch, which the query retries (PRODUCT §5, §7).
+overloaded or blocked fails the batch, which the query retries (docs/requirements.md §5, §7).
 
 How a serving write goes (:func:`write_or_dead_letter`):
 

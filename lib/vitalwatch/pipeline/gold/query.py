@@ -46,7 +46,7 @@ def gold_input(spark: SparkSession, settings: Settings, endpoints: Endpoints | N
 def start_gold(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                query_name: str = QUERY, model: ModelRef | None = None,
                sinks=None, endpoints: Endpoints | None = None) -> StreamingQuery:
-    from vitalwatch.sinks import Sinks
+    from vitalwatch.sinks.writers import Sinks
 
     ensure_gold(spark, settings)
     reason = None

@@ -49,7 +49,7 @@ def pandas_safe(df: DataFrame) -> DataFrame:
 
 
 def alert_rows(batch: DataFrame) -> DataFrame:
-    """The alert events raised by this batch (routing is added by :mod:`vitalwatch.sinks`)."""
+    """The alert events raised by this batch (routing is added by :mod:`vitalwatch.sinks.writers`)."""
     return batch.where(F.col("alert_id").isNotNull())
 
 

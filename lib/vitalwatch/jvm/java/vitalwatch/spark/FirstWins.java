@@ -21,7 +21,7 @@ import scala.Tuple2;
 /**
  * First wins, and says so: per key, the first row (lowest {@code order}) within the window is
  * kept; a later row with the same {@code content} is a {@code duplicate}, one with other
- * content a {@code conflict} (PRODUCT: "same id and version with different values:
+ * content a {@code conflict} (docs/requirements.md: "same id and version with different values:
  * conflicting_duplicate, not a silent pick").
  *
  * <p>Spark's {@code dropDuplicatesWithinWatermark} keeps the first row too, but drops the others
