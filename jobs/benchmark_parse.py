@@ -8,7 +8,10 @@ from vitalwatch.config import get_settings
 
 
 def main(patients: int = 500, hours: float = 24.0, repeat: int = 3, master: str = "local[*]") -> None:
-    console_for().print(parse_sinks_table(silver_sinks(get_settings(), patients, hours, repeat, master)))
+    console = console_for()
+    with console.status("silver parser") as st:
+        res = silver_sinks(get_settings(), patients, hours, repeat, master, progress=st.update)
+    console.print(parse_sinks_table(res))
 
 
 if __name__ == "__main__":

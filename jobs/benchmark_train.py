@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from vitalwatch.bench.report import console_for
 
 app = typer.Typer(help=__doc__.split("\n")[0], no_args_is_help=True)
-console = Console()
+console = console_for()
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """Spark entry point: the gold stage alone (the alert path) — observations → scores, alerts on
-the topic and webhooks, the gold tables' rows on their topics. jobs/serve.py writes those to
-the gold Delta tables (gold_lake) and the stores.
+their topic (webhooks: the notifier, ``vitalwatch notify``), the gold tables' rows on their
+topics. jobs/serve.py writes those to the gold Delta tables (gold_lake) and the stores.
 
     ./spark-submit.sh jobs/gold.py [--available-now] [--duration S]
 """

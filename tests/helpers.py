@@ -1,11 +1,10 @@
-"""What tests share besides fixtures: the repository's paths, the tests' stage triggers and a
-settings copier. Tests import these from here; ``conftest.py`` holds only fixtures and hooks."""
+"""What tests share besides fixtures: the repository's paths and the tests' stage triggers.
+Tests import these from here; ``conftest.py`` holds only fixtures and hooks (settings copies are
+``Settings.with_updates``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-from vitalwatch.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
@@ -18,7 +17,3 @@ TEST_STAGE_TRIGGERS = {"gold": "500 milliseconds", "bronze": "15 seconds", "silv
                        "serve_alerts": "5 seconds", "es_alerts": "5 seconds", "es_vitals": "30 seconds",
                        "model_outcomes": "30 seconds"}
 
-
-def with_updates(settings: Settings, **sections: dict) -> Settings:
-    """A copy of settings with some fields of some sections replaced (``Settings.with_updates``)."""
-    return settings.with_updates(**sections)

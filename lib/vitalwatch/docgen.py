@@ -50,14 +50,14 @@ def _commands(cmd: Any, ctx: Any) -> Iterator[tuple[Any, Any]]:
                 yield from _commands(sub, sub.context_class(sub, info_name=name, parent=ctx))
 
 
-def commands() -> list[str]:
-    """Every command path of ``vitalwatch.cli.app``, e.g. ``vitalwatch infra up``."""
+def _cli_commands() -> Iterator[tuple[Any, Any]]:
+    """Every command of ``vitalwatch.cli.app`` with its context (for its command path)."""
     import typer
 
     from vitalwatch.cli import app  # lazily: the CLI imports much of the library
 
     root = typer.main.get_command(app)
-    return [ctx.command_path for _, ctx in _commands(root, root.context_class(root, info_name="vitalwatch"))]
+    return _commands(root, root.context_class(root, info_name="vitalwatch"))
 
 
 def _help(text: str | None) -> str:
@@ -67,6 +67,7 @@ def _help(text: str | None) -> str:
 
 
 def _param_type(param: Any) -> str:
+    """What a parameter takes: flag, its choices, or its type's name."""
     if getattr(param, "is_flag", False):
         return "flag"
     kind = getattr(param, "type", None)  # click's ParamType; Typer's own parameters describe the annotation
@@ -77,6 +78,7 @@ def _param_type(param: Any) -> str:
 
 
 def _param_default(param: Any) -> str:
+    """A parameter's default as shown, portable; "" where there is none to show."""
     default = param.default
     if callable(default) or default is None or getattr(param, "required", False):
         return ""
@@ -100,15 +102,10 @@ def _param_row(param: Any) -> str:
 
 def render_cli() -> str:
     """docs/cli.md: every command of ``vitalwatch.cli.app`` with its usage and parameters."""
-    import typer
-
-    from vitalwatch.cli import app  # lazily: the CLI imports much of the library
-
-    root = typer.main.get_command(app)
     out = [HEADER, "# CLI reference\n",
            "Every command of `vitalwatch` (`.venv/bin/vitalwatch`, or `python -m vitalwatch`); "
            "each also answers `--help`. Generated from the Typer app `vitalwatch.cli.app`.\n"]
-    for cmd, ctx in _commands(root, root.context_class(root, info_name="vitalwatch")):
+    for cmd, ctx in _cli_commands():
         path = ctx.command_path
         out.append(f"## `{path}`\n")
         if cmd.help:
@@ -139,6 +136,7 @@ def _type_name(tp: Any) -> str:
 
 
 def _yaml_default(base: dict, key: str) -> Any:
+    """The value of dotted ``key`` in conf/base.yaml, None if it sets none."""
     node: Any = base
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -148,6 +146,7 @@ def _yaml_default(base: dict, key: str) -> Any:
 
 
 def _value(value: Any) -> str:
+    """A default as a code span (JSON for plain values), cut to 80 characters."""
     from pydantic import BaseModel
 
     if isinstance(value, BaseModel):
@@ -159,6 +158,7 @@ def _value(value: Any) -> str:
 
 
 def _default(field: Any, key: str, base: dict) -> str:
+    """A field's default: conf/base.yaml's where it sets one (access control), else the model's."""
     from pydantic_core import PydanticUndefined
 
     inner = [a for a in typing.get_args(field.annotation) if a is not type(None)]
@@ -205,7 +205,7 @@ def render_configuration() -> str:
            "Every default below is set with its description in `lib/vitalwatch/config/`, except access control "
            "(marked *(base.yaml)*), which `conf/base.yaml` holds so one file is reviewed; `conf/<profile>.yaml` "
            "overrides both (`VITALWATCH_PROFILE`, "
-           "default `local`; `cluster` for deployments); environment variables override both: "
+           "default `local`; `cluster` for deployments); environment variables override all of them: "
            f"`{prefix}<SECTION>{delim}<KEY>` (nested keys joined by `{delim}`), e.g. "
            f"`{prefix}KAFKA{delim}BOOTSTRAP_SERVERS=broker:9092`. Typed and validated by "
            "`vitalwatch.config.Settings` (pydantic-settings). `<key>` stands for any key of a mapping, `[]` for any "
@@ -226,8 +226,8 @@ def render_configuration() -> str:
 
 # -- quarantine reasons -----------------------------------------------------------------------
 def render_reasons() -> str:
-    """The quarantine reasons table of docs/silver-rules.md, from ``vitalwatch.fhir.parse.REASONS``."""
-    from vitalwatch.fhir.parse import REASONS
+    """The quarantine reasons table of docs/silver-rules.md, from ``vitalwatch.fhir.reasons.REASONS``."""
+    from vitalwatch.fhir.reasons import REASONS
 
     rows = [f"| `{reason}` | {_cell(meaning)} |" for reason, meaning in REASONS.items()]
     return "\n".join(["| reason | meaning |", "|---|---|", *rows]) + "\n"
@@ -246,6 +246,7 @@ def rendered() -> dict[Path, str]:
 
 
 def main() -> int:
+    """Rewrite every generated page that differs from what the code renders."""
     for path, text in rendered().items():
         changed = not path.exists() or path.read_text() != text
         if changed:

@@ -20,17 +20,6 @@ class RunFailed(RuntimeError):
     """The applications or the simulator failed; the message says what and where to look."""
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 1.0,
-               failed: Callable[[], bool] = lambda: False) -> bool:
-    """Poll ``condition`` until it holds (True), or until ``failed()`` or the timeout (False)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if failed() or time.monotonic() > deadline:
-            return False
-        time.sleep(poll_s)
-    return True
-
-
 def queries_up(spark, expected: int) -> bool:
     """This process's ``expected`` streaming queries are active and each has run a trigger."""
     qs = spark.streams.active
@@ -201,10 +190,11 @@ def run_apps(s: Settings, ep, procs, plan, speedup: float, duration: float, say:
     until the duration passes or everything sent has been processed. Returns when the
     simulation started; raises :class:`RunFailed`."""
     from vitalwatch.pipeline import APPS
+    from vitalwatch.pipeline.apps import wait_until
 
     t0 = time.monotonic()
     procs.start_all()
-    if not procs.wait_for(lambda: apps_up(s, APPS), s.infra.start_timeout_s * 3):
+    if not wait_until(lambda: apps_up(s, APPS), s.infra.start_timeout_s * 3):
         raise RunFailed(f"the applications did not all start; see their logs in {procs.dir}")
     producer = Producer(s, ep, plan, speedup)
     started = datetime.now(UTC)

@@ -15,7 +15,7 @@ import secrets
 import pymongo
 import pytest
 
-from tests.helpers import ARTIFACTS, TEST_STAGE_TRIGGERS, with_updates
+from tests.helpers import ARTIFACTS, TEST_STAGE_TRIGGERS
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(2700)]  # the run is in the first test's setup
 
@@ -25,7 +25,7 @@ def report(trained, endpoints, work_dir):
     from vitalwatch.bench.faults import Run, run_faults
 
     d = work_dir / "faults"
-    s = with_updates(trained, lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
+    s = trained.with_updates(lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
                      streaming={"stage_triggers": {**TEST_STAGE_TRIGGERS, "gold_lake": "5 seconds",
                                                    "serve_scores": "5 seconds", "es_vitals": "15 seconds"},
                                 "restart_backoff_s": 2, "restart_backoff_max_s": 10},

@@ -16,7 +16,6 @@ import jwt
 import pymongo
 import pytest
 
-from tests.helpers import with_updates
 from vitalwatch.api import server, tokens
 from vitalwatch.bench.ward import build
 from vitalwatch.config import Settings
@@ -44,7 +43,7 @@ def _free_port() -> int:
 def api(spark, trained: Settings, endpoints, tmp_path_factory):
     """A ward in a lake and database of this module's own, and the API serving it."""
     d = tmp_path_factory.mktemp("api")
-    s = with_updates(trained, lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
+    s = trained.with_updates(lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
                      mongo={"database": f"vw_api_{uuid.uuid4().hex[:8]}"}, dashboard={"bcrypt_rounds": 4},
                      api={"port": _free_port()})
     mongo.init(s, endpoints.mongo_uri)

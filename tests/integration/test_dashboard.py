@@ -17,7 +17,7 @@ import pymongo
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import ARTIFACTS, ROOT, with_updates
+from tests.helpers import ARTIFACTS, ROOT
 from vitalwatch.bench.ward import build as build_ward
 from vitalwatch.config import Settings
 from vitalwatch.dashboard import auth, rules
@@ -37,7 +37,7 @@ PASSWORDS = {"cli-ada": ("clinician", "ada-secret-123"), "rn-bo": ("nurse", "bo-
 def ward(spark, trained: Settings, endpoints, tmp_path_factory):
     """A ward of PATIENTS patients in a lake and a MongoDB database of this module's own."""
     d = tmp_path_factory.mktemp("dash")
-    s = with_updates(trained, lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
+    s = trained.with_updates(lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
                      mongo={"database": f"vw_dash_{uuid.uuid4().hex[:8]}"},
                      dashboard={"bcrypt_rounds": 4, "refresh_seconds": 3600})
     mongo.init(s, endpoints.mongo_uri)
@@ -405,7 +405,7 @@ def test_dashboard_is_served_over_tls_from_the_local_ca_when_configured(ward) ->
     from vitalwatch.dashboard.launch import ca_file, start, stop, url
 
     s, _w, _admin, env = ward
-    st = with_updates(s, dashboard={"tls": True})
+    st = s.with_updates(dashboard={"tls": True})
     port = _free_port()
     proc = start(st, port=port, env=env, log=ARTIFACTS / "dashboard-tls-server.log", timeout_s=120)
     try:

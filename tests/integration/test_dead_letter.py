@@ -20,7 +20,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from tests.helpers import with_updates
 from vitalwatch.config import Settings
 from vitalwatch.infra.elasticsearch import spark_options
 from vitalwatch.infra.endpoints import Endpoints
@@ -44,7 +43,7 @@ def store_settings(lake_settings: Settings, endpoints: Endpoints, name: str) -> 
     """A lake, a MongoDB database (its users from ``vitalwatch mongo init``) and Elasticsearch
     indices (templates applied) of this test's own."""
     tag = uuid.uuid4().hex[:8]
-    s = with_updates(lake_settings, mongo={"database": f"vw_dl_{name}_{tag}", "server_selection_timeout_ms": 1500},
+    s = lake_settings.with_updates(mongo={"database": f"vw_dl_{name}_{tag}", "server_selection_timeout_ms": 1500},
                      elasticsearch={"index_prefix": f"vw-dl-{name}-{tag}"})
     mongo.init(s, endpoints.mongo_uri or "")
     search.apply_templates(s, endpoints.es_nodes or "")
@@ -205,7 +204,7 @@ def test_the_serving_query_dead_letters_and_goes_on(
     the query, ``vitalwatch show``'s summary counts it."""
     s = store_settings(lake_settings, endpoints, "serve")
     with_validator(s, endpoints, "alerts")
-    s = with_updates(s, gold={"sinks": ["mongo"]})
+    s = s.with_updates(gold={"sinks": ["mongo"]})
     ensure_gold(spark, s)
     alerts_df(spark, s, [alert("ok-1"), alert("ok-2"), alert("poison", level="BOGUS")]) \
         .write.format("delta").mode("append").save(s.table_path(*GOLD_ALERTS))

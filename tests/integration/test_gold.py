@@ -28,7 +28,7 @@ import requests
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
-from tests.helpers import ARTIFACTS, ROOT, TEST_STAGE_TRIGGERS, with_updates
+from tests.helpers import ARTIFACTS, ROOT, TEST_STAGE_TRIGGERS
 from tests.integration.expect import expected_values, silver_values
 from vitalwatch.alerts.feed import follow
 from vitalwatch.config import Settings, TopicsConfig, WebhookConfig
@@ -94,11 +94,11 @@ def gold_settings(trained: Settings, endpoints: Endpoints, name: str, **alerts: 
     tag = uuid.uuid4().hex[:8]
     topics = {k: f"test.{k}.{tag}" for k in TopicsConfig.model_fields}
     d = ROOT / ".work" / f"test-{os.getpid()}" / "gold" / f"{name}-{tag}"
-    s = with_updates(trained, kafka={"topics": topics},
+    s = trained.with_updates(kafka={"topics": topics},
                      lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
                      mongo={"database": f"vw_{name}_{tag}"}, elasticsearch={"index_prefix": f"vw-{name}-{tag}"},
                      alerts=alerts)
-    provision(endpoints.kafka("admin"), with_updates(s, kafka={"partitions": 2}))
+    provision(endpoints.kafka("admin"), s.with_updates(kafka={"partitions": 2}))
     mongo.init(s, endpoints.mongo_uri or "")
     return s
 
@@ -203,7 +203,7 @@ def test_stream_equals_batch_and_alerts_reach_every_sink_routed(
                       webhooks=[WebhookConfig(name="pager", url=hook.url, levels=["CRITICAL", "HIGH"],
                                               secret=uuid.uuid4().hex)])
     shadow = register_shadow(s)
-    s = with_updates(s, gold={"shadow_alias": SHADOW_ALIAS})
+    s = s.with_updates(gold={"shadow_alias": SHADOW_ALIAS})
     p = plan()
     msgs = list(simulate(p))
     unregistered = "p00001"
@@ -410,7 +410,7 @@ def test_live_alerts_reach_the_topic_once_each(
     from vitalwatch.producers.simulator import gateway_alert
 
     s = gold_settings(trained, endpoints, "live")
-    s = with_updates(s, gold={"sinks": ["kafka"]})  # the stores are covered above; this is about the topic
+    s = s.with_updates(gold={"sinks": ["kafka"]})  # the stores are covered above; this is about the topic
     p = plan(patients=6, hours=6)
     msgs = list(simulate(p))
     registry = register(s, endpoints, p, skip="")

@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from tests.adversarial.corpus import load_cases
-from tests.helpers import ROOT, with_updates
+from tests.helpers import ROOT
 from tests.integration.expect import expected_values
 from vitalwatch.alerts.feed import follow
 from vitalwatch.config import Settings, TopicsConfig
@@ -45,9 +45,9 @@ def isolated(trained: Settings, endpoints: Endpoints) -> Settings:
     tag = uuid.uuid4().hex[:8]
     topics = trained.kafka.topics.model_copy(update={k: f"test.{k}.{tag}" for k in TopicsConfig.model_fields})
     d = ROOT / ".work" / f"test-{os.getpid()}" / "safety" / tag
-    s = with_updates(trained, kafka={"topics": topics}, lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
+    s = trained.with_updates(kafka={"topics": topics}, lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
                      mongo={"database": f"vw_safety_{tag}"}, elasticsearch={"index_prefix": f"vw-safety-{tag}"})
-    provision(endpoints.kafka("admin"), with_updates(s, kafka={"partitions": 2}))
+    provision(endpoints.kafka("admin"), s.with_updates(kafka={"partitions": 2}))
     mongo.init(s, endpoints.mongo_uri or "")
     return s
 

@@ -14,7 +14,6 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.helpers import with_updates
 from vitalwatch.config import KafkaGrant, Settings
 from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.infra.kafka_access import KafkaAccess
@@ -118,7 +117,7 @@ def test_a_grant_removed_from_the_configuration_is_revoked(endpoints: Endpoints,
     topic = base_settings.kafka.topics.alerts
     acls = dict(base_settings.kafka.security.acls)
     acls["watch"] = KafkaGrant()  # watch loses everything
-    narrower = with_updates(base_settings, kafka={"security": base_settings.kafka.security.model_copy(update={"acls": acls})})
+    narrower = base_settings.with_updates(kafka={"security": base_settings.kafka.security.model_copy(update={"acls": acls})})
     group = f"vitalwatch-watch-{uuid.uuid4().hex[:8]}"
     assert _produce(endpoints.kafka("pipeline"), topic) is None  # something to read
     try:
@@ -171,7 +170,7 @@ def test_a_notifier_refused_by_the_broker_stops_loudly(endpoints: Endpoints, bas
     from vitalwatch.config import NotifierConfig
 
     cfg = NotifierConfig(consumer_group=f"rogue-{uuid.uuid4().hex[:6]}", stall_s=3)
-    s = with_updates(base_settings, alerts={"notifier": cfg})
+    s = base_settings.with_updates(alerts={"notifier": cfg})
     assert _produce(endpoints.kafka("pipeline"), s.kafka.topics.alerts) is None  # something to fetch
     with pytest.raises(InfraError, match="GROUP_AUTHORIZATION_FAILED"):
         consume(s, endpoints.kafka("notifier"), _IdleNotifier(), lambda: False, None)
@@ -208,7 +207,7 @@ def test_the_alert_feed_survives_records_that_are_not_alert_events(endpoints: En
     from vitalwatch.infra.kafka import provision
 
     topic = f"test.feed.{uuid.uuid4().hex[:8]}"
-    s = with_updates(base_settings, kafka={"topics": base_settings.kafka.topics.model_copy(update={"alerts": topic})})
+    s = base_settings.with_updates(kafka={"topics": base_settings.kafka.topics.model_copy(update={"alerts": topic})})
     provision(endpoints.kafka("admin"), s)
     good = {"alert_id": "a-1", "level": "CRITICAL", "patient_id": "p1", "recipients": [{"id": "rn-1"}, "x"]}
     p = Producer(endpoints.kafka("pipeline").conf())

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
-from tests.helpers import ROOT, with_updates
+from tests.helpers import ROOT
 from vitalwatch.config import Settings
 from vitalwatch.models.monitoring import outcome_rows
 from vitalwatch.pipeline.gold import ensure_gold
@@ -95,7 +95,7 @@ def as_expected(got: pd.DataFrame, rows: list[dict]) -> None:
 def test_outcomes_join_a_replayed_timeline_exactly_once_and_feed_daily_monitoring(
         spark: SparkSession, trained: Settings, tmp_path) -> None:
     d = ROOT / ".work" / f"test-{os.getpid()}" / "lakes" / tmp_path.name
-    s = with_updates(trained, lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
+    s = trained.with_updates(lake={"root": str(d / "lake"), "checkpoint_root": str(d / "chk")},
                      models={"monitoring": {"min_readings": 10}})
     ensure_gold(spark, s)
     first, second = timeline()

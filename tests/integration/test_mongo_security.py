@@ -16,7 +16,7 @@ import pytest
 from cryptography import x509
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
-from tests.helpers import ROOT, with_updates
+from tests.helpers import ROOT
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints
 from vitalwatch.sinks import mongo
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def sec(base_settings: Settings, endpoints: Endpoints):
-    s = with_updates(base_settings, mongo={"database": f"vw_sec_{uuid.uuid4().hex[:8]}"})
+    s = base_settings.with_updates(mongo={"database": f"vw_sec_{uuid.uuid4().hex[:8]}"})
     done = mongo.init(s, endpoints.mongo_uri or "")
     assert set(done["users"]) == set(s.mongo.security.users)
     mongo.init(s, endpoints.mongo_uri or "")  # idempotent: a second run updates in place
@@ -303,13 +303,12 @@ def test_a_data_dir_from_a_plain_text_run_restarts_with_tls(base_settings: Setti
     """The TLS flags are per start: a mongod whose data dir was written without TLS starts with
     requireTLS on the same accounts; its old plain-text state is not healthy (``infra up``
     restarts it)."""
-    from tests.helpers import with_updates as upd
     from vitalwatch.infra.manager import InfraManager
     from vitalwatch.infra.mongo import MongoServer
     from vitalwatch.infra.process import stop_pid
 
-    s = upd(base_settings, infra={"work_dir": str(work_dir / f"tls-upgrade-{uuid.uuid4().hex[:6]}")})
-    plain_s = upd(s, infra={"mongo": {"tls": False}})
+    s = base_settings.with_updates(infra={"work_dir": str(work_dir / f"tls-upgrade-{uuid.uuid4().hex[:6]}")})
+    plain_s = s.with_updates(infra={"mongo": {"tls": False}})
     work = s.path(s.infra.work_dir)
     InfraManager(s).ca().ensure()
     pids = []

@@ -23,7 +23,6 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pymongo.errors import OperationFailure
 
-from tests.helpers import with_updates
 from vitalwatch.alerts.deliveries import delivery_counts, notifier_db
 from vitalwatch.alerts.notifier import run_notifier
 from vitalwatch.alerts.report import NotifierReport
@@ -145,10 +144,10 @@ def settings_for(base: Settings, endpoints: Endpoints, hooks: list[WebhookConfig
     """Own alerts topic, consumer group and MongoDB database; fast back-off."""
     tag = uuid.uuid4().hex[:8]
     topics = base.kafka.topics.model_copy(update={"alerts": f"test.notify.{tag}"})
-    provision(endpoints.kafka("admin"), with_updates(base, kafka={"topics": topics, "partitions": 2}))
+    provision(endpoints.kafka("admin"), base.with_updates(kafka={"topics": topics, "partitions": 2}))
     cfg = NotifierConfig(**{"consumer_group": f"vitalwatch-notifier-{tag}", "backoff_base_s": 0.2, "backoff_max_s": 1,
                             "commit_interval_s": 0.2, "workers_per_channel": 2, **notifier})
-    s = with_updates(base, kafka={"topics": topics}, mongo={"database": f"vw_notify_{tag}"},
+    s = base.with_updates(kafka={"topics": topics}, mongo={"database": f"vw_notify_{tag}"},
                      alerts={"webhooks": hooks, "notifier": cfg})
     mongo.init(s, endpoints.mongo_uri or "")
     return s
@@ -350,7 +349,7 @@ def test_restarts_and_a_rebuilt_group_send_nothing_twice(base_settings: Settings
     doc = admin_db(s, endpoints).deliveries.find_one({"_id": "d5/pager"})
     assert doc["status"] == "delivered" and doc["attempts"] == 3
 
-    rebuilt = with_updates(s, alerts={"notifier": s.alerts.notifier.model_copy(
+    rebuilt = s.with_updates(alerts={"notifier": s.alerts.notifier.model_copy(
         update={"consumer_group": f"{s.alerts.notifier.consumer_group}-rebuilt"})})
     run = Running(rebuilt, endpoints)  # offsets lost: everything is read again from the start
     wait_for(lambda: uncommitted(rebuilt, endpoints) == 0, 20, "the rebuilt group to catch up")

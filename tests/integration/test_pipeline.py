@@ -14,7 +14,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from tests.helpers import ROOT, with_updates
+from tests.helpers import ROOT
 from tests.integration.expect import expected_values, silver_values
 from vitalwatch.config import Settings
 from vitalwatch.infra.endpoints import Endpoints
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 def own_topic(settings: Settings, endpoints: Endpoints) -> Settings:
     topic = f"test.obs.{uuid.uuid4().hex[:8]}"
     topics = settings.kafka.topics.model_copy(update={"observations": topic})
-    s = with_updates(settings, kafka={"topics": topics})
+    s = settings.with_updates(kafka={"topics": topics})
     provision(endpoints.kafka("admin"), s)
     return s
 

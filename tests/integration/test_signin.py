@@ -11,7 +11,6 @@ import uuid
 import pymongo
 import pytest
 
-from tests.helpers import with_updates
 from vitalwatch.config import Settings, SignInConfig
 from vitalwatch.dashboard import auth
 from vitalwatch.security import audit
@@ -24,7 +23,7 @@ PW = "plum-violet-kettle-42"
 
 @pytest.fixture
 def site(base_settings: Settings, endpoints):
-    s = with_updates(base_settings, mongo={"database": f"vw_signin_{uuid.uuid4().hex[:8]}"},
+    s = base_settings.with_updates(mongo={"database": f"vw_signin_{uuid.uuid4().hex[:8]}"},
                      dashboard={"bcrypt_rounds": 10, "sign_in": SignInConfig(
                          free_failures_per_user=3, free_failures_per_source=5, backoff_s=1.5, backoff_max_s=60)})
     mongo.init(s, endpoints.mongo_uri)

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from tests.helpers import with_updates
 from vitalwatch.features.vector import feature_names
 from vitalwatch.models import registry
 from vitalwatch.models.train_risk import load_source, markdown_table, train_risk
@@ -103,7 +102,7 @@ def test_scorer_equals_spark_transform(spark, model_settings):
 
 def test_weaker_model_does_not_take_champion(first, spark, model_settings):
     m = model_settings.models
-    weak = with_updates(model_settings, models={
+    weak = model_settings.with_updates(models={
         "xgboost": {**m.xgboost, "n_estimators": 1, "max_depth": 1},
         "random_forest": {"enabled": False}})
     src = load_source(spark, weak, "synthetic", sequences=240)

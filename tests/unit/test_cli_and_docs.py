@@ -28,14 +28,14 @@ def test_every_command_has_help(cmd: list[str]) -> None:
 def test_latency_percentiles_and_trigger_intervals() -> None:
     """What `vitalwatch run` and the end-to-end benchmark summarise with."""
     from vitalwatch.alerts.feed import percentiles
-    from vitalwatch.pipeline.triggers import interval_seconds, slowest_trigger_s
+    from vitalwatch.pipeline.triggers import interval_seconds, slowest_trigger_s, triggers
 
     q = percentiles([float(x) for x in range(100, 0, -1)])  # 1..100, unsorted
     assert (q["p50"], q["p95"], q["p99"], q["max"], q["n"]) == (50.0, 95.0, 99.0, 100.0, 100.0)
     assert percentiles([]) == {} and percentiles([3.0])["p99"] == 3.0
     assert [interval_seconds(x) for x in ("500 milliseconds", "15 seconds", "1 minute", "2 hours")] == [0.5, 15, 60, 7200]
     assert slowest_trigger_s(Settings()) == max(interval_seconds(x) for x in (
-        Settings().streaming.trigger_interval, *Settings().streaming.stage_triggers.values()))
+        Settings().streaming.trigger_interval, *triggers(Settings()).values()))
 
 
 def test_pipeline_refuses_an_unknown_app_and_apps_cover_every_stage() -> None:

@@ -41,7 +41,7 @@ def test_cluster_profile_layers_over_base(monkeypatch: pytest.MonkeyPatch) -> No
     assert s.profile == "cluster"
     assert s.kafka.bootstrap_servers == "kafka:9092"
     assert s.table_path("silver", "vital_signs") == "/data/lake/silver/vital_signs"
-    assert s.fhir.accepted_statuses  # still from base.yaml
+    assert s.fhir.accepted_statuses  # what the profile does not set keeps its default
 
 
 def test_unknown_profile_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

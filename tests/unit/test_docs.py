@@ -10,7 +10,7 @@ import pytest
 import typer
 
 from vitalwatch import docgen
-from vitalwatch.fhir.parse import REASONS
+from vitalwatch.fhir.reasons import REASONS
 from vitalwatch.packages import load_packages
 
 ROOT = docgen.ROOT

@@ -1,8 +1,8 @@
 """A guard on the size of the parser's optimized plan, so the planning-time fix cannot regress.
 
 Written as one expression, ``parse_observations`` was a 288 KB plan that took about 0.9 s to
-plan per micro-batch; as a chain of named projections (docs/decisions, "parser as named
-projections"; :mod:`vitalwatch.fhir.exprs`) it is about 40 KB, planned in about 0.13 s.
+plan per micro-batch; as a chain of named projections (docs/decisions/parser-named-projections.md;
+:mod:`vitalwatch.fhir.exprs`) it is about 40 KB, planned in about 0.13 s.
 Reusing a Python Column object or a ``withField`` in a new step silently copies expression
 trees and grows the plan (once to 1.5 MB, 13 s to plan 300 messages). Only the plan's size
 is asserted, never a time: sizes are deterministic, timings on a shared machine are not.

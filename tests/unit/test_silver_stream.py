@@ -10,7 +10,6 @@ import json
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from tests.helpers import with_updates
 from vitalwatch.config import Settings
 from vitalwatch.pipeline.lake import (
     BRONZE,
@@ -45,7 +44,7 @@ def _append(spark: SparkSession, settings: Settings, msgs: list[dict | str], fir
 
 
 def test_first_wins_duplicates_conflicts_raw_once_and_ignored_counts(spark: SparkSession, lake_settings: Settings) -> None:
-    s = with_updates(lake_settings, streaming={"dedupe_watermark": "1 hour"})
+    s = lake_settings.with_updates(streaming={"dedupe_watermark": "1 hour"})
     ensure_lake(spark, s)
     hr = _obs("hr-1", "8867-4", 72.0, "/min")
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [

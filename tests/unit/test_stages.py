@@ -37,7 +37,7 @@ def test_the_stage_defaults_apply_where_a_profile_names_no_trigger_or_pool() -> 
 
     s = Settings().with_updates(streaming={"stage_triggers": {"silver": "7 seconds"}, "scheduler_pools": {},
                                            "trigger_interval": "3 seconds"})
-    assert triggers(s) == {**BASE, "silver": "7 seconds"}  # the registry's defaults are base.yaml's
+    assert triggers(s) == {**BASE, "silver": "7 seconds"}  # the registry's defaults are the old base.yaml's
     assert trigger_for(s, "a_query_of_a_test") == "3 seconds"
     assert pool_for(s, "gold") == "alerts" and pool_for(s, "bronze") == "lake"
 

@@ -7,7 +7,6 @@ import shutil
 
 from pyspark.sql import SparkSession
 
-from tests.helpers import with_updates
 from vitalwatch.config import Settings
 from vitalwatch.pipeline.triggers import POOL_PROPERTY, in_pool, pool_for, start_foreach_batch
 
@@ -50,8 +49,10 @@ def test_a_new_checkpoint_is_a_new_writer_and_a_restart_is_the_same(spark: Spark
 def test_the_scoring_stage_has_its_own_pool_and_the_others_share_one(lake_settings: Settings) -> None:
     assert pool_for(lake_settings, "gold") == "alerts"
     assert {pool_for(lake_settings, st) for st in ("bronze", "silver", "serve_scores", "es_vitals")} == {"lake"}
-    s = with_updates(lake_settings, streaming={"scheduler_pools": {"silver": "alerts"}})
-    assert pool_for(s, "silver") == "alerts" and pool_for(s, "gold") == "lake"
+    s = lake_settings.with_updates(streaming={"scheduler_pools": {"silver": "alerts"}})
+    assert pool_for(s, "silver") == "alerts" and pool_for(s, "gold") == "alerts", "the others keep their own pool"
+    s = lake_settings.with_updates(streaming={"scheduler_pools": {"gold": "lake"}})
+    assert pool_for(s, "gold") == "lake", "only by naming it does a profile move the alert path"
 
 
 def test_the_session_uses_the_fair_pools_file(spark: SparkSession) -> None:
@@ -67,14 +68,14 @@ def test_the_session_uses_the_fair_pools_file(spark: SparkSession) -> None:
 
 def test_available_now_waits_only_for_the_stages_a_stage_reads() -> None:
     from vitalwatch.pipeline import STAGES
-    from vitalwatch.pipeline.runner import stage_inputs
+    from vitalwatch.pipeline.stages import stage_inputs
 
     kafka_fed = stage_inputs(Settings())
     assert set(kafka_fed) == set(STAGES)
     for stage, inputs in kafka_fed.items():  # an input always comes earlier: no cycle, a valid order
         assert all(STAGES.index(i) < STAGES.index(stage) for i in inputs), stage
     assert kafka_fed["gold"] == () and kafka_fed["es_vitals"] == ("silver",)
-    lake_fed = stage_inputs(with_updates(Settings(), gold={"source": "silver"}))
+    lake_fed = stage_inputs(Settings().with_updates(gold={"source": "silver"}))
     assert lake_fed["gold"] == ("silver",)
 
 
@@ -86,8 +87,8 @@ def test_a_scoring_checkpoint_is_resumed_only_with_its_own_state_layout(spark: S
     from vitalwatch.pipeline.checkpoints import LAYOUT_FILE
     from vitalwatch.pipeline.gold.checkpoint import STATE_VERSION, check_state_layout
 
-    s8 = with_updates(Settings(), gold={"state_buckets": 8})
-    s16 = with_updates(Settings(), gold={"state_buckets": 16})
+    s8 = Settings().with_updates(gold={"state_buckets": 8})
+    s16 = Settings().with_updates(gold={"state_buckets": 16})
     chk = tmp_path / "gold"
     check_state_layout(spark, str(chk), s8)  # a new checkpoint records its layout
     layout = {"state_buckets": 8, "state_version": STATE_VERSION}
@@ -106,7 +107,7 @@ def test_a_scoring_checkpoint_is_resumed_only_with_its_own_state_layout(spark: S
     legacy = tmp_path / "legacy"  # written before the record existed: 64 buckets, version 1
     (legacy / "offsets").mkdir(parents=True)
     with pytest.raises(ValueError, match="64"):
-        check_state_layout(spark, str(legacy), with_updates(Settings(), gold={"state_buckets": 64}))
+        check_state_layout(spark, str(legacy), Settings().with_updates(gold={"state_buckets": 64}))
     assert not (legacy / LAYOUT_FILE).exists()
 
 

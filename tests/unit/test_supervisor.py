@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import with_updates
 from vitalwatch.pipeline.health import lines, read_all, write_file
 from vitalwatch.pipeline.supervisor import StageHealth, Supervisor, backoff_s
 
@@ -25,7 +24,7 @@ class Clock:
 
 @pytest.fixture
 def settings(base_settings, tmp_path: Path):
-    return with_updates(base_settings, streaming={"restart_backoff_s": 5, "restart_backoff_max_s": 60},
+    return base_settings.with_updates(streaming={"restart_backoff_s": 5, "restart_backoff_max_s": 60},
                         infra={"work_dir": str(tmp_path / "infra")},
                         lake={"root": str(tmp_path / "lake"), "checkpoint_root": str(tmp_path / "chk")})
 
@@ -164,7 +163,7 @@ def test_a_query_running_degraded_is_shown_and_restarted_once_it_can_recover(spa
             q.recovered = lambda: (probes.append(clock.t), recovered.is_set())[1]
         return q
 
-    s = with_updates(settings, models={"reload_check_s": 30})
+    s = settings.with_updates(models={"reload_check_s": 30})
     sup = Supervisor(spark, s, ["gold"], start, clock=clock)
     try:
         sup.start_all()

@@ -69,16 +69,6 @@ def fresh(settings: Settings, work: Path, tag: str | None = None) -> Settings:
     )
 
 
-def admin_uri(s: Settings) -> str:
-    """MongoDB's administrator (to create the run's database and users): $VITALWATCH_MONGO_ADMIN_URI,
-    else the local server's admin (as ``vitalwatch mongo init``)."""
-    from vitalwatch.infra.endpoints import resolve
-
-    if uri := os.environ.get("VITALWATCH_MONGO_ADMIN_URI"):
-        return uri
-    return resolve(s.with_updates(mongo={"uri": None}), ("mongo",)).mongo_uri or ""
-
-
 def free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))

@@ -143,7 +143,8 @@ class _Pipeline:
 
     def start(self, timeout_s: float = 300) -> None:
         """Start, and wait until every query is up (has run its first trigger)."""
-        from vitalwatch.localrun import queries_up, wait_until
+        from vitalwatch.localrun import queries_up
+        from vitalwatch.pipeline.apps import wait_until
 
         self._thread.start()
         if not wait_until(lambda: queries_up(self.spark, self.queries), timeout_s, failed=self.failed):

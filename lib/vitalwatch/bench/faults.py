@@ -37,7 +37,7 @@ from vitalwatch.bench.fault_tools import (
 )
 from vitalwatch.config import Settings
 from vitalwatch.infra.manager import InfraManager
-from vitalwatch.pipeline.apps import AppProcesses
+from vitalwatch.pipeline.apps import AppProcesses, wait_until
 from vitalwatch.pipeline.lake import GOLD_ALERTS, GOLD_SCORES
 from vitalwatch.sinks.search import base_url, index_name
 
@@ -190,16 +190,16 @@ class Run:
     def kill_alert_app(self) -> None:
         for i in range(self.kills):
             # keeps supervising while it waits: the killed app is started again by check()
-            ready = self.procs.wait_for(lambda: (self.procs.check(), self.procs.reported("alerts")
+            ready = wait_until(lambda: (self.procs.check(), self.procs.reported("alerts")
                                                  and self._alerts_flowing())[1], 300, poll_s=1)
             pid = self.procs.kill("alerts")
             self.say(f"alert app SIGKILLed ({i + 1}/{self.kills}, pid {pid}, was ready: {ready})")
             self.wait(3)
         last_kill = now_ms()
-        self.procs.wait_for(lambda: (self.procs.check(), self.procs.reported("alerts"))[1], 300)
+        wait_until(lambda: (self.procs.check(), self.procs.reported("alerts"))[1], 300)
         # over once the restarted app has worked through its backlog: a reading sent after the last
         # kill has been alerted
-        self.procs.wait_for(lambda: (self.procs.check(), self._alerted_since(last_kill))[1], 300, poll_s=1)
+        wait_until(lambda: (self.procs.check(), self._alerted_since(last_kill))[1], 300, poll_s=1)
 
     def warmed_up(self, alerts: int = 10, bound_s: float = 15.0) -> bool:
         """The last ``alerts`` alerts all came within ``bound_s`` of their reading: past the cold
@@ -239,11 +239,11 @@ def run_faults(run: Run, env: dict[str, str], *, only: tuple[str, ...] = ("a", "
     feed = CrisisFeed(run.endpoints.kafka("device"), s.kafka.topics.observations, run.prefix)
     try:
         run.procs.start_all()
-        if not run.procs.wait_for(lambda: all(run.procs.reported(a) for a in ("alerts", "lake", "serving")), 600):
+        if not wait_until(lambda: all(run.procs.reported(a) for a in ("alerts", "lake", "serving")), 600):
             raise RuntimeError(f"the applications did not start; logs in {run.procs.dir}")
         feed.start()
         run.wait(45)
-        warm = run.procs.wait_for(lambda: (run.procs.check(), run.warmed_up())[1], 180, poll_s=1)
+        warm = wait_until(lambda: (run.procs.check(), run.warmed_up())[1], 180, poll_s=1)
         run.say(f"pipeline warm: {warm}")
         steps = {"a": ("a. Elasticsearch SIGKILL", lambda: run.kill_server("elasticsearch")),
                  "b": ("b. mongod SIGKILL", lambda: run.kill_server("mongo")),

@@ -27,7 +27,7 @@ from vitalwatch.cli import (
     triage,
     users,
 )
-from vitalwatch.cli._console import Group, console
+from vitalwatch.cli._console import Group
 from vitalwatch.config import get_settings
 
 app = typer.Typer(help="vitalwatch: real-time patient monitoring on Apache Spark.", cls=Group,
@@ -60,4 +60,4 @@ def main() -> None:  # pragma: no cover - console entry
     sys.exit(app())
 
 
-__all__ = ["app", "console", "get_settings", "main"]
+__all__ = ["app", "get_settings", "main"]

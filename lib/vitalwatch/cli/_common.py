@@ -1,16 +1,26 @@
 """Steps several command groups share: the servers' and applications' status tables, the
-administrator's MongoDB URI and set-up, the Kafka topics, best-effort set-up."""
+administrator's MongoDB URI and set-up, the Kafka topics, best-effort set-up, the options a
+user gave, a password from the prompt or standard input."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
+import typer
 from rich.table import Table
 
-from vitalwatch.cli._console import console
+from vitalwatch.cli._console import console, print_out
+
+
+def table(title: str | None, head: tuple[str, ...], rows) -> Table:
+    """A table of ``head`` columns and ``rows`` (each a tuple of strings)."""
+    t = Table(*head, title=title)
+    for r in rows:
+        t.add_row(*r)
+    return t
 
 
 def print_app_health(s) -> None:
@@ -19,7 +29,7 @@ def print_app_health(s) -> None:
 
     for line in lines(s) or ["no pipeline application has run here"]:
         colour = "yellow" if "degraded" in line or "not running" in line else "green"
-        Console().print(f"[{colour}]{line}[/{colour}]")
+        print_out(f"[{colour}]{line}[/{colour}]")
 
 
 def print_status(mgr: Any) -> bool:
@@ -30,31 +40,25 @@ def print_status(mgr: Any) -> bool:
         state = "[green]healthy[/green]" if s.healthy else ("[yellow]unhealthy[/yellow]" if s.running else "[red]down[/red]")
         ok &= s.healthy
         t.add_row(s.name, state, str(s.pid or ""), s.endpoint or "", s.server or "", s.log or "")
-    Console().print(t)
+    print_out(t)
     return ok
-
-
-def admin_mongo_uri(s) -> str:
-    """The administrator's URI: $VITALWATCH_MONGO_ADMIN_URI, else the local server's admin."""
-    from vitalwatch.infra.endpoints import resolve
-
-    if uri := os.environ.get("VITALWATCH_MONGO_ADMIN_URI"):
-        return uri
-    return resolve(s.with_updates(mongo={"uri": None}), ("mongo",)).mongo_uri or ""
 
 
 def admin_db(s):
     """The vitalwatch database as administrator (users, the registry, the demo user)."""
     import pymongo
 
+    from vitalwatch.infra.endpoints import admin_mongo_uri
+
     return pymongo.MongoClient(admin_mongo_uri(s), serverSelectionTimeoutMS=5000)[s.mongo.database]
 
 
 def mongo_init(s) -> dict:
     """Apply roles/users on the local server (a cluster's are applied by its administrator)."""
+    from vitalwatch.infra.endpoints import MONGO_ADMIN_URI_ENV, admin_mongo_uri
     from vitalwatch.sinks import mongo
 
-    if s.mongo.uri and not os.environ.get("VITALWATCH_MONGO_ADMIN_URI"):
+    if s.mongo.uri and not os.environ.get(MONGO_ADMIN_URI_ENV):
         return {}
     return mongo.init(s, admin_mongo_uri(s))
 
@@ -82,3 +86,16 @@ def ensure_topics(s, ep) -> None:
         console.log(f"Kafka topics and ACLs: left to `vitalwatch kafka init` (no ${password_env('admin')} here)")
         return
     provision(admin, s)
+
+
+def given(**options: Any) -> dict[str, Any]:
+    """The options the user gave: those left at None keep the settings' value."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def read_password(from_stdin: bool, confirm: bool = False) -> str:
+    """A password from standard input's first line (``--password-stdin``), else asked for
+    without echo (twice with ``confirm``)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return typer.prompt("password", hide_input=True, confirmation_prompt=confirm)

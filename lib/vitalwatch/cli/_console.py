@@ -1,10 +1,14 @@
 """What every command shares: one rich ``console``, the settings, and one error handler.
 
-Commands raise (or let through) errors; :class:`Group` — the root command's class — turns the
-known ones into a red line and an exit code, so no command repeats a try/except for them."""
+Progress and messages go to ``console`` (standard error); results — tables, listings — to
+standard output through :func:`print_out`, so they can be piped. Commands raise (or let
+through) errors; :class:`Group` — the root command's class — turns the known ones into a red
+line and an exit code, so no command repeats a try/except for them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -22,7 +26,26 @@ KNOWN_ERRORS: dict[str, tuple[int, bool]] = {
     "vitalwatch.infra.process.InfraError": (1, True),
     "vitalwatch.models.triage.TriageInputError": (2, False),
     "vitalwatch.dashboard.auth.AuthError": (2, False),
+    "vitalwatch.localrun.RunFailed": (1, False),
 }
+
+
+def print_out(renderable: Any, width: int | None = None) -> None:
+    """A result on standard output (a console made at call time: it sees the stdout of the
+    moment, a test's included); ``width`` fixes the columns of a wide table."""
+    Console(width=width).print(renderable)
+
+
+@contextmanager
+def progress(what: str) -> Iterator[Callable[[str], None]]:
+    """A spinner saying ``what``; yields the ``say(str)`` a long step reports through: each line
+    updates the spinner and is logged."""
+    with console.status(what) as st:
+        def say(line: str) -> None:
+            st.update(line)
+            console.log(line)
+
+        yield say
 
 
 class CliError(Exception):

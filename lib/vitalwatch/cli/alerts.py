@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from vitalwatch.cli._common import read_password
 from vitalwatch.cli._console import console, fail, settings
 
 app = typer.Typer(help="Alerts: follow them live, acknowledge them.", no_args_is_help=True)
@@ -56,7 +57,7 @@ def alerts_ack(
     from vitalwatch.sinks import mongo
 
     s = settings()
-    pw = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt("password", hide_input=True)
+    pw = read_password(password_stdin)
     server = resolve(s, ("mongo",)).mongo_uri or ""
     acct = s.dashboard.mongo_user
     db = pymongo.MongoClient(mongo.user_uri(server, acct, mongo.user_password(s, acct), s.mongo.database),

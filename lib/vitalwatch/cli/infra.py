@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from vitalwatch.cli._common import print_app_health, print_status
-from vitalwatch.cli._console import console, settings
+from vitalwatch.cli._console import console, print_out, progress, settings
 
 app = typer.Typer(help="Local servers on 127.0.0.1: Kafka (KRaft), mongod --auth, Elasticsearch.",
                   no_args_is_help=True)
@@ -23,8 +22,8 @@ def infra_up(servers: Servers = None) -> None:
     from vitalwatch.infra.manager import InfraManager
 
     mgr = InfraManager(settings())
-    with console.status("starting local infrastructure") as st:
-        mgr.up(servers, progress=lambda m: (st.update(m), console.log(m)))
+    with progress("starting local infrastructure") as say:
+        mgr.up(servers, progress=say)
     print_status(mgr)
 
 
@@ -46,7 +45,7 @@ def infra_certs(
     t = Table("certificate", "valid until", "files")
     for name, until in local_ca.expiry().items():
         t.add_row(name, until, f"{local_ca.root}/{name}.{{crt,key}}")
-    Console(width=160).print(t)
+    print_out(t, width=160)
 
 
 @app.command("fetch")

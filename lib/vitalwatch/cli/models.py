@@ -6,13 +6,15 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from vitalwatch.cli._console import console, settings
+from vitalwatch.cli._common import given
+from vitalwatch.cli._console import console, print_out, progress, settings
 from vitalwatch.config import Settings
 
 app = typer.Typer(help="The MLflow registry: champion, versions, metrics.", no_args_is_help=True)
+
+Triage = Annotated[bool, typer.Option(help="the triage model instead of the crisis-risk model")]
 
 
 def train(
@@ -31,7 +33,7 @@ def train(
 
     s = settings()
     m = s.models
-    upd: dict = {k: v for k, v in dict(num_workers=num_workers, device=device).items() if v is not None}
+    upd = given(num_workers=num_workers, device=device)
     if trees:
         upd["xgboost"] = {**m.xgboost, "n_estimators": trees}
     if random_forest is not None:
@@ -39,10 +41,10 @@ def train(
     # Training collects the validation/test vectors and caches the examples: it needs more
     # driver memory than the streaming jobs (2 GiB thrashes in GC on the full ICU data).
     s = s.with_updates(models=upd, spark={"driver_memory": m.train_driver_memory})
-    with console.status("starting Spark") as st:
+    with progress("starting Spark") as say:
         spark = build_session(s, app_name="vitalwatch-train")
         src = load_source(spark, s, source, patients=patients, sequences=sequences)
-        rep = train_risk(spark, s, src, progress=lambda msg: (st.update(msg), console.log(msg)))
+        rep = train_risk(spark, s, src, progress=say)
     sys.stdout.write(markdown_table(rep.table))
     sys.stdout.write(rep.events)
     console.log(f"run {rep.run_id}: {rep.decision}")
@@ -82,7 +84,7 @@ def models_show() -> None:
             metric = next((f"{k} {v}" for k, v in mv.tags.items() if k.startswith(("val_", "test_"))), "")
             t.add_row(name, str(mv.version), ",".join(sorted(aliases.get(str(mv.version), []))), metric,
                       mv.tags.get("promoted", ""), (mv.tags.get(CHECKSUM_TAG) or "NO")[:12], mv.run_id)
-    Console(width=200).print(t)
+    print_out(t, width=200)
 
 
 @app.command("alert-policy")
@@ -108,11 +110,7 @@ def models_alert_policy(
     dest.mkdir(parents=True, exist_ok=True)
     loaded = load_risk_model(s)
     model = ModelRef(loaded.name, loaded.version, loaded.scorer)
-    with console.status("starting Spark") as st:
-        def say(m: str) -> None:
-            st.update(m)
-            console.log(m)
-
+    with progress("starting Spark") as say:
         spark = build_session(s, app_name="vitalwatch-alert-policy")
         src = load_source(spark, s, "icu", patients=patients)
         metrics, scored = alert_eval.evaluate_events(src.rows, model, s, dest, progress=say)
@@ -156,31 +154,34 @@ def models_compare(
     sys.stdout.write(markdown(table))
 
 
+def _model_name(s: Settings, triage: bool) -> str:
+    """The registered model ``--triage`` chooses: the triage classifier, else the crisis-risk model."""
+    return s.models.triage_model_name if triage else s.models.risk_model_name
+
+
 @app.command("history")
-def models_history(
-    triage: Annotated[bool, typer.Option(help="the triage model instead of the crisis-risk model")] = False,
-) -> None:
+def models_history(triage: Triage = False) -> None:
     """Every logged move of the model's aliases (who moved champion/challenger, when, why)."""
     from vitalwatch.models.integrity import alias_history
 
     s = settings()
-    name = s.models.triage_model_name if triage else s.models.risk_model_name
+    name = _model_name(s, triage)
     t = Table("time", "alias", "from", "to", "by", "reason", title=name)
     for m in alias_history(s, name):
         t.add_row(*(str(m.get(k) or "") for k in ("time", "alias", "from", "to", "by", "reason")))
-    Console(width=200).print(t)
+    print_out(t, width=200)
 
 
 @app.command("seal")
 def models_seal(
     version: Annotated[str, typer.Argument(help="the registered version whose files you have checked")],
-    triage: Annotated[bool, typer.Option(help="the triage model instead of the crisis-risk model")] = False,
+    triage: Triage = False,
 ) -> None:
     """Record the checksum of a version's artifacts as they are now (versions registered before
     models were sealed). Only after checking its files: the scoring app trusts what is sealed."""
     from vitalwatch.models.integrity import CHECKSUM_TAG, seal
 
     s = settings()
-    name = s.models.triage_model_name if triage else s.models.risk_model_name
+    name = _model_name(s, triage)
     console.print(f"{name} version {version} sealed: {CHECKSUM_TAG} {seal(s, name, version)}")
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from vitalwatch.cli._common import admin_mongo_uri
 from vitalwatch.cli._console import console, settings
+from vitalwatch.infra.endpoints import admin_mongo_uri
 
 app = typer.Typer(help="MongoDB roles, users, collections and views (conf: mongo.security).", no_args_is_help=True)
 kafka_app = typer.Typer(help="Kafka principals, ACLs and topics (conf: kafka.security, kafka.topics).",

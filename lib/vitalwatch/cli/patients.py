@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from vitalwatch.cli._console import console, settings
+from vitalwatch.cli._common import given
+from vitalwatch.cli._console import console, print_out, settings
 
 app = typer.Typer(help="The patient registry (wards and care teams alerts are routed to).", no_args_is_help=True)
 
@@ -32,7 +32,7 @@ def register_simulated(s, patients: int | None, seed: int | None) -> int:
     from vitalwatch.producers.simulator import SimulationPlan, registry_entries
     from vitalwatch.sinks import mongo
 
-    cfg = s.simulator.model_copy(update={k: v for k, v in dict(patients=patients, seed=seed).items() if v is not None})
+    cfg = s.simulator.model_copy(update=given(patients=patients, seed=seed))
     docs = registry_entries(SimulationPlan(datetime.now(UTC), 1.0, cfg))
     uri = mongo.pipeline_uri(s, resolve(s, ("mongo",)).mongo_uri or "")
     n = mongo.register_patients(pymongo.MongoClient(uri)[s.mongo.database], docs)
@@ -60,7 +60,7 @@ def patients_observations(
     for r in counts.head(top).itertuples(index=False):
         t.add_row(r.patient_id, str(r.observations), *[str(getattr(r, v)) for v in vitals],
                   f"{r.first:%Y-%m-%d %H:%M}", f"{r.last:%Y-%m-%d %H:%M}")
-    Console(width=200).print(t)
+    print_out(t, width=200)
     if len(counts) > top:
         console.print(f"… and {len(counts) - top} more patients (--top)")
     console.print(f"silver/quarantine: {quarantined} messages or resources refused (see their reasons there)")

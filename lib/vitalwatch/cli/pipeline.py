@@ -4,14 +4,13 @@ the webhook notifier, and what the lake holds."""
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from vitalwatch.cli._common import best_effort, ensure_topics, mongo_init, print_app_health
-from vitalwatch.cli._console import console, fail, settings
+from vitalwatch.cli._common import best_effort, ensure_topics, mongo_init, print_app_health, table
+from vitalwatch.cli._console import console, fail, print_out, settings
 from vitalwatch.pipeline import APPS, STAGES
 
 
@@ -25,9 +24,6 @@ def pipeline(
     """Run one application's streaming stages in this process (local Spark; on a cluster use
     spark-submit.sh jobs/pipeline.py --app NAME). A failing stage is retried forever and
     reported degraded; only a lost Spark context ends the process (exit 3)."""
-    import signal
-    import threading
-
     from vitalwatch.infra.endpoints import resolve
     from vitalwatch.logs import ProgressLog
     from vitalwatch.pipeline.runner import run_available_now, run_continuous
@@ -49,8 +45,7 @@ def pipeline(
     if available_now:
         console.log(run_available_now(spark, s, ep, chosen))
         return
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = _stop_on_sigterm()
     console.log(f"{label}: running {', '.join(chosen)}")
     progress = ProgressLog(console.log, tty=sys.stdout.isatty())
     try:
@@ -62,30 +57,28 @@ def pipeline(
         fail(f"{label}: {e}; exiting so that it is started again", 3)
 
 
+def _stop_on_sigterm() -> threading.Event:
+    """An event SIGTERM sets: a container's stop ends the loop and its queries cleanly."""
+    import signal
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
+
+
 def notify() -> None:
     """Deliver webhooks for the alerts on the alert topic (the outbox notifier: its own process
     and consumer group; signed, retried, each (alert, webhook) once — docs/notifications.md).
     Runs until Ctrl-C or SIGTERM."""
-    import signal
-    import threading
-
     from vitalwatch.alerts.notifier import run_notifier
     from vitalwatch.infra.endpoints import resolve
 
     s = settings()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = _stop_on_sigterm()
     try:
         run_notifier(s, resolve(s, ("kafka", "mongo")), should_stop=stop.is_set, log_line=console.log)
     except KeyboardInterrupt:
         stop.set()
-
-
-def _table(title: str | None, head: tuple[str, ...], rows) -> Table:
-    t = Table(*head, title=title)
-    for r in rows:
-        t.add_row(*r)
-    return t
 
 
 def show(sample: Annotated[int, typer.Option(help="latest silver rows to print")] = 8) -> None:
@@ -99,18 +92,20 @@ def show(sample: Annotated[int, typer.Option(help="latest silver rows to print")
         spark = build_session(s, app_name="vitalwatch-show")
         summ = lake_summary(spark, s, sample)
     print_app_health(s)
-    out = Console()
-    out.print(_table(f"lake at {s.path(s.lake.root)}", ("table", "rows"), [
-        ("bronze/observations_raw (messages)", str(summ["bronze_messages"])),
-        ("silver/vital_signs (values)", str(summ["silver_values"])),
-        ("silver/vital_signs (patients)", str(summ["silver_patients"])),
-        ("silver/quarantine", str(summ["quarantined"]))]))
-    out.print(_table(None, ("vital", "values"), [(k, str(v)) for k, v in summ["by_vital"].items()]))
-    out.print(_table(None, ("quarantine reason", "rows"), [(k, str(v)) for k, v in summ["by_reason"].items()]))
-    out.print(_table("Bundle resources that are not vital signs (counted, not quarantined)",
-                     ("resource type", "resources"), [(k, str(v)) for k, v in summ["ignored_by_type"].items()]))
-    out.print(_table(f"gold/dead_letter: rows a store refused for good ({summ['dead_letters']} in all)",
-                     ("sink", "rows"), [(k, str(v)) for k, v in summ["dead_letters_by_sink"].items()]))
-    out.print(_table("latest values to arrive", ("patient", "effective (UTC)", "vital", "value", "unit", "device"),
-                     [(r["patient_id"], str(r["effective_time"]), r["vital"], f"{r['value']:.1f}", r["unit"],
-                       r["device_id"] or "") for r in summ["latest"]]))
+    for t in (
+        table(f"lake at {s.path(s.lake.root)}", ("table", "rows"), [
+            ("bronze/observations_raw (messages)", str(summ["bronze_messages"])),
+            ("silver/vital_signs (values)", str(summ["silver_values"])),
+            ("silver/vital_signs (patients)", str(summ["silver_patients"])),
+            ("silver/quarantine", str(summ["quarantined"]))]),
+        table(None, ("vital", "values"), [(k, str(v)) for k, v in summ["by_vital"].items()]),
+        table(None, ("quarantine reason", "rows"), [(k, str(v)) for k, v in summ["by_reason"].items()]),
+        table("Bundle resources that are not vital signs (counted, not quarantined)",
+               ("resource type", "resources"), [(k, str(v)) for k, v in summ["ignored_by_type"].items()]),
+        table(f"gold/dead_letter: rows a store refused for good ({summ['dead_letters']} in all)",
+               ("sink", "rows"), [(k, str(v)) for k, v in summ["dead_letters_by_sink"].items()]),
+        table("latest values to arrive", ("patient", "effective (UTC)", "vital", "value", "unit", "device"),
+               [(r["patient_id"], str(r["effective_time"]), r["vital"], f"{r['value']:.1f}", r["unit"],
+                 r["device_id"] or "") for r in summ["latest"]]),
+    ):
+        print_out(t)

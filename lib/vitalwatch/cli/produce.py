@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from vitalwatch.cli._common import given
 from vitalwatch.cli._console import console, settings
 
 
@@ -46,10 +47,9 @@ def simulate(
     from vitalwatch.producers.simulator import simulate as sim
 
     s = settings()
-    upd = {k: v for k, v in dict(patients=patients, seed=seed, duplicate_fraction=duplicates,
-                                late_fraction=late, malformed_fraction=malformed,
-                                speedup=speedup, rate=rate).items() if v is not None}
-    cfg = s.simulator.model_copy(update=upd)
+    cfg = s.simulator.model_copy(update=given(patients=patients, seed=seed, duplicate_fraction=duplicates,
+                                              late_fraction=late, malformed_fraction=malformed,
+                                              speedup=speedup, rate=rate))
     plan = SimulationPlan(datetime.fromisoformat(start), hours, cfg) if start else SimulationPlan.until_now(hours, cfg)
     ep = resolve(s, ("kafka",))
     send_with_progress(sim(plan), None, s.kafka.topics.observations, ep.kafka("device"),

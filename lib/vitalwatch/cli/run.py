@@ -8,11 +8,9 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from vitalwatch.cli._common import ensure_topics, mongo_init
-from vitalwatch.cli._console import console, settings
+from vitalwatch.cli._common import ensure_topics, mongo_init, table
+from vitalwatch.cli._console import console, print_out, progress, settings
 from vitalwatch.cli.dashboard import start_api, start_dashboard, stop_background
 from vitalwatch.cli.models import champion_unusable, train
 from vitalwatch.cli.patients import register_simulated
@@ -40,8 +38,8 @@ def run(
     from vitalwatch.spark import build_session
 
     s = settings()
-    with console.status("infra up") as st:
-        InfraManager(s).up(progress=lambda m: (st.update(m), console.log(m)))
+    with progress("infra up") as say:
+        InfraManager(s).up(progress=say)
     ep = resolve(s, ("kafka", "mongo", "elasticsearch"))
     ensure_topics(s, ep)
     mongo_init(s)
@@ -69,25 +67,21 @@ def run(
 
 def _run_and_report(s, ep, plan, speedup: float, duration: float, board) -> None:
     """The applications and the simulator (always stopped), then the summary; in a terminal the
-    dashboard stays up until Ctrl-C. Exit 1 when the run failed."""
-    from vitalwatch.localrun import RunFailed, run_apps
+    dashboard stays up until Ctrl-C. Exit 1 when the run failed (``RunFailed``: the CLI's error
+    handler says why) or was interrupted."""
+    from vitalwatch.localrun import run_apps
     from vitalwatch.pipeline import APPS
     from vitalwatch.pipeline.apps import AppProcesses
 
     procs = AppProcesses(s, [*APPS, "notifier"], say=console.log)
     try:
         started = run_apps(s, ep, procs, plan, speedup, duration, console.log)
-    except RunFailed as e:
-        console.print(f"[red]{e}[/red]")
-        started = None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         console.log("stopping")
-        started = None
+        raise typer.Exit(1) from e
     finally:
         with console.status("stopping the applications"):
             procs.stop()
-    if started is None:
-        raise typer.Exit(1)
     show(sample=8)
     gold_summary(s, ep, since=started)
     if board is not None and sys.stdin.isatty():
@@ -101,15 +95,11 @@ def gold_summary(s, ep, since: datetime) -> None:
     from vitalwatch.localrun import count_stores, latency
 
     n = count_stores(s, ep, since=since)
-    out = Console()
-    t = Table("store", "risk scores", "alerts", title=f"gold, this run (since {since:%H:%M:%S} UTC)")
-    for label, key in (("Delta gold/", "delta"), ("MongoDB", "mongo"), ("Elasticsearch", "elasticsearch")):
-        t.add_row(label, str(n[key]["scores"]), str(n[key]["alerts"]))
-    out.print(t)
-    t = Table("level", "alerts", title="alerts by level")
-    for level, count in n["alerts_by_level"].items():
-        t.add_row(level, str(count))
-    out.print(t)
+    print_out(table(f"gold, this run (since {since:%H:%M:%S} UTC)", ("store", "risk scores", "alerts"),
+                    [(label, str(n[key]["scores"]), str(n[key]["alerts"])) for label, key in
+                     (("Delta gold/", "delta"), ("MongoDB", "mongo"), ("Elasticsearch", "elasticsearch"))]))
+    print_out(table("alerts by level", ("level", "alerts"),
+                    [(level, str(count)) for level, count in n["alerts_by_level"].items()]))
     if q := latency(ep, s, since):
         console.log(f"event → alert on {s.kafka.topics.alerts} (reading's Kafka time → alert's Kafka time), "
                     f"{q['n']:.0f} alerts: p50 {q['p50']:.1f}s, p95 {q['p95']:.1f}s, p99 {q['p99']:.1f}s, "

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from vitalwatch.cli._common import admin_db
-from vitalwatch.cli._console import console, fail, settings
+from vitalwatch.cli._common import admin_db, read_password
+from vitalwatch.cli._console import console, fail, print_out, settings
 
 app = typer.Typer(help="Dashboard users (bcrypt-hashed, in MongoDB) and their roles.", no_args_is_help=True)
 
@@ -28,8 +26,7 @@ def users_create(
     from vitalwatch.dashboard import auth
 
     s = settings()
-    pw = sys.stdin.readline().rstrip("\n") if password_stdin else typer.prompt(
-        "password", hide_input=True, confirmation_prompt=True)
+    pw = read_password(password_stdin, confirm=True)
     # an unacceptable name, role or password: auth.AuthError, exit 2 (the CLI's error handler)
     if not auth.create_user(admin_db(s), s, username, pw, role, display_name, replace=reset):
         fail(f"user {username!r} exists (use --reset to replace its password and role)")
@@ -45,7 +42,7 @@ def users_list() -> None:
     for u in auth.list_users(admin_db(settings())):
         t.add_row(u["_id"], u.get("role", ""), u.get("display_name", ""), str(u.get("active", True)),
                   str(u.get("created_time", "")))
-    Console(width=160).print(t)
+    print_out(t, width=160)
 
 
 @app.command("deactivate")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from vitalwatch.config.sources import project_root
 
 ALERT_LEVELS = ("MEDIUM", "HIGH", "CRITICAL")
+_THRESHOLDS = {"CRITICAL": 0.60, "HIGH": 0.40, "MEDIUM": 0.20}  # the source project's, on risk_6h
 
 
 class WebhookConfig(BaseModel):
@@ -117,7 +118,7 @@ class AlertPolicyConfig(BaseModel):
     """One named alert policy (``alerts.profiles``): how a risk becomes a level and a level an event."""
 
     description: str = Field("", description="One line on what the profile is, shown beside its measured trade-off.")
-    thresholds: dict[str, float] = Field({"CRITICAL": 0.60, "HIGH": 0.40, "MEDIUM": 0.20}, description="A model level is entered at a risk at or above its threshold.")
+    thresholds: dict[str, float] = Field(_THRESHOLDS, description="A model level is entered at a risk at or above its threshold.")
     exit_ratio: float = Field(1.0, gt=0, le=1, description="Hysteresis: a model level is held while the risk stays at or above threshold × this.")
     persistence: PersistenceConfig = Field(PersistenceConfig(), description="How many recent readings must reach a level.")
     trend: TrendConfig = Field(TrendConfig(), description="Escalation of a rising risk.")
@@ -136,8 +137,7 @@ class AlertPolicyConfig(BaseModel):
         return self
 
 
-_THRESHOLDS = {"CRITICAL": 0.60, "HIGH": 0.40, "MEDIUM": 0.20}
-# The model card's "Alert policy" section has the measured trade-off of each.
+# docs/alert-policy.md has the measured trade-off of each.
 _PROFILES: dict[str, dict[str, Any]] = {
     "source": {  # the source project's: 0.20/0.40/0.60 on risk_6h, hourly reminders
         "description": "thresholds 0.20/0.40/0.60, every reading counts, reminders every 60 min",
@@ -173,7 +173,7 @@ class AlertsConfig(BaseModel):
 
     schema_version: int = Field(1, description="Version of the alert event's schema on the topic.")
     profile: str = Field("tuned", description="The alert policy in force, one of profiles, for streaming, batch rescoring and the event-level evaluation alike (lib/vitalwatch/alerts/policy.py).")
-    profiles: dict[str, AlertPolicyConfig] = Field(default_factory=_default_profiles, description="Named alert policies: \"source\" (the source project's), \"tuned\" (chosen on validation patients) and \"fewer-reminders\"; the model card's \"Alert policy\" section has the measured trade-off of each.")
+    profiles: dict[str, AlertPolicyConfig] = Field(default_factory=_default_profiles, description="Named alert policies: \"source\" (the source project's), \"tuned\" (chosen on validation patients) and \"fewer-reminders\"; docs/alert-policy.md has the measured trade-off of each.")
     crisis_repeat_minutes: float = Field(60.0, ge=0, description="The safety rule, outside every profile: a crisis reading alerts unless a CRITICAL alert was raised this recently (crisis readings always alert).")
     news2_aggregate_threshold: float = Field(7.0, description="A NEWS2 aggregate at or above this is an alert reason of its own ...")
     news2_aggregate_level: str = Field("HIGH", description="... raising the level to at least this.")

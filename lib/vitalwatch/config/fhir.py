@@ -11,7 +11,7 @@ _EARLIEST_REPRESENTABLE = datetime(1678, 1, 1, tzinfo=UTC)
 
 
 class FhirConfig(BaseModel):
-    """The silver input rules (docs: "Silver rules"): what a message must be to be accepted.
+    """The silver input rules (docs/silver-rules.md): what a message must be to be accepted.
     Which vital signs are accepted, their units and limits, is conf/vitals.yaml."""
 
     accepted_statuses: list[str] = Field(["final", "amended", "corrected", "preliminary"], description="Observation statuses accepted into silver; others are quarantined.")

@@ -55,7 +55,7 @@ class SyntheticConfig(BaseModel):
 
 class EventEvaluationConfig(BaseModel):
     """Event-level evaluation of the whole alert path on validation and test patients
-    (lib/vitalwatch/alerts/evaluation.py; the model card's "Alert policy")."""
+    (lib/vitalwatch/alerts/evaluation.py; results in docs/alert-policy.md)."""
 
     enabled: bool = Field(True, description="Run it after training.")
     window_h: float = Field(6.0, gt=0, description="An onset is a crisis with no crisis this long before; it is warned if an alert event came within this long before it.")

@@ -29,12 +29,8 @@ class StreamingConfig(BaseModel):
     max_files_per_trigger: int = Field(1000, ge=1, description="Delta stream sources (silver, gold): at most this many files per micro-batch.")
     restart_backoff_s: float = Field(5, ge=0, description="A failed stage restarts from its checkpoint after this long, doubled per failure in a row; one good batch resets it, and a stage never stops the application or another stage.")
     restart_backoff_max_s: float = Field(60, gt=0, description="The longest wait between restarts of a failing stage; it is retried forever.")
-    stage_triggers: dict[str, str] = Field(
-        {"gold": "500 milliseconds", "bronze": "15 seconds", "silver": "15 seconds", "gold_lake": "10 seconds",
-         "serve_scores": "15 seconds", "es_scores": "15 seconds", "serve_alerts": "5 seconds", "es_alerts": "5 seconds",
-         "es_vitals": "30 seconds", "model_outcomes": "1 minute"},
-        description="Per stage, its own trigger interval: the alert path (gold) triggers as soon as it can, while the copies people read need not refresh every few seconds, and each batch they skip is CPU the scoring query gets.")
-    scheduler_pools: dict[str, str] = Field({}, description="Per stage, its FAIR scheduler pool (conf/fairscheduler.xml). Empty: each stage's own pool from the stage registry (the scoring query in \"alerts\", whose tasks go first so alerts never queue behind the lake's batches; the rest in \"lake\"). Not empty: the whole map, a stage it does not name runs in \"lake\".")
+    stage_triggers: dict[str, str] = Field({}, description="Per stage, a trigger interval over the stage's own (the stage registry, lib/vitalwatch/pipeline/stages.py: gold 500 ms, bronze and silver 15 s, …): the alert path (gold) triggers as soon as it can, while the copies people read need not refresh every few seconds, and each batch they skip is CPU the scoring query gets.")
+    scheduler_pools: dict[str, str] = Field({}, description="Per stage, its FAIR scheduler pool (conf/fairscheduler.xml). Over each stage's own pool from the stage registry (the scoring query in \"alerts\", whose tasks go first so alerts never queue behind the lake's batches; the rest in \"lake\"): a stage not named keeps its own.")
     record_progress: bool = Field(True, description="Queries' progress is written to MongoDB pipeline_progress, which the dashboard's health page shows.")
 
 
@@ -42,7 +38,7 @@ class GoldConfig(BaseModel):
     """The scoring stream: silver rows → per-patient state → features → champion model →
     alerts and gold tables (lib/vitalwatch/pipeline/gold/)."""
 
-    watermark_delay: str = Field("10 minutes", description="Event-time watermark on silver *arrival* time (docs: \"Late readings\").")
+    watermark_delay: str = Field("10 minutes", description="Event-time watermark on silver *arrival* time (docs/streaming.md, \"Late readings and bad clocks\").")
     state_ttl_hours: float = Field(24, gt=0, description="A patient with no new reading for this long is discharged from the scoring state.")
     late_tolerance_minutes: float = Field(360, ge=0, description="A reading older than the patient's newest by more than this is not scored.")
     mongo_latest_scores: int = Field(50, ge=1, description="risk_scores kept per patient in MongoDB (the lake keeps all).")

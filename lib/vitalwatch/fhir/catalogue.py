@@ -44,6 +44,11 @@ class Catalogue:
     panels: tuple[str, ...]
     bp_pair: BpPair
 
+    @property
+    def bp_names(self) -> tuple[str, str]:
+        """The systolic and diastolic vitals' names: the pair checked for plausibility."""
+        return self.vitals[self.bp_pair.systolic].name, self.vitals[self.bp_pair.diastolic].name
+
 
 def parse_catalogue(text: str) -> Catalogue:
     f = CatalogueFile.model_validate(yaml.safe_load(text))

@@ -35,7 +35,8 @@ select from its output; the steps are in :mod:`~vitalwatch.fhir.message` (the me
 resources), :mod:`~vitalwatch.fhir.resource` (subject, ids, time, codes),
 :mod:`~vitalwatch.fhir.values` (each value) and :mod:`~vitalwatch.fhir.verdict` (verdicts,
 output rows); :mod:`~vitalwatch.fhir.exprs` holds the rules and shared expressions,
-:mod:`~vitalwatch.fhir.reasons` the reasons and table columns (re-exported here).
+:mod:`~vitalwatch.fhir.reasons` the reasons and table columns (re-exported here, with
+:class:`~vitalwatch.fhir.exprs.ParseRules`, for the pipeline and the tests).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from vitalwatch.fhir import message, resource, values, verdict
-from vitalwatch.fhir.exprs import LOINC, ParseRules
+from vitalwatch.fhir.exprs import ParseRules
 from vitalwatch.fhir.reasons import (
     IGNORED,
     QUARANTINE_COLUMNS,
@@ -54,7 +55,7 @@ from vitalwatch.fhir.reasons import (
 )
 
 __all__ = [
-    "IGNORED", "LOINC", "QUARANTINE_COLUMNS", "REASONS", "SILVER_COLUMNS", "TIME_BOUND_REASONS", "ParseRules",
+    "IGNORED", "QUARANTINE_COLUMNS", "REASONS", "SILVER_COLUMNS", "TIME_BOUND_REASONS", "ParseRules",
     "accepted", "alertable", "dedupe_key", "ignored", "parse_observations", "rejected", "untimely",
 ]
 

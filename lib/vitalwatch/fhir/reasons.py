@@ -1,6 +1,6 @@
 """The parser's output vocabulary: every quarantine reason with what it means, and the columns
-of the silver and quarantine tables. Kept apart from the Spark code so the docs generator, the
-dashboard and the tests can read the reasons without building a plan."""
+of the silver and quarantine tables. Kept apart from the Spark code so the docs generator
+(:mod:`vitalwatch.docgen`) reads the reasons without importing PySpark."""
 
 from __future__ import annotations
 

@@ -94,8 +94,7 @@ def value_details(df: DataFrame) -> DataFrame:
 def bp_pair(df: DataFrame, rules: ParseRules) -> DataFrame:
     """The panel's accepted systolic and diastolic, and whether the pair is implausible
     (diastolic not below systolic: both values are then quarantined)."""
-    cat = rules.catalogue
-    sys_name, dia_name = cat.vitals[cat.bp_pair.systolic].name, cat.vitals[cat.bp_pair.diastolic].name
+    sys_name, dia_name = rules.catalogue.bp_names
 
     def ok_value(name: str) -> Column:
         hit = F.filter("enriched", lambda x: (x.getField("vital") == name) & x.getField("reason").isNull())

@@ -73,8 +73,7 @@ def value_array(df: DataFrame, rules: ParseRules) -> DataFrame:
     time), else one empty element; the implausible BP pair marked. The raw message (inside the
     array, as in :func:`~vitalwatch.fhir.message.resource_rows`) goes on the resource's first
     rejected value, else its first value."""
-    cat = rules.catalogue
-    cat_bp = (cat.vitals[cat.bp_pair.systolic].name, cat.vitals[cat.bp_pair.diastolic].name)
+    cat_bp = rules.catalogue.bp_names
     why = F.col("res_reason")
     element = df.schema["enriched"].dataType.elementType
     nothing = F.array(F.struct(*[F.lit(None).cast(f.dataType).alias(f.name) for f in element.fields],

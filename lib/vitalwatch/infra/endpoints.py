@@ -3,6 +3,7 @@ from the state that ``vitalwatch infra up`` wrote."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,18 @@ def resolve(settings: Settings, need: tuple[str, ...] = ("kafka",)) -> Endpoints
     local = bool(kafka) and kafka == ks.get("bootstrap_servers")  # the broker `infra up` started
     return Endpoints(kafka or "", mongo, es, kafka_ca_file=sec.ca_file or (ks.get("ca_file") if local else None),
                      kafka_credentials_dir=ks.get("credentials_dir") if local else None, kafka_security=sec)
+
+
+
+MONGO_ADMIN_URI_ENV = "VITALWATCH_MONGO_ADMIN_URI"
+
+
+def admin_mongo_uri(settings: Settings) -> str:
+    """MongoDB's administrator (to create databases, roles and users): ``$VITALWATCH_MONGO_ADMIN_URI``,
+    else the local server's admin account."""
+    if uri := os.environ.get(MONGO_ADMIN_URI_ENV):
+        return uri
+    return resolve(settings.with_updates(mongo={"uri": None}), ("mongo",)).mongo_uri or ""
 
 
 def _unset(settings: Settings, name: str) -> bool:

@@ -38,11 +38,6 @@ def split_rows(rows: DataFrame, m: ModelsConfig, split: str) -> pd.DataFrame:
     return datasets.assign_split(rows, m.split, m.seed).where(f"split = '{split}'").drop("split").toPandas()
 
 
-def score_split(rows: pd.DataFrame, model: ModelRef, clinical: ClinicalConfig, alerts: AlertsConfig) -> pd.DataFrame:
-    """Every reading scored as the stream scores it (the policy in force decides its alerts)."""
-    return score_batch(rows, model, clinical, alerts)
-
-
 def profile_names(alerts: AlertsConfig, e: EventEvaluationConfig) -> list[str]:
     """The profile in force first, then the others the evaluation compares."""
     chosen = e.profiles or list(alerts.profiles)
@@ -126,7 +121,8 @@ def evaluate_events(rows: DataFrame, model: ModelRef, settings: Settings, out: P
     scored = {}
     for split in ("validation", "test"):
         progress(f"event-level evaluation: scoring the {split} patients through the alert path")
-        scored[split] = score_split(split_rows(rows, settings.models, split), model, settings.clinical, settings.alerts)
+        # every reading scored as the stream scores it (the policy in force decides its alerts)
+        scored[split] = score_batch(split_rows(rows, settings.models, split), model, settings.clinical, settings.alerts)
     metrics: dict[str, float] = {}
     tables = {}
     for split, s in scored.items():

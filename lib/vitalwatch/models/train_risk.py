@@ -126,7 +126,7 @@ def train_risk(spark: SparkSession, settings: Settings, source: Source, progress
     experiment_id = registry.configure(settings)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"crisis-risk-{source.name}") as run:
         _log_params(settings, source, data)
-        boosters, scorer = _train_xgb(settings, data, progress, timings)
+        scorer = _train_xgb(settings, data, progress, timings)
         scores, p_test, p_val = _evaluate_xgb(settings, data, scorer)
         if settings.models.random_forest.enabled:
             _evaluate_rf(settings, data, scores, progress, timings)
@@ -134,8 +134,8 @@ def train_risk(spark: SparkSession, settings: Settings, source: Source, progress
         table = pd.DataFrame(scores.rows)
         _log_table(table)
         mlflow.log_metrics(timings)
-        info, events_md = _log_artifacts_and_model(settings, source, data, boosters, scorer, scores, p_test,
-                                                   table, progress, timings, register)
+        events_md = _log_evaluation(settings, source, data, scorer, scores, p_test, table, progress, timings)
+        info = _log_model(settings, data, scorer, progress, register)
         version, decision, promoted = _register(settings, data, p_val, info, register)
         data.ex.unpersist()
     return TrainReport(run.info.run_id, settings.models.risk_model_name, version, promoted, decision, table,
@@ -174,10 +174,9 @@ def _log_params(settings: Settings, source: Source, data: _Examples) -> None:
     mlflow.log_params({f"n_{k}": v for k, v in data.counts.items()})
 
 
-def _train_xgb(settings: Settings, data: _Examples, progress: Progress,
-               timings: dict[str, float]) -> tuple[dict, RiskScorer]:
+def _train_xgb(settings: Settings, data: _Examples, progress: Progress, timings: dict[str, float]) -> RiskScorer:
     """One booster per horizon on the train split, each calibrated on validation when
-    cross-fitting shows it helps; returns the boosters and the scorer over them."""
+    cross-fitting shows it helps; returns the scorer over them."""
     import mlflow
 
     m, horizons, val_pdf = settings.models, data.horizons, data.val_pdf
@@ -187,7 +186,7 @@ def _train_xgb(settings: Settings, data: _Examples, progress: Progress,
         progress(f"training XGBoost {h} h on {data.counts.get('train_readings', 0)} readings "
                  f"({m.num_workers} workers, {m.device})")
         t = time.perf_counter()
-        model = fit_xgb(settings, data.train, f"label_{h}h")
+        model = fit_xgb(m, data.train, f"label_{h}h")
         xgb_train_s += time.perf_counter() - t
         boosters[h] = model.get_booster()
         raw_val = RiskScorer(horizons, data.names, boosters).raw(data.x_val, h)
@@ -196,7 +195,7 @@ def _train_xgb(settings: Settings, data: _Examples, progress: Progress,
         mlflow.log_params({f"calibrated_{h}h": cal is not None})
         mlflow.log_metrics({f"val_{h}h_ece_raw": raw_ece, f"val_{h}h_ece_crossfit_isotonic": cv_ece})
     timings["xgb_train_s"] = xgb_train_s
-    return boosters, RiskScorer(horizons, data.names, boosters, calibration)
+    return RiskScorer(horizons, data.names, boosters, calibration)
 
 
 def _evaluate_xgb(settings: Settings, data: _Examples, scorer: RiskScorer) -> tuple[_Scores, np.ndarray, np.ndarray]:
@@ -204,6 +203,7 @@ def _evaluate_xgb(settings: Settings, data: _Examples, scorer: RiskScorer) -> tu
     scores so far and the test and validation predictions."""
     import mlflow
 
+    thr, bins = settings.alerts.policy.thresholds, settings.models.ece_bins
     scores = _Scores()
     p_test = scorer.predict(data.x_test)
     p_val = scorer.predict(data.x_val)
@@ -211,7 +211,7 @@ def _evaluate_xgb(settings: Settings, data: _Examples, scorer: RiskScorer) -> tu
     for i, h in enumerate(data.horizons):
         scores.for_plots["XGBoost"][h] = p_test[:, i]
         y = data.test_pdf[f"label_{h}h"].to_numpy()
-        for subset, met in evaluate(y, p_test[:, i], data.test_pdf, settings).items():
+        for subset, met in evaluate(y, p_test[:, i], data.test_pdf, thr, bins).items():
             scores.rows.append({"model": "XGBoost", "horizon_h": h, "subset": subset, **met})
         v = ranking_metrics(data.val_pdf[f"label_{h}h"].to_numpy(), p_val[:, i])
         mlflow.log_metrics({f"val_{h}h_{k}": val for k, val in v.items()})
@@ -221,17 +221,19 @@ def _evaluate_xgb(settings: Settings, data: _Examples, scorer: RiskScorer) -> tu
 def _evaluate_rf(settings: Settings, data: _Examples, scores: _Scores, progress: Progress,
                  timings: dict[str, float]) -> None:
     """The Spark ML Random Forest per horizon, on the same test readings."""
+    thr, bins = settings.alerts.policy.thresholds, settings.models.ece_bins
     test_df = data.ex.where("split = 'test'")
     label = "Random Forest (Spark ML)"
     scores.for_plots[label] = {}
     t = time.perf_counter()
     for h in data.horizons:
         progress(f"training Random Forest {h} h")
-        rf = fit_rf(settings, data.train, test_df, f"label_{h}h")
+        rf = fit_rf(settings.models, data.train, test_df, f"label_{h}h")
         key = ["patient_id", "observation_id"]  # unique per reading, unlike the time (ties)
         p = data.test_pdf[key].merge(rf, on=key, how="left", validate="one_to_one")["p"].to_numpy()
         scores.for_plots[label][h] = p
-        for subset, met in evaluate(data.test_pdf[f"label_{h}h"].to_numpy(), p, data.test_pdf, settings).items():
+        y = data.test_pdf[f"label_{h}h"].to_numpy()
+        for subset, met in evaluate(y, p, data.test_pdf, thr, bins).items():
             scores.rows.append({"model": "Random Forest", "horizon_h": h, "subset": subset, **met})
     timings["rf_train_s"] = time.perf_counter() - t
 
@@ -262,15 +264,13 @@ def _log_table(table: pd.DataFrame) -> None:
                             if k not in ("model", "horizon_h", "subset") and pd.notna(v)})
 
 
-def _log_artifacts_and_model(settings: Settings, source: Source, data: _Examples, boosters: dict,
-                             scorer: RiskScorer, scores: _Scores, p_test: np.ndarray, table: pd.DataFrame,
-                             progress: Progress, timings: dict[str, float], register: bool):
-    """Plots, tables, lineage and (if enabled) the event-level evaluation as run artifacts; the
-    scorer with its drift reference logged as a pyfunc model. Returns (model info, events table)."""
+def _log_evaluation(settings: Settings, source: Source, data: _Examples, scorer: RiskScorer, scores: _Scores,
+                    p_test: np.ndarray, table: pd.DataFrame, progress: Progress, timings: dict[str, float]) -> str:
+    """Plots, the metric tables, lineage and (if enabled) the event-level evaluation as the run's
+    ``evaluation`` artifacts. Returns the event-level tables (Markdown; "" when disabled)."""
     import mlflow
 
     from vitalwatch.models import plots
-    from vitalwatch.models.pyfunc import CrisisRiskPyfunc, requirements, signature
 
     m, clin, horizons, events_md = settings.models, settings.clinical, data.horizons, ""
     y_test = {h: data.test_pdf[f"label_{h}h"].to_numpy() for h in horizons}
@@ -278,6 +278,7 @@ def _log_artifacts_and_model(settings: Settings, source: Source, data: _Examples
         out = Path(tmp)
         plots.curves(y_test, scores.for_plots, out)
         plots.reliability_plot(y_test, {h: p_test[:, i] for i, h in enumerate(horizons)}, m.ece_bins, out)
+        boosters = scorer.boosters
         plots.importance_plot(boosters[clin.alert_horizon_hours if clin.alert_horizon_hours in boosters else horizons[0]],
                               data.names, clin.alert_horizon_hours, out)
         (out / "metrics.md").write_text(markdown_table(table))
@@ -289,14 +290,26 @@ def _log_artifacts_and_model(settings: Settings, source: Source, data: _Examples
             mlflow.log_metrics(events | {"event_eval_s": timings["event_eval_s"]})
             events_md = (out / "events.md").read_text()
         mlflow.log_artifacts(str(out), artifact_path="evaluation")
-        scorer.reference = feature_reference(data.train, data.counts.get("train_readings", 0), settings)
-        scorer_dir = scorer.save(out / "scorer")
+    return events_md
+
+
+def _log_model(settings: Settings, data: _Examples, scorer: RiskScorer, progress: Progress, register: bool):
+    """The scorer with its drift reference logged as a pyfunc model, registered as
+    ``models.risk_model_name`` if ``register``. Returns MLflow's model info."""
+    import mlflow
+
+    from vitalwatch.models.pyfunc import CrisisRiskPyfunc, requirements, signature
+
+    m = settings.models
+    scorer.reference = feature_reference(data.train, data.counts.get("train_readings", 0), m,
+                                         settings.clinical.history_readings)
+    with tempfile.TemporaryDirectory() as tmp:
+        scorer_dir = scorer.save(Path(tmp) / "scorer")
         progress("logging and registering the model")
-        info = mlflow.pyfunc.log_model(
+        return mlflow.pyfunc.log_model(
             name="model", python_model=CrisisRiskPyfunc(), artifacts={"scorer": str(scorer_dir)},
             signature=signature(data.names, scorer.output_names), pip_requirements=requirements(),
-            registered_model_name=settings.models.risk_model_name if register else None)
-    return info, events_md
+            registered_model_name=m.risk_model_name if register else None)
 
 
 def _register(settings: Settings, data: _Examples, p_val: np.ndarray, info, register: bool) -> tuple[str, str, bool]:
@@ -339,6 +352,8 @@ def _selection_value(metric: str, val_pdf: pd.DataFrame, p_val: np.ndarray, hori
 
 def _champion_value(settings: Settings, metric: str, val_pdf: pd.DataFrame, x_val: np.ndarray,
                     horizons: list[int]) -> float | None:
+    """The champion's ``metric`` on the same validation readings: None if there is none (or it
+    predicts other horizons), -inf if its seal is refused (any sealed model is better)."""
     from mlflow.exceptions import MlflowException
 
     from vitalwatch.models.integrity import ModelIntegrityError

@@ -28,10 +28,13 @@ import yaml
 
 from vitalwatch.config import OVERLAY_ENV, Settings
 from vitalwatch.pipeline.health import read_all
+from vitalwatch.pipeline.stages import ALERT_APP, APP_ORDER
 from vitalwatch.pipeline.supervisor import backoff_s
 
 log = logging.getLogger(__name__)
-NICE = {"alerts": 0, "notifier": 0, "lake": 10, "serving": 10}
+# CPU priority per process: the alert path (the alert app, and the notifier that delivers its
+# webhooks) at full priority; every other application of the registry below it.
+NICE = {ALERT_APP: 0, "notifier": 0, **{a: 10 for a in APP_ORDER if a != ALERT_APP}}
 
 
 def app_command(app: str) -> list[str]:
@@ -87,12 +90,12 @@ class AppProcesses:
         c.since = time.monotonic()
         self.say(f"{app}: started (pid {c.proc.pid}{f', nice {nice}' if nice else ''}; log {c.log_file})")
 
-    def start_all(self, first: str = "alerts", first_ready_s: float = 180.0) -> None:
+    def start_all(self, first: str = ALERT_APP, first_ready_s: float = 180.0) -> None:
         """``first`` (the alert app), then — once it reports health, or after ``first_ready_s`` —
         the others."""
         if first in self.children:
             self.start(first)
-            self.wait_for(lambda: self.reported(first), first_ready_s)
+            wait_until(lambda: self.reported(first), first_ready_s)
         for app in self.children:
             if app != first:
                 self.start(app)
@@ -149,14 +152,16 @@ class AppProcesses:
         for c in self.children.values():
             c.proc = None
 
-    @staticmethod
-    def wait_for(cond: Callable[[], bool], timeout_s: float, poll_s: float = 1.0) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            time.sleep(poll_s)
-        return False
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 1.0,
+               failed: Callable[[], bool] = lambda: False) -> bool:
+    """Poll ``condition`` until it holds (True), or until ``failed()`` or the timeout (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if failed() or time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True
 
 
 def _child_setup(nice: int) -> None:

@@ -24,7 +24,7 @@ from vitalwatch.pipeline.bronze import kafka_stream
 from vitalwatch.pipeline.gold import ensure_gold, report_times
 from vitalwatch.pipeline.gold.tables import JSON_TIMESTAMP
 from vitalwatch.pipeline.keys import score_key
-from vitalwatch.pipeline.lake import GOLD_ALERTS, GOLD_SCORES
+from vitalwatch.pipeline.lake import GOLD_ALERTS, GOLD_SCORES, read_table
 from vitalwatch.pipeline.stages import BY_NAME
 from vitalwatch.pipeline.triggers import start_foreach_batch
 
@@ -104,8 +104,7 @@ def insert_new(spark: SparkSession, path: str, table: tuple[str, str], rows: Dat
 def start_gold_lake(spark: SparkSession, settings: Settings, *, available_now: bool = False,
                     endpoints: Endpoints | None = None, query_name: str = QUERY) -> StreamingQuery:
     ensure_gold(spark, settings)
-    schemas = {table: spark.read.format("delta").load(settings.table_path(*table)).schema
-               for table in (GOLD_SCORES, GOLD_ALERTS)}
+    schemas = {table: read_table(spark, settings, table).schema for table in (GOLD_SCORES, GOLD_ALERTS)}
     endpoints = endpoints or resolve(settings, ("kafka",))
     t = settings.kafka.topics
     records = lake_input(kafka_stream(spark, settings, endpoints, f"{t.gold_scores},{t.gold_alerts}"), settings)

@@ -125,3 +125,11 @@ def ensure_lake(spark: SparkSession, settings: Settings) -> None:
 
 def read_table(spark: SparkSession, settings: Settings, table: tuple[str, str]) -> DataFrame:
     return spark.read.format("delta").load(settings.table_path(*table))
+
+
+def stream_table(spark: SparkSession, settings: Settings, table: tuple[str, str]) -> DataFrame:
+    """``table`` as a stream, at most ``streaming.max_files_per_trigger`` files a micro-batch
+    (how every stage that reads the lake reads it)."""
+    return (spark.readStream.format("delta")
+            .option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger)
+            .load(settings.table_path(*table)))

@@ -42,7 +42,14 @@ from vitalwatch.models import drift, monitoring
 from vitalwatch.models.outcomes import TIMED_STATUSES
 from vitalwatch.pipeline.gold import ensure_gold, report_times
 from vitalwatch.pipeline.gold.tables import pandas_safe
-from vitalwatch.pipeline.lake import GOLD_SCORES, MODEL_MONITORING, MODEL_OUTCOMES, ensure_table
+from vitalwatch.pipeline.lake import (
+    GOLD_SCORES,
+    MODEL_MONITORING,
+    MODEL_OUTCOMES,
+    ensure_table,
+    read_table,
+    stream_table,
+)
 from vitalwatch.pipeline.stages import BY_NAME
 from vitalwatch.pipeline.triggers import start_foreach_batch
 
@@ -146,7 +153,7 @@ def write_batch(batch: DataFrame, batch_id: int, settings: Settings, mon: Monito
         gap_days = math.ceil((settings.models.monitoring.gap_hours + max(settings.clinical.horizons_hours)) / 24)
         oldest = touched.agg(F.date_sub(F.to_date(F.min("since")), gap_days)).first()[0]  # a date: no time zone
         if oldest is not None:
-            scores = spark.read.format("delta").load(settings.table_path(*GOLD_SCORES))
+            scores = read_table(spark, settings, GOLD_SCORES)
             rows = known_outcomes(window_rows(scores, touched, oldest, settings), settings).persist()
             dates = sorted(r[0] for r in rows.select("effective_date").distinct().collect())
             if dates:
@@ -209,7 +216,7 @@ def refresh(spark: SparkSession, settings: Settings, mon: Monitor) -> bool:
 
 def _day_outcomes(spark: SparkSession, settings: Settings, day: dt.date) -> pd.DataFrame:
     """A day's known outcomes, only the columns its quality needs."""
-    return (spark.read.format("delta").load(settings.table_path(*MODEL_OUTCOMES))
+    return (read_table(spark, settings, MODEL_OUTCOMES)
             .where(F.col("effective_date") == F.lit(day))
             .select(*monitoring.QUALITY_COLUMNS).toPandas())
 
@@ -218,7 +225,7 @@ def _context(spark: SparkSession, settings: Settings, day: dt.date, window_h: fl
     """The day's readings with their alert events, and the ``window_h`` before it."""
     start = F.to_timestamp(F.lit(day.isoformat()))  # midnight in the session's time zone (UTC), as effective_date
     before = sorted({day - dt.timedelta(days=k) for k in range(math.ceil(window_h / 24) + 1)})
-    scores = spark.read.format("delta").load(settings.table_path(*GOLD_SCORES))
+    scores = read_table(spark, settings, GOLD_SCORES)
     rows = (pandas_safe(scores.where(F.col("effective_date").isin(before)))
             .where(F.col("observation_id").isNotNull() & F.col("effective_time").isNotNull()
                    & (F.col("effective_time") >= start - F.expr(f"INTERVAL {int(window_h * 60)} MINUTES")))
@@ -232,7 +239,7 @@ def _drift_counts(spark: SparkSession, settings: Settings, days: list[dt.date],
     over partitions where the vectors are (they never reach the driver)."""
     if not ref:
         return {}
-    scores = spark.read.format("delta").load(settings.table_path(*GOLD_SCORES))
+    scores = read_table(spark, settings, GOLD_SCORES)
     vectors = scores.where(F.col("effective_date").isin(days) & (F.col("score_status") == "scored")).select(
         "effective_date", "features")
 
@@ -313,9 +320,9 @@ def follow_champion(mon: Monitor, settings: Settings) -> None:
 def pending_days(spark: SparkSession, settings: Settings) -> set[dt.date]:
     """Days with outcomes recorded after their last monitoring row: a stage stopped inside a
     refresh wait must not forget them (its waiting days live only in memory)."""
-    out = (spark.read.format("delta").load(settings.table_path(*MODEL_OUTCOMES))
+    out = (read_table(spark, settings, MODEL_OUTCOMES)
            .groupBy("effective_date").agg(F.max("recorded_time").alias("recorded")))
-    mon = (spark.read.format("delta").load(settings.table_path(*MODEL_MONITORING))
+    mon = (read_table(spark, settings, MODEL_MONITORING)
            .groupBy("day").agg(F.max("computed_time").alias("computed")))
     late = out.join(mon, out["effective_date"] == mon["day"], "left").where(
         F.col("computed").isNull() | (F.col("recorded") > F.col("computed")))
@@ -347,8 +354,6 @@ def start_model_outcomes(spark: SparkSession, settings: Settings, *, available_n
     mon = Monitor(ref, version, force=available_now or settings.models.monitoring.refresh_minutes == 0,
                   dirty=pending_days(spark, settings))
     refresh_due(spark, settings, mon)  # days left waiting by the last run: batches come only with data
-    stream = (spark.readStream.format("delta").option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger)
-              .load(settings.table_path(*GOLD_SCORES)))
-    return start_foreach_batch(stream, settings, query_name=query_name, checkpoint=settings.checkpoint_path(query_name),
-                               available_now=available_now, stage=QUERY,
+    return start_foreach_batch(stream_table(spark, settings, GOLD_SCORES), settings, query_name=query_name,
+                               checkpoint=settings.checkpoint_path(query_name), available_now=available_now, stage=QUERY,
                                write=lambda df, bid, _app: write_batch(df, bid, settings, mon))

@@ -8,18 +8,19 @@ Delta tables), ``model_outcomes`` (the model on delayed outcomes, :mod:`~vitalwa
 :mod:`vitalwatch.pipeline.serving`). Each is described once in :mod:`vitalwatch.pipeline.stages`.
 
 ``available_now`` processes everything available and stops: the batch catch-up mode used by
-tests and backfills. A stage starts once the stages it reads from (:func:`stage_inputs`) have
-finished, and stages that do not depend on each other run at once (bronze beside gold, silver
-beside gold_lake, the serving queries together): most of a small batch is driver-side
-waiting, so the waves overlap well even on two cores. Otherwise all stages run
+tests and backfills. A stage starts once the stages it reads from
+(:func:`~vitalwatch.pipeline.stages.stage_inputs`) have finished, and stages that do not
+depend on each other run at once (bronze beside gold, silver beside gold_lake, the serving
+queries together): most of a small batch is driver-side waiting, so the waves overlap well
+even on two cores. Otherwise all stages run
 concurrently until stopped or a duration passes, the scoring query in its own FAIR pool.
 
 **Failures.** A query that fails (a sink or the broker is down, say) is restarted from its
 checkpoint on its own back-off timer, forever (:mod:`vitalwatch.pipeline.supervisor`); the
 failed micro-batch is replayed, and because every write is idempotent nothing is lost or
 doubled. A failing stage is reported degraded; it never stops the application or another
-stage. Which stages run together is the application's choice (:data:`APPS`): the alert path
-runs alone in its own application."""
+stage. Which stages run together is the application's choice
+(:data:`vitalwatch.pipeline.APPS`): the alert path runs alone in its own application."""
 
 from __future__ import annotations
 
@@ -35,9 +36,6 @@ from vitalwatch.pipeline import STAGES
 from vitalwatch.pipeline.stages import stage, stage_inputs
 from vitalwatch.pipeline.supervisor import StageHealth, Supervisor
 from vitalwatch.pipeline.triggers import in_pool, pool_for
-
-DEFAULT_STAGES = STAGES
-__all__ = ["DEFAULT_STAGES", "run_available_now", "run_continuous", "stage_inputs", "start_stage"]
 
 
 def start_stage(spark: SparkSession, settings: Settings, endpoints: Endpoints, name: str,

@@ -19,41 +19,26 @@ waits for its alert."""
 
 from __future__ import annotations
 
-import time
-
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from vitalwatch.config import Settings
-from vitalwatch.pipeline.gold import ensure_gold, report_times
+from vitalwatch.infra.endpoints import resolve
+from vitalwatch.pipeline.gold import ensure_gold
 from vitalwatch.pipeline.gold.tables import status_rows
+from vitalwatch.pipeline.gold.writer import Steps, report_times
 from vitalwatch.pipeline.lake import (
     GOLD_ALERTS,
     GOLD_SCORES,
     GOLD_STATUS,
     SILVER_VITALS,
     ensure_lake,
+    stream_table,
 )
 from vitalwatch.pipeline.triggers import start_foreach_batch
 from vitalwatch.sinks.dead_letter import ensure_dead_letter
 from vitalwatch.sinks.writers import Sinks
-
-STORE_SINKS = ("mongo", "elasticsearch")
-
-
-def _delta_stream(spark: SparkSession, settings: Settings, table: tuple[str, str]) -> DataFrame:
-    return (spark.readStream.format("delta")
-            .option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger)
-            .load(settings.table_path(*table)))
-
-
-def _sinks(spark: SparkSession, settings: Settings, enabled: list[str] | None = None) -> Sinks:
-    """The stores among ``gold.sinks`` (or exactly ``enabled``). Index templates are installed by
-    ``vitalwatch search init`` (``infra up``), not here: starting a query makes no call that a
-    store being down could fail."""
-    return Sinks.from_settings(spark, settings,
-                               enabled if enabled is not None else [x for x in settings.gold.sinks if x in STORE_SINKS])
 
 
 def merge_status(spark: SparkSession, settings: Settings, status: DataFrame) -> None:
@@ -67,13 +52,7 @@ def merge_status(spark: SparkSession, settings: Settings, status: DataFrame) -> 
 
 def write_scores(batch: DataFrame, batch_id: int, settings: Settings, sinks: Sinks) -> None:
     """``serve_scores``: the status table, then MongoDB's scores and patients' status."""
-    times: dict[str, float] = {}
-    t = [time.perf_counter()]
-
-    def step(name: str) -> None:
-        now = time.perf_counter()
-        times[name], t[0] = now - t[0], now
-
+    step = Steps()
     batch = batch.persist()
     try:
         status = status_rows(batch).persist()
@@ -84,7 +63,7 @@ def write_scores(batch: DataFrame, batch_id: int, settings: Settings, sinks: Sin
         status.unpersist()
     finally:
         batch.unpersist()
-        report_times("serve_scores", batch_id, times)
+        report_times("serve_scores", batch_id, step.times)
 
 
 def _start_copy(spark: SparkSession, settings: Settings, table: tuple[str, str], query_name: str,
@@ -92,7 +71,7 @@ def _start_copy(spark: SparkSession, settings: Settings, table: tuple[str, str],
     """A query copying ``table`` (as a Delta stream) with ``write(batch, batch_id)``; the rows a
     store refuses for good go to ``gold/dead_letter`` (:mod:`vitalwatch.sinks.dead_letter`)."""
     ensure_dead_letter(spark, settings)
-    return start_foreach_batch(_delta_stream(spark, settings, table), settings, query_name=query_name,
+    return start_foreach_batch(stream_table(spark, settings, table), settings, query_name=query_name,
                                checkpoint=settings.checkpoint_path(query_name), available_now=available_now,
                                stage=query_name, write=lambda df, bid, _app: write(df, bid))
 
@@ -100,9 +79,11 @@ def _start_copy(spark: SparkSession, settings: Settings, table: tuple[str, str],
 def _store_copy(spark: SparkSession, settings: Settings, table: tuple[str, str], store: str, query_name: str,
                 available_now: bool, write) -> StreamingQuery:
     """A copy of a gold table into one store: ``write(sinks, batch)``, with only that store's
-    sink (none when ``gold.sinks`` leaves it out)."""
+    sink (none when ``gold.sinks`` leaves it out). Index templates are installed by ``vitalwatch
+    search init`` (``infra up``), not here: starting a query makes no call that a store being
+    down could fail."""
     ensure_gold(spark, settings)
-    sinks = _sinks(spark, settings, [store] if store in settings.gold.sinks else [])
+    sinks = Sinks.from_settings(spark, settings, [store] if store in settings.gold.sinks else [])
     return _start_copy(spark, settings, table, query_name, available_now, lambda df, bid: write(sinks, df, bid))
 
 
@@ -136,7 +117,7 @@ def start_vitals_index(spark: SparkSession, settings: Settings, *, available_now
     from vitalwatch.sinks.search import vitals_documents, write
 
     ensure_lake(spark, settings)
-    nodes = _sinks(spark, settings, ["elasticsearch"]).endpoints.es_nodes or ""
+    nodes = resolve(settings, ("elasticsearch",)).es_nodes or ""
     cap = settings.gold.es_max_document_bytes
     return _start_copy(spark, settings, SILVER_VITALS, query_name, available_now,
                        lambda df, _bid: write(vitals_documents(df), settings, nodes, "vitals", "doc_id", cap))

@@ -38,6 +38,7 @@ from vitalwatch.pipeline.lake import (
     SILVER_QUARANTINE,
     SILVER_VITALS,
     ensure_lake,
+    stream_table,
 )
 from vitalwatch.pipeline.triggers import start_foreach_batch
 
@@ -141,8 +142,7 @@ def order_key() -> F.Column:
 def silver_stream(spark: SparkSession, settings: Settings) -> DataFrame:
     """Bronze as a stream, parsed and marked by first-wins deduplication (what foreachBatch
     receives)."""
-    bronze = (spark.readStream.format("delta").option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger)
-              .load(settings.table_path(*BRONZE)))
+    bronze = stream_table(spark, settings, BRONZE)
     parsed = dedupe_key(parse_observations(bronze, ParseRules.from_settings(settings))).withColumn("dedupe_order", order_key())
     return first_wins(parsed.withWatermark("ingest_time", settings.streaming.dedupe_watermark),
                       "dedupe_key", "dedupe_content", "dedupe_order", "ingest_time")

@@ -1,10 +1,11 @@
 """The stage registry: every streaming stage described once.
 
 Everything that used to list the stages is derived from :data:`REGISTRY`: the dependency order
-(:data:`vitalwatch.pipeline.STAGES`), the applications (:data:`vitalwatch.pipeline.APPS`), the
-runner's start dispatch and available-now ordering (:mod:`vitalwatch.pipeline.runner`), the FAIR
-scheduler pools and trigger intervals (:mod:`vitalwatch.pipeline.triggers`) and the serving job
-(``jobs/serve.py``). Adding a stage means adding one :class:`Stage` here (plus its module).
+(:data:`vitalwatch.pipeline.STAGES`), the applications (:data:`vitalwatch.pipeline.APPS`) and
+their CPU priority (:data:`vitalwatch.pipeline.apps.NICE`), the runner's start dispatch and
+available-now ordering (:mod:`vitalwatch.pipeline.runner`), the FAIR scheduler pools and
+trigger intervals (:mod:`vitalwatch.pipeline.triggers`) and the serving job (``jobs/serve.py``).
+Adding a stage means adding one :class:`Stage` here (plus its module).
 
 This module imports no Spark: the start functions are named, not imported, so the dashboard
 and the API can read the registry without loading PySpark."""
@@ -84,6 +85,7 @@ REGISTRY: tuple[Stage, ...] = (
 BY_NAME = {s.name: s for s in REGISTRY}
 # The applications, the alert app first (``vitalwatch run`` starts it before the others).
 APP_ORDER = ("alerts", "lake", "serving")
+ALERT_APP = APP_ORDER[0]  # runs the alert path: started first, and never at a lower CPU priority
 
 
 def stage(name: str) -> Stage:

@@ -56,12 +56,10 @@ def apply_trigger(writer: DataStreamWriter, settings: Settings, available_now: b
 
 
 def pool_for(settings: Settings, stage: str) -> str:
-    """A stage's FAIR pool. A profile's ``streaming.scheduler_pools``, when not empty, is the
-    whole map (a stage it does not name runs in ``lake``); empty, the stages' own pools."""
-    pools = settings.streaming.scheduler_pools
-    if pools:
-        return pools.get(stage, DEFAULT_POOL)
-    return BY_NAME[stage].pool if stage in BY_NAME else DEFAULT_POOL
+    """A stage's FAIR pool: the profile's (``streaming.scheduler_pools``), else the stage's own,
+    else ``lake``. Per stage, so a profile that moves one stage never moves the alert path."""
+    own = BY_NAME[stage].pool if stage in BY_NAME else DEFAULT_POOL
+    return settings.streaming.scheduler_pools.get(stage, own)
 
 
 @contextmanager

@@ -16,11 +16,11 @@ Delta tables, dropping a key it has already written, so the alert path does no D
 (``gold/patient_status``, MongoDB, Elasticsearch) are filled from the gold tables by their own
 queries (:mod:`vitalwatch.pipeline.serving`), off the alert path too.
 
-**Source** (``gold.source``). ``kafka`` (default): the silver transform
-(:func:`vitalwatch.pipeline.silver.to_silver` on the parsed topic) applied in-stream, so an alert
-waits for no Delta commit of bronze or silver; the silver query records the same rows (and the
-quarantine) in the lake. Duplicates need no watermark here: the engine ignores a repeated
-observation. ``silver``: the ``silver/vital_signs`` table as a stream — for replays and
+**Source** (``gold.source``). ``kafka`` (default): the observations topic parsed in-stream
+(:func:`vitalwatch.fhir.parse.alertable`: the silver values, and those quarantined only for
+their time, in which a crisis still alerts), so an alert waits for no Delta commit of bronze or
+silver; the silver query records the same rows (and the quarantine) in the lake. Duplicates
+need no watermark here: the engine ignores a repeated observation. ``silver``: the ``silver/vital_signs`` table as a stream — for replays and
 backfills from the lake. Either way the rows are the same function of the same messages.
 
 **Exactly-once effect.** The state store and the source offsets advance only when a batch
@@ -48,10 +48,11 @@ Modules: :mod:`~.state` (the stateful step), :mod:`~.model` (champion, shadow or
 :mod:`~.checkpoint` (the state layout guard), :mod:`~.query` (starting the query)."""
 
 from vitalwatch.pipeline.gold.model import load_model
-from vitalwatch.pipeline.gold.query import QUERY, start_gold
+from vitalwatch.pipeline.gold.query import QUERY
 from vitalwatch.pipeline.gold.state import scores_schema
 from vitalwatch.pipeline.gold.tables import ensure_gold, risk_rows
 from vitalwatch.pipeline.gold.writer import report_times
 
-# What many modules and tests use; the rest is imported from its module.
-__all__ = ["QUERY", "ensure_gold", "load_model", "report_times", "risk_rows", "scores_schema", "start_gold"]
+# What other modules and tests import from the package; the rest (start_gold included) is
+# imported from its module.
+__all__ = ["QUERY", "ensure_gold", "load_model", "report_times", "risk_rows", "scores_schema"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from vitalwatch.config import Settings
 from vitalwatch.features.vector import feature_names
-from vitalwatch.scoring.engine import ModelRef
+from vitalwatch.scoring.model_ref import ModelRef
 
 log = logging.getLogger(__name__)
 

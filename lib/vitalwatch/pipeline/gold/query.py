@@ -14,10 +14,10 @@ from vitalwatch.pipeline.gold.model import champion_loadable, load_model_or_rule
 from vitalwatch.pipeline.gold.state import keyed_rows, score_stream
 from vitalwatch.pipeline.gold.tables import ensure_gold
 from vitalwatch.pipeline.gold.writer import write_batch
-from vitalwatch.pipeline.lake import SILVER_VITALS
+from vitalwatch.pipeline.lake import SILVER_VITALS, stream_table
 from vitalwatch.pipeline.stages import BY_NAME
 from vitalwatch.pipeline.triggers import start_foreach_batch
-from vitalwatch.scoring.engine import ModelRef
+from vitalwatch.scoring.model_ref import ModelRef
 
 QUERY = BY_NAME["gold"].query  # the scoring query's name (its checkpoint adds gold.source)
 # mongo: the registry, for routing (cached; never waited on). Webhooks are not here: the notifier
@@ -26,8 +26,8 @@ ALERT_PATH_SINKS = ("kafka", "mongo")
 
 
 def gold_input(spark: SparkSession, settings: Settings, endpoints: Endpoints | None = None) -> DataFrame:
-    """Silver rows as a stream (``gold.source``, see :mod:`vitalwatch.pipeline.gold`): the vitals the features use,
-    with the reading's source times."""
+    """Silver rows as a stream (``gold.source``, see :mod:`vitalwatch.pipeline.gold`): the vitals
+    the features use, with the reading's source times."""
     if settings.gold.source == "kafka":
         from vitalwatch.fhir.parse import ParseRules, alertable, parse_observations
         from vitalwatch.pipeline.bronze import kafka_stream, to_bronze
@@ -37,9 +37,7 @@ def gold_input(spark: SparkSession, settings: Settings, endpoints: Endpoints | N
         silver = alertable(parse_observations(raw, ParseRules.from_settings(settings))).withColumn(
             "silver_time", F.current_timestamp())
     else:
-        silver = (spark.readStream.format("delta")
-                  .option("maxFilesPerTrigger", settings.streaming.max_files_per_trigger)
-                  .load(settings.table_path(*SILVER_VITALS)))
+        silver = stream_table(spark, settings, SILVER_VITALS)
     return keyed_rows(silver, settings)
 
 

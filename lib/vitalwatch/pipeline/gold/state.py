@@ -157,8 +157,8 @@ def state_function(model: ModelRef, settings: Settings):
 def keyed_rows(silver: DataFrame, settings: Settings) -> DataFrame:
     """Silver rows → what the state function reads (:data:`INPUT_COLUMNS`): the vitals the
     features use, their state bucket (``gold.state_buckets``) and the arrival-time watermark
-    (:mod:`vitalwatch.pipeline.gold`). ``untimely``: a value outside the time bounds (quarantined in silver), read
-    only so that a crisis in it still alerts."""
+    (:mod:`vitalwatch.pipeline.gold`). ``untimely``: a value outside the time bounds
+    (quarantined in silver), read only so that a crisis in it still alerts."""
     bucket = F.pmod(F.xxhash64("patient_id"), F.lit(settings.gold.state_buckets)).cast("int")
     flag = F.col("untimely") if "untimely" in silver.columns else F.lit(False)
     version = F.col("version_id") if "version_id" in silver.columns else F.lit(None).cast("string")
@@ -171,7 +171,8 @@ def keyed_rows(silver: DataFrame, settings: Settings) -> DataFrame:
 
 def score_stream(rows: DataFrame, model: ModelRef, settings: Settings) -> DataFrame:
     """Rows → scored readings (the stateful step). Missing vector slots arrive as null (Arrow);
-    :func:`risk_rows` turns them back into NaN, the training vectors' missing value."""
+    :func:`~vitalwatch.pipeline.gold.tables.risk_rows` turns them back into NaN, the training
+    vectors' missing value."""
     scored = rows.groupBy("bucket").applyInPandasWithState(
         state_function(model, settings), engine_schema(settings), STATE_SCHEMA, "append",
         GroupStateTimeout.EventTimeTimeout)

@@ -31,11 +31,6 @@ def risk_rows(batch: DataFrame) -> DataFrame:
             .withColumn("effective_date", F.coalesce(F.to_date("effective_time"), F.to_date("silver_time"))))
 
 
-def readings(risk: DataFrame) -> DataFrame:
-    """``gold/risk_scores`` rows that are readings (not discharge markers)."""
-    return risk.where(F.col("observation_id").isNotNull())
-
-
 # The times pandas can hold (its nanosecond timestamps): an untimely reading's claimed time may
 # lie outside (year 9999); where rows go through pandas on the driver it is then left out.
 PANDAS_TIME_RANGE = ("1677-09-22 00:00:00", "2262-04-11 00:00:00")

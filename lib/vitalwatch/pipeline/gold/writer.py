@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 
 from pyspark.sql import DataFrame
@@ -13,7 +14,6 @@ from vitalwatch.config import Settings
 from vitalwatch.pipeline.gold.tables import alert_rows, lake_records, pandas_safe, risk_rows
 
 log = logging.getLogger(__name__)
-STEP_TIMES: dict[str, float] = {}  # seconds per step of the last batch (profiling, issue 6)
 
 
 def write_batch(batch: DataFrame, batch_id: int, settings: Settings, sinks) -> None:
@@ -22,20 +22,9 @@ def write_batch(batch: DataFrame, batch_id: int, settings: Settings, sinks) -> N
 
     The stateful step runs once: its output is materialised into the cache first, so the
     writes below (several Spark jobs) read the same rows instead of recomputing the state."""
-    import time
-
     from vitalwatch.sinks.events import alert_events
 
-    t = time.perf_counter()
-    times = STEP_TIMES
-    times.clear()
-
-    def step(name: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        times[name] = now - t
-        t = now
-
+    step = Steps()
     batch = batch.persist()
     try:
         n = batch.count()
@@ -55,21 +44,19 @@ def write_batch(batch: DataFrame, batch_id: int, settings: Settings, sinks) -> N
         records = lake_records(risk, alerts if len(raised) else None, settings)
         rest = [*sinks.follow_ups(risk, alerts, bool(len(raised))), ("kafka_lake", lambda: sinks.publish_records(records))]
         try:
-            times.update(run_concurrently(rest))
+            step.times.update(run_concurrently(rest))
         finally:
             alerts.unpersist()
         step("rest")
     finally:
         batch.unpersist()
-        report_times("gold", batch_id, times)
+        report_times("gold", batch_id, step.times)
 
 
 def run_concurrently(tasks: list[tuple[str, Callable[[], None]]]) -> dict[str, float]:
     """Run independent writes at once (most of a small write is driver-side waiting: commit
     protocol, round trips), each on a thread that keeps the caller's scheduler pool; seconds
     each took. The first failure is raised after all have finished."""
-    import time
-
     from pyspark import InheritableThread
 
     took: dict[str, float] = {}
@@ -91,6 +78,19 @@ def run_concurrently(tasks: list[tuple[str, Callable[[], None]]]) -> dict[str, f
     if errors:
         raise errors[0]
     return took
+
+
+class Steps:
+    """Where a batch spends its time: ``step(name)`` records the seconds since the previous
+    step (or since this was made) under ``name`` in :attr:`times`, for :func:`report_times`."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name], self._t = now - self._t, now
 
 
 def report_times(query: str, batch_id: int, times: dict[str, float]) -> None:
