@@ -24,27 +24,9 @@ The figures are for the machine it runs on (printed with them); nothing is asser
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from vitalwatch.bench.suite import MEASUREMENTS
-
-
-def main(
-    only: Annotated[list[str] | None, typer.Option(help=f"run only these: {', '.join(MEASUREMENTS)}")] = None,
-    smoke: Annotated[bool, typer.Option(help="tiny sizes, one timed run: checks that it runs, not speed")] = False,
-    out: Annotated[Path | None, typer.Option(help="JSON to write (default: conf benchmark.out)")] = None,
-    master: Annotated[str, typer.Option(help="Spark master for the Spark engines")] = "local[*]",
-) -> None:
-    from vitalwatch.bench.suite import run_benchmarks
-    from vitalwatch.config import get_settings
-
-    if unknown := set(only or ()) - set(MEASUREMENTS):
-        raise typer.BadParameter(f"unknown measurement(s): {', '.join(sorted(unknown))}")
-    run_benchmarks(get_settings(), only, smoke, out, master)
-
+from vitalwatch.cli.bench import run
 
 if __name__ == "__main__":
-    typer.run(main)
+    typer.run(run)

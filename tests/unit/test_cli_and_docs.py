@@ -15,7 +15,8 @@ COMMANDS = [[], ["infra"], ["infra", "up"], ["infra", "down"], ["infra", "status
             ["models", "show"], ["models", "history"], ["models", "seal"], ["models", "alert-policy"], ["models", "compare"], ["triage"], ["triage", "train"], ["triage", "score"],
             ["mongo"], ["mongo", "init"], ["mongo", "script"], ["patients"], ["patients", "register"],
             ["alerts"], ["alerts", "watch"], ["alerts", "ack"], ["search"], ["search", "init"],
-            ["search", "kibana-import"], ["notify"], ["api"], ["dashboard"]]
+            ["search", "kibana-import"], ["notify"], ["api"], ["dashboard"],
+            ["bench"], ["bench", "run"], ["bench", "parse"], ["bench", "train-export"], ["bench", "train"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "vitalwatch")
@@ -23,6 +24,16 @@ def test_every_command_has_help(cmd: list[str]) -> None:
     res = CliRunner().invoke(app, [*cmd, "--help"])
     assert res.exit_code == 0, res.output
     assert "Usage" in res.output
+
+
+def test_bench_refuses_an_unknown_measurement_before_starting_anything() -> None:
+    """``vitalwatch bench run`` and ``jobs/benchmark.py`` are one command: the same refusal."""
+    from vitalwatch.bench.suite import MEASUREMENTS
+
+    res = CliRunner().invoke(app, ["bench", "run", "--only", "parse", "--only", "nope"])
+    assert res.exit_code == 2 and "unknown measurement(s): nope" in res.output
+    help_text = CliRunner().invoke(app, ["bench", "run", "--help"], terminal_width=200).output
+    assert all(m in help_text for m in MEASUREMENTS)
 
 
 def test_latency_percentiles_and_trigger_intervals() -> None:

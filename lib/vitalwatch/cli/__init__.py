@@ -2,7 +2,7 @@
 
 Every sub-command has ``--help``. One module per command group (``infra``, ``produce``,
 ``pipeline``, ``run``, ``models``, ``triage``, ``mongo``, ``patients``, ``users``, ``alerts``,
-``search``, ``dashboard``); they share one console and one error handler (``_console``).
+``search``, ``dashboard``, ``bench``); they share one console and one error handler (``_console``).
 Commands read the settings through :func:`get_settings` of this module (``_console.settings``)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import typer
 
 from vitalwatch.cli import (
     alerts,
+    bench,
     dashboard,
     infra,
     models,
@@ -52,7 +53,8 @@ for _command in (produce.simulate, produce.replay, pipeline.pipeline, pipeline.n
     app.command()(_command)
 for _name, _group in (("infra", infra.app), ("models", models.app), ("triage", triage.app),
                       ("kafka", mongo.kafka_app), ("mongo", mongo.app), ("patients", patients.app),
-                      ("alerts", alerts.app), ("search", search.app), ("users", users.app)):
+                      ("alerts", alerts.app), ("search", search.app), ("users", users.app),
+                      ("bench", bench.app)):
     app.add_typer(_group, name=_name)
 
 
